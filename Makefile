@@ -1,0 +1,28 @@
+# Two commands on a fresh machine:  make demo   (the main job)   and   make test   (the test suite).
+# Both build .venv first: torch 2.14.1 + torchvision 0.29.1 (pip takes them from local disk here),
+# then this project with its test extras, editable.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml requirements-dev.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	touch $(STAMP)
+
+.PHONY: venv demo test test-slow bench
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/poolport demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/adaptive_ort.py

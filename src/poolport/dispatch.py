@@ -1,0 +1,48 @@
+"""When poolport takes its portable path and when eager code may use the native op.
+
+The portable path (plain pooling, slicing, concatenation) is exactly what gets traced and exported.
+Plain eager execution may call PyTorch's native adaptive op instead: same numbers, no overhead.
+The portable path is taken whenever anything could be recording the graph:
+
+* ``torch.jit.trace`` (also under ``openvino.convert_model`` and pnnx), the TorchScript ONNX exporter;
+* ``torch.export`` / the dynamo ONNX exporter / ``torch.compile`` (Dynamo, strict or not);
+* any tensor that is not a plain ``torch.Tensor`` (FakeTensor, functional tensors, subclasses);
+* inside ``always_portable()`` -- used by ``poolport.patch()`` around tools that run eager code
+  while converting (torch2trt, litert-torch), and by the tests to check the portable path itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import torch
+
+_state = threading.local()
+
+
+def _forced() -> bool:
+    return getattr(_state, "depth", 0) > 0
+
+
+@contextlib.contextmanager
+def always_portable():
+    """Within this block every poolport call takes the portable path, even in plain eager mode."""
+    _state.depth = getattr(_state, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _state.depth -= 1
+
+
+def use_portable(x: torch.Tensor) -> bool:
+    """True unless this is a plain eager call on a plain tensor with nothing recording."""
+    if torch.compiler.is_compiling():  # first: Dynamo folds it to a constant
+        return True
+    return (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or type(x) is not torch.Tensor
+        or torch.onnx.is_in_onnx_export()
+        or _forced()
+    )
