@@ -44,7 +44,7 @@ def apply_plan(x: torch.Tensor, plan: PoolPlan) -> torch.Tensor:
             x = _pool(x, plan.op, kernel, stride)
             continue
         dim = first + p.runs_axis
-        n = x.shape[dim]
+        n = plan.axes[p.runs_axis].n
         pieces = []
         for run in p.runs:
             part = x if run.start == 0 and run.stop == n else x.narrow(dim, run.start, run.stop - run.start)
@@ -53,4 +53,4 @@ def apply_plan(x: torch.Tensor, plan: PoolPlan) -> torch.Tensor:
                 part = _pool(part, plan.op, kernel, stride)
             pieces.extend([part] * run.copies)
         x = torch.cat(pieces, dim) if len(pieces) > 1 else pieces[0]
-    return x.to(dtype)
+    return x if x.dtype == dtype else x.to(dtype)

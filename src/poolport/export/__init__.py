@@ -1,0 +1,1 @@
+"""ONNX export with verification: graph inspection, ONNX Runtime checks, per-site reports."""

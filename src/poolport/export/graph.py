@@ -1,0 +1,38 @@
+"""Reading exported ONNX graphs: which operators they use, and which of those are portable."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+# Operators a poolport pooling site may export to (measured correct on ONNX Runtime, OpenVINO,
+# LiteRT via onnx2tf, ncnn via pnnx and MNN: ../shared/notes/runtimes.md), plus the glue torch adds.
+PORTABLE_POOLING_OPS = frozenset(
+    {
+        "Slice",
+        "AveragePool",
+        "MaxPool",
+        "Concat",
+        "ReduceMean",
+        "ReduceMax",
+        "GlobalAveragePool",
+        "GlobalMaxPool",
+        "Pad",
+        "Mul",
+        "Unsqueeze",
+        "Squeeze",
+        "Cast",
+        "Identity",
+        "Constant",
+    }
+)
+
+# Operators some runtime cannot load or computes wrongly in pooling formulations.
+NON_PORTABLE_OPS = frozenset({"Gather", "GatherND", "GatherElements", "MatMul", "Where", "Resize", "ScatterND"})
+
+
+def op_counts(model) -> Counter:
+    """Operator counts of an ``onnx.ModelProto``, including nodes inside local functions."""
+    counts: Counter = Counter(n.op_type for n in model.graph.node)
+    for f in model.functions:
+        counts.update(n.op_type for n in f.node)
+    return counts

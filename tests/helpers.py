@@ -1,0 +1,41 @@
+"""Shared oracles for the tests: torch's native ops and poolport's numpy reference."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from poolport import reference
+
+NATIVE = {
+    ("avg", 1): F.adaptive_avg_pool1d,
+    ("avg", 2): F.adaptive_avg_pool2d,
+    ("avg", 3): F.adaptive_avg_pool3d,
+    ("max", 1): F.adaptive_max_pool1d,
+    ("max", 2): F.adaptive_max_pool2d,
+    ("max", 3): F.adaptive_max_pool3d,
+}
+
+
+def resolved(in_size, out_size):
+    return tuple(n if o is None else o for n, o in zip(in_size, out_size))
+
+
+def assert_matches_oracles(x: torch.Tensor, y: torch.Tensor, out_size, op: str, rtol: float = 1e-6):
+    """``y`` (poolport) against torch's native op and the float64 numpy reference.
+
+    max: bit-exact. avg: max abs error <= rtol * scale, where scale = max(|x|) (float rounding only:
+    a float32 mean of many cells near zero is off by about eps * |x|, torch's native op as much)."""
+    d = len(out_size)
+    native = NATIVE[op, d](x, out_size)
+    ref = reference.adaptive_pool(x.double().numpy(), resolved(x.shape[-d:], out_size), op)
+    assert y.shape == native.shape == ref.shape, (y.shape, native.shape, ref.shape)
+    assert y.dtype == x.dtype
+    if op == "max":
+        assert torch.equal(y, native)
+        np.testing.assert_array_equal(y.double().numpy(), ref)
+    else:
+        scale = max(float(x.double().abs().max()) if x.numel() else 0.0, 1e-30)
+        err_ref = float(np.abs(y.double().numpy() - ref).max()) / scale
+        err_native = float((y.double() - native.double()).abs().max()) / scale
+        assert err_ref <= rtol, f"relative error {err_ref:.3g} against numpy > {rtol}"
+        assert err_native <= 2 * rtol, f"relative error {err_native:.3g} against torch > {2 * rtol}"
