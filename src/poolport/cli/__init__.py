@@ -1,0 +1,1 @@
+"""The ``poolport`` command line: one file per command."""

@@ -1,0 +1,155 @@
+"""``poolport plan N O``: show PyTorch's adaptive windows, poolport's plan, the ONNX operators it
+emits, and the verdict on the widely copied ``stride = n // o`` formula."""
+
+from __future__ import annotations
+
+import json
+
+from ..errors import PoolportError
+from ..plan import adaptive_windows, copied_formula, plan_pool
+from ..plan.pooling import axis_names, tuple_str
+
+
+def parse_size(text: str, what: str) -> tuple[int, ...]:
+    """``128`` or ``128x128`` (or ``1x3x256x256``) into a tuple of ints."""
+    try:
+        sizes = tuple(int(p) for p in text.lower().replace("*", "x").split("x"))
+    except ValueError:
+        raise PoolportError(f"{what} {text!r} is not a size like 128 or 128x128.") from None
+    if not sizes or any(s <= 0 for s in sizes):
+        raise PoolportError(f"{what} {text!r}: every entry must be >= 1.")
+    return sizes
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="show the windows, the plan and the copied formula's verdict for N -> O",
+        description="Show PyTorch's adaptive windows for N -> O, poolport's plan and the ONNX operators it "
+        "emits, and whether the copied formula stride = N // O, kernel = N - (O-1)*stride is exact.",
+    )
+    p.add_argument("input_size", help="input size: 128, or 128x128 / 16x128x128 for several axes")
+    p.add_argument("output_size", help="output size with as many axes as the input: 14 or 14x14")
+    p.add_argument("--op", choices=["avg", "max"], default="avg", help="pooling op (default avg)")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.add_argument("--plot", metavar="PNG", help="draw the true windows against the copied formula's (needs matplotlib)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random input for the copied formula's error")
+    p.set_defaults(run=run)
+
+
+def formula_error(n: int, o: int, op: str, seed: int) -> float | None:
+    """Max abs error of the copied formula against PyTorch's windows on N(0,1) input (None: undefined)."""
+    import numpy as np
+
+    verdict = copied_formula(n, o)
+    if not verdict.defined:
+        return None
+    x = np.random.default_rng(seed).standard_normal(n)
+    reduce = np.mean if op == "avg" else np.max
+    true = np.array([reduce(x[a:b]) for a, b in adaptive_windows(n, o)])
+    copied = np.array([reduce(x[a:min(b, n)]) for a, b in verdict.windows()])
+    return float(np.abs(true - copied).max())
+
+
+def build(in_size, out_size, op: str, seed: int) -> dict:
+    if len(in_size) != len(out_size):
+        raise PoolportError(
+            f"input size {tuple_str(in_size)} and output size {tuple_str(out_size)} need the same number of axes."
+        )
+    plan = plan_pool(op, in_size, out_size)
+    axes = []
+    for name, n, o in zip(axis_names(len(in_size)), in_size, out_size):
+        verdict = copied_formula(n, o)
+        axes.append(
+            {
+                "axis": name,
+                "n": n,
+                "o": o,
+                "windows": [list(w) for w in adaptive_windows(n, o)],
+                "copied_formula": {
+                    "kernel": verdict.kernel,
+                    "stride": verdict.stride,
+                    "exact": verdict.exact,
+                    "differing_windows": list(verdict.differing),
+                    "verdict": verdict.verdict(),
+                    "max_abs_error_on_random_input": formula_error(n, o, op, seed),
+                },
+            }
+        )
+    return {"plan": plan, "axes": axes}
+
+
+def render(result: dict) -> str:
+    plan = result["plan"]
+    lines = [str(plan), ""]
+    for a in result["axes"]:
+        w = a["windows"]
+        shown = " ".join(f"[{s},{e})" for s, e in w[:16]) + (" ..." if len(w) > 16 else "")
+        lines.append(f"axis {a['axis']} windows ({a['n']} -> {a['o']}): {shown}")
+        cf = a["copied_formula"]
+        err = cf["max_abs_error_on_random_input"]
+        tail = "" if cf["exact"] or err is None else f"; max abs error {err:.3g} on N(0,1) input"
+        lines.append(f"  copied formula stride = n // o: {cf['verdict']}{tail}")
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PoolportError("--plot needs matplotlib: pip install 'poolport[plot]'.") from None
+    axes = result["axes"]
+    fig, subplots = plt.subplots(len(axes), 1, figsize=(10, 1.2 + 0.32 * max(a["o"] for a in axes) * len(axes)), squeeze=False)
+    for ax, a in zip(subplots[:, 0], axes):
+        cf = a["copied_formula"]
+        bad = set(cf["differing_windows"])
+        labelled = set()
+
+        def label(text):
+            if text in labelled:
+                return None
+            labelled.add(text)
+            return text
+
+        for i, (s, e) in enumerate(a["windows"]):
+            ax.barh(i + 0.2, e - s, left=s, height=0.35, color="#2b6cb0", label=label("PyTorch window"))
+            if cf["stride"]:
+                wrong = i in bad
+                ax.barh(
+                    i - 0.2, cf["kernel"], left=i * cf["stride"], height=0.35,
+                    color="#c53030" if wrong else "#a0aec0",
+                    label=label("copied formula, wrong window" if wrong else "copied formula, same window"),
+                )
+        ax.set_xlim(0, a["n"])
+        ax.set_ylim(a["o"] - 0.4, -0.6)
+        ax.set_xlabel(f"input index along {a['axis']} (n = {a['n']})")
+        ax.set_ylabel("output cell")
+        if cf["stride"] is None:
+            state = "undefined (output larger than input)"
+        else:
+            wrong = f"wrong in {len(bad)} of {a['o']} windows" if bad else "exact"
+            state = f"kernel {cf['kernel']} stride {cf['stride']}: {wrong}"
+        ax.set_title(f"axis {a['axis']}: {a['n']} -> {a['o']}; copied formula {state}", fontsize=9)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(args) -> int:
+    in_size = parse_size(args.input_size, "input size")
+    out_size = parse_size(args.output_size, "output size")
+    result = build(in_size, out_size, args.op, args.seed)
+    if args.plot:
+        plot(result, args.plot)
+    if args.json:
+        out = {"plan": result["plan"].to_dict(), "axes": result["axes"]}
+        print(json.dumps(out, indent=2))
+    else:
+        print(render(result))
+        if args.plot:
+            print(f"\nwindows drawn to {args.plot}")
+    return 0
