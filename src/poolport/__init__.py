@@ -17,6 +17,11 @@ _LAZY = {
     "nn": ("poolport.nn", None),
     "plan": ("poolport.plan", None),
     "always_portable": ("poolport.dispatch", "always_portable"),
+    "make_portable": ("poolport.portable", "make_portable"),
+    "patch": ("poolport.intercept", "patch"),
+    "export_onnx": ("poolport.export.onnx_export", "export_onnx"),
+    "Report": ("poolport.export.report", "Report"),
+    "verify_sites": ("poolport.verify", "verify_sites"),
 }
 
 __all__ = ["PoolportError", "__version__", *_LAZY]

@@ -35,14 +35,13 @@ def always_portable():
         _state.depth -= 1
 
 
-def use_portable(x: torch.Tensor) -> bool:
-    """True unless this is a plain eager call on a plain tensor with nothing recording."""
+def graph_is_recorded() -> bool:
+    """True while something may be recording the graph (or ``always_portable()`` is active)."""
     if torch.compiler.is_compiling():  # first: Dynamo folds it to a constant
         return True
-    return (
-        torch.jit.is_tracing()
-        or torch.jit.is_scripting()
-        or type(x) is not torch.Tensor
-        or torch.onnx.is_in_onnx_export()
-        or _forced()
-    )
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or _forced()
+
+
+def use_portable(x: torch.Tensor) -> bool:
+    """True unless this is a plain eager call on a plain tensor with nothing recording."""
+    return graph_is_recorded() or type(x) is not torch.Tensor

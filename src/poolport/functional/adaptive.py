@@ -16,6 +16,7 @@ from ..backend.torch_ops import apply_plan
 from ..dispatch import use_portable
 from ..errors import PoolportError
 from ..plan import plan_pool
+from ..sites import active_recorder
 from ..plan.pooling import tuple_str
 
 _NATIVE = {
@@ -96,8 +97,11 @@ def _sizes(x, output_size, op: str, d: int, where: str) -> tuple[tuple[int, ...]
     return in_size, resolve_output_size(in_size, output_size, d, where)
 
 
-def adaptive_pool(x: torch.Tensor, output_size, op: str, d: int, *, portable: bool | None = None) -> torch.Tensor:
-    """Adaptive ``op`` pooling over the last ``d`` axes. ``portable=None`` decides by context."""
+def adaptive_pool(
+    x: torch.Tensor, output_size, op: str, d: int, *, portable: bool | None = None, site: str | None = None
+) -> torch.Tensor:
+    """Adaptive ``op`` pooling over the last ``d`` axes. ``portable=None`` decides by context;
+    ``site`` names the call in verification reports (a module path)."""
     where = _name(op, d)
     if portable is None:
         portable = use_portable(x)
@@ -113,11 +117,17 @@ def adaptive_pool(x: torch.Tensor, output_size, op: str, d: int, *, portable: bo
         return _NATIVE[op, d](x, out_size)
     plan = plan_pool(op, in_size, out_size)
     if x.dim() == d + 1:  # unbatched: (C, *spatial)
-        return apply_plan(x.unsqueeze(0), plan).squeeze(0)
-    out = apply_plan(x, plan)
-    layout = _CHANNELS_LAST.get(x.dim())
-    if layout is not None and not x.is_contiguous() and x.is_contiguous(memory_format=layout):
-        out = out.contiguous(memory_format=layout)  # keep the layout, as the native op does
+        out = apply_plan(x.unsqueeze(0), plan).squeeze(0)
+    else:
+        out = apply_plan(x, plan)
+        layout = _CHANNELS_LAST.get(x.dim())
+        if layout is not None and not x.is_contiguous() and x.is_contiguous(memory_format=layout):
+            out = out.contiguous(memory_format=layout)  # keep the layout, as the native op does
+    recorder = None if torch.compiler.is_compiling() else active_recorder()
+    if recorder is not None and type(x) is torch.Tensor and not torch.jit.is_tracing():
+        with torch._C.DisableTorchFunction():  # the native op itself, not an intercepted one
+            native = _NATIVE[op, d](x, out_size)
+        recorder.record(site, _name(op, d), x, out_size, plan, out, native)
     return out
 
 

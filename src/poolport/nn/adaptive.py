@@ -9,22 +9,27 @@ from torch import nn
 from ..functional.adaptive import adaptive_pool, no_indices_error
 
 
-class AdaptiveAvgPool1d(nn.AdaptiveAvgPool1d):
+class _Site:
+    # the module's path in its model, set by poolport.make_portable; names the site in reports
+    _poolport_site: str | None = None
+
+
+class AdaptiveAvgPool1d(_Site, nn.AdaptiveAvgPool1d):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return adaptive_pool(input, self.output_size, "avg", 1)
+        return adaptive_pool(input, self.output_size, "avg", 1, site=self._poolport_site)
 
 
-class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
+class AdaptiveAvgPool2d(_Site, nn.AdaptiveAvgPool2d):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return adaptive_pool(input, self.output_size, "avg", 2)
+        return adaptive_pool(input, self.output_size, "avg", 2, site=self._poolport_site)
 
 
-class AdaptiveAvgPool3d(nn.AdaptiveAvgPool3d):
+class AdaptiveAvgPool3d(_Site, nn.AdaptiveAvgPool3d):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return adaptive_pool(input, self.output_size, "avg", 3)
+        return adaptive_pool(input, self.output_size, "avg", 3, site=self._poolport_site)
 
 
-class _PortableMaxMixin:
+class _PortableMaxMixin(_Site):
     _d: int
 
     def __init__(self, output_size, return_indices: bool = False) -> None:
@@ -33,7 +38,7 @@ class _PortableMaxMixin:
         super().__init__(output_size, return_indices)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return adaptive_pool(input, self.output_size, "max", self._d)
+        return adaptive_pool(input, self.output_size, "max", self._d, site=self._poolport_site)
 
 
 class AdaptiveMaxPool1d(_PortableMaxMixin, nn.AdaptiveMaxPool1d):

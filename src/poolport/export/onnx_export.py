@@ -1,0 +1,313 @@
+"""``export_onnx``: make portable, export with torch.onnx, check, verify in ONNX Runtime, report.
+
+The output file is written only after every check passed, atomically (a temporary file in the same
+folder, then a rename), and an existing file is replaced only with ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..errors import PoolportError
+from ..portable import make_portable
+from ..verify import as_args, run_recorded, site_problems
+from .graph import op_counts
+from .report import Check, Report
+
+EXPORTERS = ("dynamo", "torchscript")
+DEFAULT_OPSET = {"dynamo": 18, "torchscript": 17}
+MAX_PROTO_BYTES = 2**31 - 1
+
+
+def _lazy_onnx():
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as e:
+        raise PoolportError(
+            f"ONNX export needs onnx and onnxruntime ({e.name} is missing): pip install 'poolport[onnx]'."
+        ) from None
+    return onnx, onnxruntime
+
+
+def flatten_outputs(out) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in flatten_outputs(o)]
+    if isinstance(out, dict):
+        return [t for o in out.values() for t in flatten_outputs(o)]
+    if out is None:
+        return []
+    raise PoolportError(f"cannot verify a model output of type {type(out).__name__}; return tensors.")
+
+
+def random_like(args: tuple, seed: int) -> tuple:
+    """Fresh inputs with the shapes and dtypes of ``args`` (integers stay within the examples' range)."""
+    g = torch.Generator().manual_seed(seed)
+    fresh = []
+    for a in args:
+        if not isinstance(a, torch.Tensor):
+            fresh.append(a)
+        elif a.dtype.is_floating_point:
+            fresh.append(torch.randn(a.shape, generator=g, dtype=torch.float32).to(a.dtype))
+        elif a.dtype == torch.bool:
+            fresh.append(torch.rand(a.shape, generator=g) > 0.5)
+        else:
+            lo, hi = (int(a.min()), int(a.max())) if a.numel() else (0, 1)
+            fresh.append(torch.randint(lo, hi + 1, a.shape, generator=g, dtype=a.dtype))
+    return tuple(fresh)
+
+
+def minimal_ir_version(opset: int) -> int:
+    """The oldest ONNX IR version that carries ``opset``: what the most runtimes load."""
+    import onnx
+
+    return min(ir for _release, ir, ai_onnx, *_ in onnx.helper.VERSION_TABLE if ai_onnx >= opset)
+
+
+def normalise_ir(proto) -> None:
+    """Lower the IR version to the oldest that carries the model's opset, if the model allows it."""
+    import onnx
+
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None:
+        return
+    target = minimal_ir_version(opset)
+    if proto.ir_version <= target:
+        return
+    original = proto.ir_version
+    proto.ir_version = target
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError:
+        proto.ir_version = original
+
+
+@contextlib.contextmanager
+def _quiet():
+    """torch.onnx prints progress and warnings of its own; keep them for error messages only."""
+    buf = io.StringIO()
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(buf):
+            warnings.simplefilter("ignore")
+            yield buf
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+
+
+def torch_export_to_proto(model, args, exporter: str, opset: int, input_names=None, output_names=None):
+    """Run torch.onnx.export into a temporary folder and load the result (external data inlined)."""
+    onnx, _ = _lazy_onnx()
+    with tempfile.TemporaryDirectory(prefix="poolport-") as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        try:
+            with _quiet():
+                torch.onnx.export(
+                    model,
+                    args,
+                    path,
+                    dynamo=exporter == "dynamo",
+                    opset_version=opset,
+                    input_names=input_names,
+                    output_names=output_names,
+                )
+        except PoolportError:
+            raise
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise PoolportError(
+                f"torch.onnx.export ({exporter} exporter) failed on a part of the model poolport does not "
+                f"rewrite: {type(e).__name__}: {first[:400]}. Try --exporter "
+                f"{'torchscript' if exporter == 'dynamo' else 'dynamo'}."
+            ) from e
+        return onnx.load(path)
+
+
+def compare(reference: list[torch.Tensor], got: list, rtol: float, inputs: str, runtime: str) -> Check:
+    import numpy as np
+
+    if len(reference) != len(got):
+        return Check(inputs, runtime, float("inf"), float("inf"), False)
+    max_abs, scale = 0.0, 0.0
+    for r, g in zip(reference, got):
+        r = r.detach().double().numpy()
+        g = np.asarray(g, dtype=np.float64)
+        if r.shape != g.shape:
+            return Check(inputs, runtime, float("inf"), float("inf"), False)
+        if r.size:
+            max_abs = max(max_abs, float(np.abs(r - g).max()))
+            scale = max(scale, float(np.abs(r).max()))
+    rel = max_abs / scale if scale > 0 else max_abs
+    return Check(inputs, runtime, max_abs, rel, bool(rel <= rtol))
+
+
+def verify_in_onnxruntime(proto, model, args: tuple, random_checks: int, rtol: float) -> list[Check]:
+    _, ort = _lazy_onnx()
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    checks = []
+    sets = [("example inputs", args)] + [(f"random inputs #{i + 1}", random_like(args, i)) for i in range(random_checks)]
+    for label, inputs in sets:
+        tensors = [a for a in inputs if isinstance(a, torch.Tensor)]
+        if len(tensors) != len(names):
+            raise PoolportError(
+                f"the exported model takes {len(names)} inputs ({', '.join(names)}) but {len(tensors)} "
+                f"tensors were given; pass every model input as a tensor."
+            )
+        with torch.no_grad():
+            reference = flatten_outputs(model(*inputs))
+        got = sess.run(None, {n: t.detach().cpu().numpy() for n, t in zip(names, tensors)})
+        checks.append(compare(reference, got, rtol, label, "onnxruntime"))
+    return checks
+
+
+def write_atomically(proto, path: Path, overwrite: bool) -> None:
+    import onnx
+
+    if proto.ByteSize() > MAX_PROTO_BYTES:
+        raise PoolportError(f"{path}: the model is over 2 GB; external-data output is not supported yet.")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        onnx.save(proto, str(tmp))
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # atomic, and fails if `path` appeared meanwhile
+            except FileExistsError:
+                raise PoolportError(f"{path} already exists; pass overwrite=True (--force) to replace it.") from None
+            except OSError:
+                if path.exists():
+                    raise PoolportError(f"{path} already exists; pass overwrite=True (--force) to replace it.") from None
+                os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def check_destination(f, overwrite: bool) -> Path:
+    path = Path(f)
+    if path.is_dir():
+        raise PoolportError(f"{path} is a folder; give a file name such as {path / 'model.onnx'}.")
+    if path.exists() and not overwrite:
+        raise PoolportError(f"{path} already exists; pass overwrite=True (--force) to replace it.")
+    if not path.parent.exists():
+        raise PoolportError(f"folder {path.parent} does not exist.")
+    return path
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    args,
+    f,
+    *,
+    exporter: str = "dynamo",
+    opset: int | None = None,
+    input_names: list[str] | None = None,
+    output_names: list[str] | None = None,
+    verify: bool = True,
+    report=None,
+    overwrite: bool = False,
+    target: str | None = None,
+    random_checks: int = 2,
+    rtol: float = 1e-4,
+    name: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Report:
+    """Export ``model`` to ONNX at ``f`` with every adaptive pooling site made exact and portable.
+
+    Verifies each pooling site in PyTorch, checks the graph with onnx.checker, runs it in ONNX
+    Runtime on ``args`` and on ``random_checks`` fresh random inputs of the same shapes, compares with
+    the PyTorch model (max abs error <= ``rtol`` x the output scale) and returns a Report. ``report``
+    is an optional path for the report as JSON. ``target`` ("ncnn", "openvino", ... or "all")
+    additionally legalizes pooling attributes that target computes wrongly (``poolport.legalize``).
+    Raises PoolportError if anything fails; ``f`` is then left as it was.
+    """
+    say = progress or (lambda msg: None)
+    t_start = time.perf_counter()
+    if exporter not in EXPORTERS:
+        raise PoolportError(f"exporter must be one of {EXPORTERS}, got {exporter!r}.")
+    if not isinstance(model, torch.nn.Module):
+        raise PoolportError(f"export_onnx: expected a torch.nn.Module, got {type(model).__name__}.")
+    onnx, _ = _lazy_onnx()
+    args = as_args(args)
+    path = check_destination(f, overwrite)
+    if report is not None:
+        check_destination(report, overwrite)
+    opset = opset or DEFAULT_OPSET[exporter]
+    out = Report(
+        model=name or type(model).__name__,
+        output=None,
+        exporter=exporter,
+        opset=opset,
+        input_shapes=[list(a.shape) for a in args if isinstance(a, torch.Tensor)],
+        tolerance=rtol,
+    )
+
+    portable = make_portable(model).eval()
+    say("checking every pooling site in PyTorch")
+    t = time.perf_counter()
+    _, out.sites = run_recorded(portable, args)
+    problems = site_problems(out.sites)
+    if problems:
+        raise PoolportError("pooling sites failed verification:\n  " + "\n  ".join(problems))
+    out.verify_seconds += time.perf_counter() - t
+
+    say(f"exporting with the {exporter} exporter (opset {opset})")
+    t = time.perf_counter()
+    proto = torch_export_to_proto(portable, args, exporter, opset, input_names, output_names)
+    out.export_seconds = time.perf_counter() - t
+    if target is not None:
+        from ..legalize import legalize
+
+        say(f"legalizing pooling attributes for {target}")
+        proto, changes = legalize(proto, target=target, return_changes=True)
+        out.legalized = [str(c) for c in changes]
+    normalise_ir(proto)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as e:
+        raise PoolportError(f"the exported model fails onnx.checker: {str(e).splitlines()[0]}") from e
+    out.ir_version = proto.ir_version
+    out.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
+    out.onnx_ops = dict(op_counts(proto))
+
+    if verify:
+        say(f"verifying in ONNX Runtime ({1 + random_checks} input sets)")
+        t = time.perf_counter()
+        out.checks = verify_in_onnxruntime(proto, portable, args, random_checks, rtol)
+        out.verify_seconds += time.perf_counter() - t
+        failed = [c for c in out.checks if not c.passed]
+        if failed:
+            out.total_seconds = time.perf_counter() - t_start
+            detail = "; ".join(f"{c.inputs}: max abs {c.max_abs_error:.3g}, relative {c.max_rel_error:.3g}" for c in failed)
+            raise PoolportError(
+                f"verification failed, nothing written to {path}: ONNX Runtime differs from PyTorch beyond "
+                f"{rtol:g} x the output scale ({detail}).\n{out.table()}"
+            )
+
+    write_atomically(proto, path, overwrite)
+    out.output = str(path)
+    out.total_seconds = time.perf_counter() - t_start
+    if report is not None:
+        Path(report).write_text(out.to_json() + "\n")
+    say(f"wrote {path}")
+    return out

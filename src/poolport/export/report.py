@@ -1,0 +1,107 @@
+"""What a conversion did, per pooling site, and the errors it measured. Renders as a terminal table
+and as JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from ..sites import Site
+from .table import format_table
+
+
+@dataclass
+class Check:
+    """One comparison of the exported model (in a runtime) against the original PyTorch model."""
+
+    inputs: str  # "example inputs" | "random inputs #1" ...
+    runtime: str
+    max_abs_error: float
+    max_rel_error: float  # relative to max |reference output|
+    passed: bool
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Report:
+    model: str
+    output: str | None
+    exporter: str
+    opset: int | None = None
+    ir_version: int | None = None
+    input_shapes: list[list[int]] = field(default_factory=list)
+    sites: list[Site] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    onnx_ops: dict[str, int] = field(default_factory=dict)
+    legalized: list[str] = field(default_factory=list)
+    export_seconds: float = 0.0
+    verify_seconds: float = 0.0
+    total_seconds: float = 0.0
+    tolerance: float = 1e-4
+
+    @property
+    def max_abs_error(self) -> float:
+        return max((c.max_abs_error for c in self.checks), default=0.0)
+
+    @property
+    def max_rel_error(self) -> float:
+        return max((c.max_rel_error for c in self.checks), default=0.0)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "output": self.output,
+            "exporter": self.exporter,
+            "opset": self.opset,
+            "ir_version": self.ir_version,
+            "input_shapes": self.input_shapes,
+            "passed": self.passed,
+            "max_abs_error": self.max_abs_error,
+            "max_rel_error": self.max_rel_error,
+            "tolerance": self.tolerance,
+            "sites": [s.to_dict() for s in self.sites],
+            "checks": [c.to_dict() for c in self.checks],
+            "onnx_ops": dict(sorted(self.onnx_ops.items())),
+            "legalized": list(self.legalized),
+            "export_seconds": round(self.export_seconds, 3),
+            "verify_seconds": round(self.verify_seconds, 3),
+            "total_seconds": round(self.total_seconds, 3),
+        }
+
+    def to_json(self, indent: int = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def table(self) -> str:
+        head = (
+            f"{self.model} -> {self.output or '(not written)'}  [{self.exporter} exporter, opset {self.opset}, "
+            f"IR {self.ir_version}]"
+        )
+        if self.sites:
+            sites = format_table(
+                ["pooling site", "op", "input", "output", "plan", "ONNX ops", "max abs err"],
+                [s.row() for s in self.sites],
+            )
+        else:
+            sites = "no adaptive pooling sites"
+        checks = format_table(
+            ["verified on", "runtime", "max abs err", "rel err", "ok"],
+            [[c.inputs, c.runtime, f"{c.max_abs_error:.2e}", f"{c.max_rel_error:.2e}", "yes" if c.passed else "NO"]
+             for c in self.checks],
+        ) if self.checks else "not verified (verify=False)"
+        lines = [head, "", sites, "", checks]
+        if self.legalized:
+            lines += ["", "legalized: " + "; ".join(self.legalized)]
+        lines += [
+            "",
+            f"export {self.export_seconds:.2f}s, verification {self.verify_seconds:.2f}s, total {self.total_seconds:.2f}s; "
+            f"model max abs error {self.max_abs_error:.2e} (relative {self.max_rel_error:.2e}, tolerance {self.tolerance:g})",
+        ]
+        return "\n".join(lines)
+
+    __str__ = table

@@ -1,0 +1,84 @@
+"""Route every adaptive pooling call made through torch's functional entry points to poolport.
+
+``PortableFunctionMode`` is a ``TorchFunctionMode`` that catches ``torch.nn.functional.adaptive_*``,
+``torch.adaptive_avg_pool1d``, ``torch.adaptive_max_pool1d`` and ``torch._C._nn.adaptive_*`` wherever
+they are called from (module forwards, functional calls inside ``forward``) and answers them with
+poolport's implementation. Calls that ask for argmax indices keep the native indices (they are not
+portable; see ``poolport.functional.adaptive.no_indices_error``) but their values come from poolport.
+
+``patch()`` enters the mode and ``always_portable()`` around any other tool: ``torch.jit.trace``,
+``torch.export.export`` (strict or not), ``openvino.convert_model``, pnnx, torch2trt, litert-torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from .dispatch import always_portable
+from .functional.adaptive import adaptive_pool
+
+# func -> (op, d, returns (values, indices))
+_TABLE: dict = {}
+
+
+def _register(func, op: str, d: int, pair: bool) -> None:
+    if func is not None:
+        _TABLE[func] = (op, d, pair)
+
+
+for _d in (1, 2, 3):
+    _register(getattr(F, f"adaptive_avg_pool{_d}d", None), "avg", _d, False)
+    _register(getattr(F, f"_adaptive_max_pool{_d}d", None), "max", _d, False)
+    _register(getattr(F, f"adaptive_max_pool{_d}d_with_indices", None), "max", _d, True)
+for _d in (2, 3):
+    _register(getattr(torch._C._nn, f"adaptive_avg_pool{_d}d", None), "avg", _d, False)
+    _register(getattr(torch._C._nn, f"adaptive_max_pool{_d}d", None), "max", _d, True)
+_register(torch.adaptive_avg_pool1d, "avg", 1, False)  # also F.adaptive_avg_pool1d
+_register(torch.adaptive_max_pool1d, "max", 1, True)
+
+
+def intercepted_functions() -> list:
+    """The torch callables this mode answers (for documentation and tests)."""
+    return list(_TABLE)
+
+
+def _output_size(args, kwargs):
+    if len(args) > 1:
+        return args[1]
+    if "output_size" in kwargs:
+        return kwargs["output_size"]
+    raise TypeError("adaptive pooling called without output_size")
+
+
+class PortableFunctionMode(TorchFunctionMode):
+    """Answer torch's adaptive pooling functions with poolport's (portable when recording)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        entry = _TABLE.get(func)
+        if entry is None:
+            return func(*args, **kwargs)
+        op, d, pair = entry
+        x = args[0] if args else kwargs["input"]
+        values = adaptive_pool(x, _output_size(args, kwargs), op, d)
+        if not pair:
+            return values
+        _, indices = func(*args, **kwargs)  # native indices: not portable, only there if asked for
+        return values, indices
+
+
+@contextlib.contextmanager
+def patch():
+    """Inside this block every adaptive pooling call anywhere takes poolport's portable path.
+
+    Use it around tools that trace or convert a model themselves::
+
+        with poolport.patch():
+            ov_model = openvino.convert_model(model, example_input=x)
+    """
+    with always_portable(), PortableFunctionMode():
+        yield

@@ -1,0 +1,104 @@
+"""``make_portable``: a copy of any model whose adaptive pooling is poolport's, at no eager cost.
+
+Two mechanisms, both on the copy only (the original is never touched):
+
+* modules whose class is exactly one of torch's ``nn.Adaptive{Avg,Max}Pool{1,2,3}d`` become the
+  poolport class of the same name (same state and repr) and remember their path for reports;
+* the root module gets a forward pre-hook/post-hook pair that, whenever something records the graph
+  (tracing, export, compile, a verification pass, ``always_portable()``), runs the forward inside
+  ``PortableFunctionMode``: functional calls inside any ``forward`` (torchvision DenseNet, timm heads,
+  subclasses of the pooling modules) are answered by poolport too. Plain eager calls skip it.
+
+Strict ``torch.export`` (Dynamo) does not run Python hooks' torch-function modes: module sites are
+still converted there, functional ones need ``with poolport.patch():`` around the export.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+
+import torch
+from torch import nn
+
+from . import nn as pnn
+from .dispatch import graph_is_recorded
+from .errors import PoolportError
+from .intercept import PortableFunctionMode
+from .sites import active_recorder
+
+SWAP = {
+    nn.AdaptiveAvgPool1d: pnn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d: pnn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d: pnn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d: pnn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d: pnn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d: pnn.AdaptiveMaxPool3d,
+}
+
+_hooks = threading.local()
+
+
+def _routing_needed(args) -> bool:
+    if torch.compiler.is_dynamo_compiling():
+        return False  # Dynamo ignores modes entered here; module swaps still apply
+    if active_recorder() is not None:
+        return True
+    if graph_is_recorded():
+        return True
+    return any(isinstance(a, torch.Tensor) and type(a) is not torch.Tensor for a in args)
+
+
+def _enter(module, args):
+    stack = _hooks.__dict__.setdefault("stack", [])
+    mode = PortableFunctionMode() if _routing_needed(args) else None
+    if mode is not None:
+        mode.__enter__()
+    stack.append(mode)
+
+
+def _exit(module, args, output):
+    mode = _hooks.stack.pop()
+    if mode is not None:
+        mode.__exit__(None, None, None)
+
+
+def is_portable(model: nn.Module) -> bool:
+    return bool(getattr(model, "_poolport_portable", False))
+
+
+def convert_modules(model: nn.Module) -> list[str]:
+    """Swap torch's adaptive pooling modules for poolport's, in place; returns the converted paths."""
+    converted = []
+    for name, module in model.named_modules():
+        cls = SWAP.get(type(module))
+        if cls is None or getattr(module, "return_indices", False):
+            continue  # subclasses and return_indices=True stay; the function mode covers their calls
+        module.__class__ = cls
+        module._poolport_site = name or "<root>"
+        converted.append(name)
+    return converted
+
+
+def make_portable(model: nn.Module, example_inputs=None) -> nn.Module:
+    """Return a copy of ``model`` whose adaptive pooling traces and exports to portable operators.
+
+    With ``example_inputs`` (a tensor or a tuple of them), the copy is also run once in a
+    verification pass; ``poolport.verify_sites(copy, example_inputs)`` gives the per-site report.
+    """
+    if not isinstance(model, nn.Module):
+        raise PoolportError(
+            f"make_portable: expected a torch.nn.Module, got {type(model).__name__}; for a TorchScript "
+            f"or torch.export file use `poolport convert`."
+        )
+    portable = copy.deepcopy(model)
+    if not is_portable(portable):
+        convert_modules(portable)
+        portable.register_forward_pre_hook(_enter)
+        portable.register_forward_hook(_exit, always_call=True)
+        portable._poolport_portable = True
+    if example_inputs is not None:
+        from .verify import verify_sites
+
+        verify_sites(portable, example_inputs)
+    return portable

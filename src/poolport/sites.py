@@ -1,0 +1,121 @@
+"""Pooling sites: where a model pools, what the plan is, and the error the rewrite measured there.
+
+During a verification pass (``recording()``), every poolport adaptive call computes both its portable
+result and PyTorch's native result and records the difference under the site's name: the module path
+(``features.avgpool``) or, for functional calls, the enclosing module and the call site
+(``<root> F.adaptive_avg_pool2d @ densenet.py:217``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+
+import torch
+
+from .plan import PoolPlan
+from .plan.pooling import tuple_str
+
+_state = threading.local()
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
+
+
+@dataclass
+class Site:
+    where: str
+    op: str  # e.g. "adaptive_avg_pool2d"
+    input_shape: tuple[int, ...]
+    output_size: tuple[int, ...]
+    plan: PoolPlan
+    calls: int = 0
+    max_abs_error: float = 0.0
+    max_rel_error: float = 0.0  # relative to max |input| (the scale float rounding scales with)
+
+    @property
+    def onnx_ops(self) -> str:
+        return self.plan.describe_ops()
+
+    def to_dict(self) -> dict:
+        return {
+            "where": self.where,
+            "op": self.op,
+            "input_shape": list(self.input_shape),
+            "output_size": list(self.output_size),
+            "plan": self.plan.summary(),
+            "plan_kind": self.plan.kind,
+            "onnx_ops": dict(sorted(self.plan.onnx_ops().items())),
+            "calls": self.calls,
+            "max_abs_error": self.max_abs_error,
+            "max_rel_error": self.max_rel_error,
+        }
+
+    def row(self) -> list[str]:
+        return [
+            self.where,
+            self.op,
+            tuple_str(self.input_shape),
+            tuple_str(self.output_size),
+            self.plan.summary(),
+            self.onnx_ops,
+            f"{self.max_abs_error:.1e}",
+        ]
+
+
+@dataclass
+class SiteRecorder:
+    module_names: dict[int, str] = field(default_factory=dict)  # id(module) -> qualified name
+    sites: dict[tuple, Site] = field(default_factory=dict)
+
+    def record(self, where: str | None, op: str, x: torch.Tensor, out_size, plan: PoolPlan,
+               portable: torch.Tensor, native: torch.Tensor) -> None:
+        where = where or self.call_site()
+        key = (where, op, tuple(x.shape), tuple(out_size))
+        site = self.sites.get(key)
+        if site is None:
+            site = self.sites[key] = Site(where, op, tuple(x.shape), tuple(out_size), plan)
+        site.calls += 1
+        diff = (portable.double() - native.double()).abs()
+        if diff.numel():
+            scale = max(x.double().abs().max().item(), 1e-30)
+            site.max_abs_error = max(site.max_abs_error, diff.max().item())
+            site.max_rel_error = max(site.max_rel_error, diff.max().item() / scale)
+
+    def call_site(self) -> str:
+        """Enclosing module (by name) and the first frame outside torch and poolport."""
+        module, caller = None, None
+        frame = sys._getframe(1)
+        while frame is not None and (module is None or caller is None):
+            filename = os.path.abspath(frame.f_code.co_filename)
+            if module is None:
+                owner = frame.f_locals.get("self")
+                if owner is not None and id(owner) in self.module_names:
+                    module = self.module_names[id(owner)] or "<root>"
+            if caller is None and not filename.startswith((_PKG_DIR, _TORCH_DIR)):
+                caller = f"{os.path.basename(filename)}:{frame.f_lineno}"
+            frame = frame.f_back
+        return f"{module or '<root>'} @ {caller or '?'}"
+
+    def ordered(self) -> list[Site]:
+        return list(self.sites.values())
+
+
+def active_recorder() -> SiteRecorder | None:
+    return getattr(_state, "recorder", None)
+
+
+@contextlib.contextmanager
+def recording(model: torch.nn.Module | None = None):
+    """Record every poolport pooling site executed inside the block (eager only)."""
+    rec = SiteRecorder()
+    if model is not None:
+        rec.module_names = {id(m): name for name, m in model.named_modules()}
+    previous = active_recorder()
+    _state.recorder = rec
+    try:
+        yield rec
+    finally:
+        _state.recorder = previous

@@ -1,0 +1,51 @@
+"""Verification passes in PyTorch: every pooling site, portable path against the native op."""
+
+from __future__ import annotations
+
+import torch
+
+from .dispatch import always_portable
+from .errors import PoolportError
+from .sites import Site, recording
+
+# per-site bound on |portable - native| / max|input|: max pooling must be bit-exact
+SITE_RTOL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 2e-2}
+
+
+def as_args(example_inputs) -> tuple:
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,)
+    if isinstance(example_inputs, list):
+        return tuple(example_inputs)
+    if isinstance(example_inputs, tuple):
+        return example_inputs
+    raise PoolportError(
+        f"example inputs must be a tensor or a tuple of tensors, got {type(example_inputs).__name__}."
+    )
+
+
+def run_recorded(model: torch.nn.Module, args: tuple) -> tuple[object, list[Site]]:
+    """Run ``model`` once, portable path forced, recording every pooling site."""
+    with torch.no_grad(), recording(model) as rec, always_portable():
+        out = model(*args)
+    return out, rec.ordered()
+
+
+def site_problems(sites: list[Site], dtype_of=None) -> list[str]:
+    problems = []
+    for s in sites:
+        if s.op.startswith("adaptive_max") and s.max_abs_error != 0:
+            problems.append(f"{s.where}: {s.op} differs from torch by {s.max_abs_error:.3g} (must be bit-exact)")
+        elif s.max_rel_error > SITE_RTOL[torch.float32]:
+            problems.append(f"{s.where}: {s.op} relative error {s.max_rel_error:.3g} > {SITE_RTOL[torch.float32]}")
+    return problems
+
+
+def verify_sites(model: torch.nn.Module, example_inputs) -> list[Site]:
+    """Run a portable ``model`` once and check every pooling site against torch's native op."""
+    _, sites = run_recorded(model, as_args(example_inputs))
+    problems = site_problems(sites)
+    if problems:
+        raise PoolportError("pooling sites failed verification:\n  " + "\n  ".join(problems))
+    model._poolport_sites = sites
+    return sites
