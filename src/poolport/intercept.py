@@ -21,18 +21,20 @@ from torch.overrides import TorchFunctionMode
 from .dispatch import always_portable
 from .functional.adaptive import adaptive_pool
 
-# func -> (op, d, returns (values, indices))
+# func -> (op, d, returns (values, indices): True, False, or None = as its return_indices argument says)
 _TABLE: dict = {}
 
 
-def _register(func, op: str, d: int, pair: bool) -> None:
+def _register(func, op: str, d: int, pair: bool | None) -> None:
     if func is not None:
         _TABLE[func] = (op, d, pair)
 
 
 for _d in (1, 2, 3):
     _register(getattr(F, f"adaptive_avg_pool{_d}d", None), "avg", _d, False)
-    _register(getattr(F, f"_adaptive_max_pool{_d}d", None), "max", _d, False)
+    # F.adaptive_max_poolNd is a boolean_dispatch wrapper; its halves report the wrapper itself
+    _register(getattr(F, f"adaptive_max_pool{_d}d", None), "max", _d, None)
+    _register(getattr(F, f"_adaptive_max_pool{_d}d", None), "max", _d, None)
     _register(getattr(F, f"adaptive_max_pool{_d}d_with_indices", None), "max", _d, True)
 for _d in (2, 3):
     _register(getattr(torch._C._nn, f"adaptive_avg_pool{_d}d", None), "avg", _d, False)
@@ -63,6 +65,8 @@ class PortableFunctionMode(TorchFunctionMode):
         if entry is None:
             return func(*args, **kwargs)
         op, d, pair = entry
+        if pair is None:
+            pair = bool(kwargs.get("return_indices", args[2] if len(args) > 2 else False))
         x = args[0] if args else kwargs["input"]
         values = adaptive_pool(x, _output_size(args, kwargs), op, d)
         if not pair:
