@@ -19,7 +19,10 @@ from pathlib import Path
 import torch
 
 from ..errors import PoolportError
+from ..backend.onnx_symbolic import portable_symbolics
 from ..portable import make_portable
+from ..sites import Site
+from ..torchscript import is_scripted
 from ..verify import as_args, run_recorded, site_problems
 from .graph import op_counts
 from .report import Check, Report
@@ -114,7 +117,7 @@ def _quiet():
 def torch_export_to_proto(model, args, exporter: str, opset: int, input_names=None, output_names=None):
     """Run torch.onnx.export into a temporary folder and load the result (external data inlined)."""
     onnx, _ = _lazy_onnx()
-    with tempfile.TemporaryDirectory(prefix="poolport-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="poolport-") as tmp, torch.no_grad():
         path = os.path.join(tmp, "model.onnx")
         try:
             with _quiet():
@@ -262,18 +265,32 @@ def export_onnx(
         tolerance=rtol,
     )
 
-    portable = make_portable(model).eval()
-    say("checking every pooling site in PyTorch")
-    t = time.perf_counter()
-    _, out.sites = run_recorded(portable, args)
-    problems = site_problems(out.sites)
-    if problems:
-        raise PoolportError("pooling sites failed verification:\n  " + "\n  ".join(problems))
-    out.verify_seconds += time.perf_counter() - t
+    scripted = is_scripted(model)
+    if scripted:
+        if exporter != "torchscript":
+            raise PoolportError(
+                "a TorchScript model exports with the torchscript exporter only: pass exporter='torchscript' "
+                "(--exporter torchscript)."
+            )
+        portable = model.eval()
+    else:
+        portable = make_portable(model).eval()
+        say("checking every pooling site in PyTorch")
+        t = time.perf_counter()
+        _, out.sites = run_recorded(portable, args)
+        problems = site_problems(out.sites)
+        if problems:
+            raise PoolportError("pooling sites failed verification:\n  " + "\n  ".join(problems))
+        out.verify_seconds += time.perf_counter() - t
 
     say(f"exporting with the {exporter} exporter (opset {opset})")
     t = time.perf_counter()
-    proto = torch_export_to_proto(portable, args, exporter, opset, input_names, output_names)
+    with portable_symbolics(opset) if scripted else contextlib.nullcontext([]) as emitted:
+        proto = torch_export_to_proto(portable, args, exporter, opset, input_names, output_names)
+    out.sites += [
+        Site(f"{name} #{i + 1}", name, shape, size, plan, measured=False)
+        for i, (name, shape, size, plan) in enumerate(emitted)
+    ]
     out.export_seconds = time.perf_counter() - t
     if target is not None:
         from ..legalize import legalize

@@ -1,0 +1,136 @@
+"""Load the MODEL argument of ``poolport convert``: a Python factory, a torch.export archive (.pt2)
+or a TorchScript file. Never unpickles arbitrary objects unless explicitly allowed."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import PoolportError
+
+
+@dataclass
+class Loaded:
+    model: torch.nn.Module
+    kind: str  # "factory" | "torch.export" | "torchscript" | "pickle"
+    name: str
+    example_inputs: tuple | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_kwargs(text: str | None) -> dict:
+    if not text:
+        return {}
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PoolportError(f"--kwargs is not valid JSON ({e.msg} at column {e.colno}): {text!r}") from None
+    if not isinstance(kwargs, dict):
+        raise PoolportError(f"--kwargs must be a JSON object such as '{{\"num_classes\": 10}}', got {text!r}.")
+    return kwargs
+
+
+def load_factory(spec: str, kwargs: dict) -> Loaded:
+    """``package.module:callable`` or ``path/to/file.py:callable``."""
+    target, _, attr = spec.rpartition(":")
+    if not target or not attr:
+        raise PoolportError(f"{spec!r} is not a factory like torchvision.models:vgg11 or models.py:build.")
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise PoolportError(f"{path} does not exist.")
+        mspec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(mspec)
+        mspec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as e:
+            raise PoolportError(f"cannot import {target!r} for {spec!r}: {e}") from None
+    factory = module
+    for part in attr.split("."):
+        if not hasattr(factory, part):
+            raise PoolportError(f"{target!r} has no attribute {attr!r}.")
+        factory = getattr(factory, part)
+    if isinstance(factory, torch.nn.Module):
+        model = factory
+    elif callable(factory):
+        try:
+            model = factory(**kwargs)
+        except TypeError as e:
+            raise PoolportError(f"{spec}(**{kwargs}) failed: {e}") from None
+    else:
+        raise PoolportError(f"{spec!r} is neither a callable nor an nn.Module.")
+    if not isinstance(model, torch.nn.Module):
+        raise PoolportError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module.")
+    return Loaded(model.eval(), "factory", attr.split(".")[-1])
+
+
+def load_export_archive(path: Path) -> Loaded:
+    from .rewrite.fx_adaptive import rewrite_adaptive
+
+    try:
+        ep = torch.export.load(str(path))
+    except Exception as e:
+        raise PoolportError(f"{path} is not a loadable torch.export archive: {type(e).__name__}: {e}") from None
+    gm = ep.module()
+    changes = rewrite_adaptive(gm)
+    example = None
+    if getattr(ep, "example_inputs", None):
+        args, _kwargs = ep.example_inputs
+        example = tuple(args)
+    return Loaded(gm, "torch.export", path.stem, example, [str(c) for c in changes])
+
+
+def is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    return any(n.endswith("/code/__torch__.py") or "/code/" in n for n in names) and any(
+        n.endswith("constants.pkl") for n in names
+    )
+
+
+def load_model(spec: str, kwargs: dict | None = None, allow_pickle: bool = False) -> Loaded:
+    path = Path(spec)
+    if path.suffix == ".pt2":
+        if not path.is_file():
+            raise PoolportError(f"{path} does not exist.")
+        return load_export_archive(path)
+    if path.suffix in (".pt", ".pth", ".ts", ".torchscript", ".zip") or (path.is_file() and ":" not in spec):
+        if not path.is_file():
+            raise PoolportError(f"{path} does not exist.")
+        if is_torchscript(path):
+            from .torchscript import load_torchscript
+
+            return load_torchscript(path)
+        return load_pickle(path, allow_pickle)
+    return load_factory(spec, kwargs or {})
+
+
+def load_pickle(path: Path, allow_pickle: bool) -> Loaded:
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=not allow_pickle)
+    except Exception as e:
+        if allow_pickle:
+            raise PoolportError(f"{path}: torch.load failed: {type(e).__name__}: {e}") from None
+        raise PoolportError(
+            f"{path} is a pickled object that a weights-only load refuses ({type(e).__name__}). Unpickling "
+            f"runs arbitrary code: if you trust the file, pass --trust-pickle; otherwise export it as a "
+            f"factory (package.module:callable), a torch.export archive (.pt2) or TorchScript."
+        ) from None
+    if isinstance(obj, torch.nn.Module):
+        return Loaded(obj.eval(), "pickle", path.stem)
+    if isinstance(obj, dict):
+        raise PoolportError(
+            f"{path} holds a state_dict (weights without the architecture); give the factory that builds "
+            f"the model instead, e.g. torchvision.models:resnet18."
+        )
+    raise PoolportError(f"{path} holds a {type(obj).__name__}, not a model.")
