@@ -21,6 +21,7 @@ from .plan.pooling import tuple_str
 
 _state = threading.local()
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_DEMO_DIR = os.path.join(_PKG_DIR, "demo") + os.sep  # poolport's own example models are user code
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 
 
@@ -95,7 +96,8 @@ class SiteRecorder:
                 owner = frame.f_locals.get("self")
                 if owner is not None and id(owner) in self.module_names:
                     module = self.module_names[id(owner)] or "<root>"
-            if caller is None and not filename.startswith((_PKG_DIR, _TORCH_DIR)):
+            internal = filename.startswith((_PKG_DIR, _TORCH_DIR)) and not filename.startswith(_DEMO_DIR)
+            if caller is None and not internal:
                 caller = f"{os.path.basename(filename)}:{frame.f_lineno}"
             frame = frame.f_back
         return f"{module or '<root>'} @ {caller or '?'}"

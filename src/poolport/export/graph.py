@@ -27,7 +27,7 @@ PORTABLE_POOLING_OPS = frozenset(
 )
 
 # Operators some runtime cannot load or computes wrongly in pooling formulations.
-NON_PORTABLE_OPS = frozenset({"Gather", "GatherND", "GatherElements", "MatMul", "Where", "Resize", "ScatterND"})
+NON_PORTABLE_OPS = frozenset({"Gather", "GatherND", "GatherElements", "MatMul", "Where", "ScatterND"})
 
 
 def op_counts(model) -> Counter:

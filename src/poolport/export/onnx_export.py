@@ -10,6 +10,7 @@ import contextlib
 import io
 import logging
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -98,17 +99,30 @@ def normalise_ir(proto) -> None:
 
 
 @contextlib.contextmanager
-def _quiet():
-    """torch.onnx prints progress and warnings of its own; keep them for error messages only."""
+def quiet():
+    """torch.onnx prints progress, warnings and (from C++, straight to the file descriptors) whole IR
+    graphs of its own; keep them off the terminal. Yields a buffer with what Python printed."""
     buf = io.StringIO()
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+    saved = []
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(buf):
-            warnings.simplefilter("ignore")
-            yield buf
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        with tempfile.TemporaryFile() as sink:
+            for fd in (1, 2):
+                saved.append((fd, os.dup(fd)))
+                os.dup2(sink.fileno(), fd)
+            try:
+                with warnings.catch_warnings(), contextlib.redirect_stdout(buf):
+                    warnings.simplefilter("ignore")
+                    yield buf
+            finally:
+                for fd, copy in saved:
+                    os.dup2(copy, fd)
+                    os.close(copy)
     finally:
         for lg, lv in zip(loggers, levels):
             lg.setLevel(lv)
@@ -120,7 +134,7 @@ def torch_export_to_proto(model, args, exporter: str, opset: int, input_names=No
     with tempfile.TemporaryDirectory(prefix="poolport-") as tmp, torch.no_grad():
         path = os.path.join(tmp, "model.onnx")
         try:
-            with _quiet():
+            with quiet():
                 torch.onnx.export(
                     model,
                     args,

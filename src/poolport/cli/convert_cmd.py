@@ -1,0 +1,99 @@
+"""``poolport convert MODEL --input 1x3x256x256 -o out.onnx``: export any PyTorch model to ONNX with
+exact, portable adaptive pooling, verified in ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import PoolportError
+from .plan_cmd import parse_size
+from .progress import Progress
+
+DTYPES = {"float32": "float32", "float": "float32", "float16": "float16", "half": "float16",
+          "bfloat16": "bfloat16", "float64": "float64", "int64": "int64", "long": "int64", "int32": "int32",
+          "bool": "bool"}
+
+
+def parse_input(text: str):
+    """``1x3x256x256`` or ``1x128:int64``: a random example tensor of that shape and dtype."""
+    import torch
+
+    shape_text, _, dtype_text = text.partition(":")
+    shape = parse_size(shape_text, "--input")
+    dtype_name = DTYPES.get(dtype_text or "float32")
+    if dtype_name is None:
+        raise PoolportError(f"--input {text!r}: unknown dtype {dtype_text!r}; one of {sorted(DTYPES)}.")
+    dtype = getattr(torch, dtype_name)
+    g = torch.Generator().manual_seed(0)
+    if dtype.is_floating_point:
+        return torch.randn(shape, generator=g).to(dtype)
+    if dtype == torch.bool:
+        return torch.rand(shape, generator=g) > 0.5
+    return torch.randint(0, 2, shape, generator=g, dtype=dtype)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="export a PyTorch model to ONNX with exact portable pooling, verified",
+        description="Export MODEL to ONNX with every adaptive pooling site made exact and portable, check it "
+        "with onnx.checker, verify it in ONNX Runtime against PyTorch and print a per-site report. MODEL is a "
+        "factory (package.module:callable or file.py:callable), a torch.export archive (.pt2) or a "
+        "TorchScript file.",
+    )
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--input", action="append", metavar="SHAPE[:DTYPE]",
+                   help="example input shape, e.g. 1x3x256x256 (repeat for several inputs; :int64 etc. for dtype)")
+    p.add_argument("-o", "--output", required=True, help="the ONNX file to write")
+    p.add_argument("--exporter", choices=["dynamo", "torchscript"], default=None,
+                   help="torch.onnx exporter (default dynamo; torchscript for TorchScript files)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18 dynamo, 17 torchscript)")
+    p.add_argument("--report", metavar="JSON", help="also write the report as JSON")
+    p.add_argument("--force", action="store_true", help="replace existing output/report files")
+    p.add_argument("--kwargs", metavar="JSON", help="keyword arguments for a factory, e.g. '{\"num_classes\": 10}'")
+    p.add_argument("--target", choices=["all", "onnxruntime", "openvino", "tflite", "ncnn", "mnn"], default=None,
+                   help="also legalize pooling attributes this runtime computes wrongly")
+    p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime verification (not recommended)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow loading a pickled nn.Module (runs arbitrary code from the file)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..export.onnx_export import check_destination, export_onnx
+    from ..loaders import load_model, parse_kwargs
+    from ..torchscript import is_scripted
+
+    out_path = check_destination(args.output, args.force)
+    if args.report:
+        check_destination(args.report, args.force)
+    with Progress(enabled=not args.quiet) as progress:
+        progress(f"loading {args.model}")
+        loaded = load_model(args.model, parse_kwargs(args.kwargs), allow_pickle=args.trust_pickle)
+        if args.input:
+            inputs = tuple(parse_input(s) for s in args.input)
+        elif loaded.example_inputs:
+            inputs = loaded.example_inputs
+        else:
+            raise PoolportError("give the example input shape(s) with --input, e.g. --input 1x3x224x224.")
+        exporter = args.exporter or ("torchscript" if is_scripted(loaded.model) else "dynamo")
+        report = export_onnx(
+            loaded.model,
+            inputs,
+            out_path,
+            exporter=exporter,
+            opset=args.opset,
+            verify=not args.no_verify,
+            report=args.report,
+            overwrite=args.force,
+            target=args.target,
+            name=loaded.name,
+            progress=progress,
+        )
+    for note in loaded.notes:
+        print(f"note: {note}")
+    print(report.table())
+    if args.report:
+        print(f"report written to {Path(args.report)}")
+    return 0

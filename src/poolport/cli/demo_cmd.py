@@ -1,0 +1,91 @@
+"""``poolport demo``: the main job on the embedded models. For each, plain torch.onnx.export is tried
+first (and fails, or yields operators ncnn cannot load), then poolport converts and verifies it."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from ..errors import PoolportError
+from .progress import Progress
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="convert the embedded example models (VGG-style, PSPNet pyramid, adaptive max) and show reports",
+        description="Try plain torch.onnx.export on poolport's embedded example models, then convert each with "
+        "poolport, verify it in ONNX Runtime and print the reports.",
+    )
+    p.add_argument("--out", metavar="DIR", help="where to write the ONNX files (default: a new temporary folder)")
+    p.add_argument("--force", action="store_true", help="replace existing files in --out")
+    p.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo")
+    p.add_argument("--only", action="append", metavar="NAME", help="run only this demo model (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(run=run)
+
+
+KNOWN_FAILURES = [
+    ("not factor of input size", "output size not a factor of input size"),
+    ("No ONNX function found for <OpOverload(op='aten.adaptive_max_pool", "no ONNX function for aten.adaptive_max_pool"),
+    ("No ONNX function found for", "an aten op has no ONNX function"),
+]
+
+
+def try_plain_export(model, x, exporter: str, folder: Path) -> str:
+    """What plain torch.onnx.export does with the unmodified model, in a few words."""
+    import onnx
+    import torch
+
+    from ..export.graph import NON_PORTABLE_OPS, op_counts
+    from ..export.onnx_export import quiet
+
+    path = folder / f"plain-{exporter}.onnx"
+    try:
+        with quiet(), torch.no_grad():
+            torch.onnx.export(model, (x,), str(path), dynamo=exporter == "dynamo")
+    except Exception as e:
+        text = " ".join(str(e).split())
+        reason = next((short for key, short in KNOWN_FAILURES if key in text), text[:80])
+        return f"FAILS ({reason})"
+    ops = op_counts(onnx.load(str(path), load_external_data=False))
+    bad = {k: v for k, v in ops.items() if k in NON_PORTABLE_OPS}
+    if bad:
+        return "exports with " + ", ".join(f"{k} x{v}" for k, v in sorted(bad.items()))
+    return "ok"
+
+
+def run(args) -> int:
+    import torch
+
+    from ..demo.models import DEMOS, build
+    from ..export.onnx_export import export_onnx
+    from ..export.table import format_table
+
+    names = args.only or list(DEMOS)
+    unknown = [n for n in names if n not in DEMOS]
+    if unknown:
+        raise PoolportError(f"unknown demo model(s) {unknown}; choose from {list(DEMOS)}.")
+    out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="poolport-demo-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    summary = []
+    for name in names:
+        model, x = build(name)
+        print(f"\n=== {name}: {DEMOS[name][2]}  (input {'x'.join(map(str, x.shape))})")
+        with tempfile.TemporaryDirectory() as scratch:
+            plain = {e: try_plain_export(model, x, e, Path(scratch)) for e in ("torchscript", "dynamo")}
+        for e, verdict in plain.items():
+            print(f"plain torch.onnx.export, {e} exporter: {verdict}")
+        with Progress(enabled=not args.quiet) as progress:
+            report = export_onnx(
+                model, (x,), out_dir / f"{name}.onnx", exporter=args.exporter, overwrite=args.force,
+                name=name, progress=progress,
+            )
+        print(report.table())
+        summary.append([name, plain["torchscript"], plain["dynamo"], "verified" if report.passed else "FAILED",
+                        f"{report.max_abs_error:.1e}", str(len(report.sites))])
+    print("\n=== summary (Gather/GatherND: ncnn cannot load them; MatMul: LiteRT and OpenVINO's default hint get it wrong)")
+    print(format_table(["model", "plain torchscript", "plain dynamo", "poolport", "max abs err", "sites"], summary))
+    print(f"\nONNX files in {out_dir}")
+    return 0

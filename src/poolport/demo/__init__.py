@@ -1,0 +1,1 @@
+"""Embedded default models for ``poolport demo`` (random weights, no download)."""

@@ -1,0 +1,114 @@
+"""export_onnx: verification, the report, atomic and non-destructive writes."""
+
+import json
+import os
+
+import onnx
+import pytest
+import torch
+from torch import nn
+
+import poolport
+from poolport import PoolportError
+from poolport.demo.models import build
+from poolport.export.graph import NON_PORTABLE_OPS, PORTABLE_POOLING_OPS, op_counts
+
+
+@pytest.fixture(scope="module")
+def psp():
+    return build("pspnet_style")
+
+
+def test_report_per_site_and_model_level(psp, tmp_path):
+    model, x = psp
+    out = tmp_path / "psp.onnx"
+    report = poolport.export_onnx(model, (x,), out, report=tmp_path / "r.json", name="psp")
+    assert out.is_file() and report.passed and report.output == str(out)
+    assert [s.where for s in report.sites] == [f"ppm.stages.{i}.0" for i in range(4)]
+    assert [s.output_size for s in report.sites] == [(1, 1), (2, 2), (3, 3), (6, 6)]
+    assert report.sites[3].plan.kind == "passes" and "Slice x6" in report.sites[3].onnx_ops
+    assert all(s.max_rel_error < 1e-6 for s in report.sites)
+    assert [c.inputs for c in report.checks] == ["example inputs", "random inputs #1", "random inputs #2"]
+    assert report.max_rel_error < 1e-4
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["passed"] and data["sites"][3]["onnx_ops"] == {"AveragePool": 6, "Concat": 2, "Slice": 6}
+    text = report.table()
+    assert "ppm.stages.3.0" in text and "random inputs #2" in text
+    proto = onnx.load(str(out))
+    assert proto.ir_version == 8  # loads in older runtimes (pnnx's ORT accepts <= 13)
+    assert not set(op_counts(proto)) & NON_PORTABLE_OPS
+
+
+def test_torchscript_exporter_too(psp, tmp_path):
+    model, x = psp
+    report = poolport.export_onnx(model, x, tmp_path / "psp.onnx", exporter="torchscript")
+    assert report.passed and report.opset == 17 and len(report.sites) == 4
+
+
+def test_existing_file_is_never_replaced_without_overwrite(psp, tmp_path):
+    model, x = psp
+    out = tmp_path / "psp.onnx"
+    out.write_bytes(b"precious")
+    with pytest.raises(PoolportError, match="already exists.*overwrite=True"):
+        poolport.export_onnx(model, (x,), out)
+    assert out.read_bytes() == b"precious"
+    poolport.export_onnx(model, (x,), out, overwrite=True)
+    assert onnx.load(str(out)).graph.node
+
+
+class Noisy(nn.Module):
+    """Exports fine but computes something else in ONNX Runtime: random noise differs per run."""
+
+    def forward(self, x):
+        return nn.functional.adaptive_avg_pool2d(x, 5) + torch.rand_like(x[..., :5, :5])
+
+
+def test_failed_verification_raises_and_writes_nothing(tmp_path):
+    out = tmp_path / "noisy.onnx"
+    with pytest.raises(PoolportError, match="verification failed, nothing written"):
+        poolport.export_onnx(Noisy(), (torch.randn(1, 2, 9, 9),), out)
+    assert os.listdir(tmp_path) == []  # no half-written file, no temporary left behind
+
+
+def test_original_model_untouched_and_still_in_training_mode(tmp_path):
+    model, x = build("vgg_style")
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    poolport.export_onnx(model, (x,), tmp_path / "v.onnx")
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert type(model.avgpool) is nn.AdaptiveAvgPool2d
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"exporter": "tflite"}, "exporter must be one of"),
+        ({"f": "missing-dir/x.onnx"}, "does not exist"),
+    ],
+)
+def test_bad_arguments(psp, tmp_path, kwargs, match):
+    model, x = psp
+    f = kwargs.pop("f", tmp_path / "a.onnx")
+    with pytest.raises(PoolportError, match=match):
+        poolport.export_onnx(model, (x,), f, **kwargs)
+
+
+def test_bad_example_inputs(psp, tmp_path):
+    model, _ = psp
+    with pytest.raises(PoolportError, match="example inputs must be"):
+        poolport.export_onnx(model, "not a tensor", tmp_path / "a.onnx")
+
+
+def test_pooling_site_errors_name_the_layer(tmp_path):
+    # a too-small input for the pooling layer: the PoolportError names the function and the sizes
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(0))
+    with pytest.raises(PoolportError, match=r"adaptive_avg_pool2d: output size 0x0 for input 7x7"):
+        poolport.export_onnx(model, torch.randn(1, 3, 9, 9), tmp_path / "a.onnx")
+
+
+def test_pooling_sites_emit_only_portable_operators(tmp_path):
+    model, x = build("maxpool_style")
+    report = poolport.export_onnx(model, x, tmp_path / "m.onnx")
+    for site in report.sites:
+        assert set(site.plan.onnx_ops()) <= PORTABLE_POOLING_OPS
