@@ -1,0 +1,258 @@
+"""Sweep real model definitions (random weights, no download) through plain torch.onnx.export and
+poolport, at several input sizes, with both exporters.
+
+For each (model, input size) it records whether plain torch.onnx.export succeeds with each exporter,
+whether poolport's export succeeds and verifies in ONNX Runtime, the pooling sites and their plans,
+and the ONNX node count. Results are appended to a JSON-lines file as they come (a rerun skips pairs
+already done), and `--summarize` writes the markdown table with the totals.
+
+    .venv/bin/python benchmarks/zoo.py --out docs/zoo/results.jsonl                 # sweep (hours)
+    .venv/bin/python benchmarks/zoo.py --out docs/zoo/results.jsonl --summarize docs/zoo.md
+    .venv/bin/python benchmarks/zoo.py --only torchvision --sizes 193 --exporters torchscript
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+SIZES = (193, 224, 256, 299, 320)
+EXPORTERS = ("torchscript", "dynamo")
+
+
+def torchvision_models() -> list[str]:
+    import torchvision
+
+    return [f"torchvision:{n}" for n in sorted(torchvision.models.list_models(module=torchvision.models))]
+
+
+def timm_models(per_family: int = 2) -> list[str]:
+    """A broad, deterministic timm sample: the first ``per_family`` architectures of every module."""
+    import timm
+
+    names = []
+    for family in sorted(timm.list_modules()):
+        names += [f"timm:{n}" for n in sorted(timm.list_models(module=family))[:per_family]]
+    return names
+
+
+def build(spec: str) -> torch.nn.Module:
+    source, name = spec.split(":", 1)
+    torch.manual_seed(0)
+    if source == "torchvision":
+        import torchvision
+
+        kwargs = {"weights": None}
+        if name in ("googlenet", "inception_v3"):
+            kwargs.update(aux_logits=False, init_weights=False)
+        return torchvision.models.get_model(name, **kwargs).eval()
+    import timm
+
+    return timm.create_model(name, pretrained=False).eval()
+
+
+class Timeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def time_limit(seconds: int):
+    def handler(signum, frame):
+        raise Timeout(f"over {seconds}s")
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def short(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    for key in ("not factor of input size", "No ONNX function found for", "Unsupported", "over "):
+        if key in text:
+            i = text.index(key)
+            return f"{type(e).__name__}: {text[max(0, i - 60): i + 100]}"
+    return f"{type(e).__name__}: {text[:200]}"
+
+
+def plain_export(model, x, exporter: str, folder: str) -> dict:
+    import onnx
+
+    from poolport.export.onnx_export import quiet
+
+    path = os.path.join(folder, f"plain-{exporter}.onnx")
+    t = time.perf_counter()
+    try:
+        with quiet(), torch.no_grad():
+            torch.onnx.export(model, (x,), path, dynamo=exporter == "dynamo")
+        nodes = len(onnx.load(path, load_external_data=False).graph.node)
+        return {"ok": True, "seconds": round(time.perf_counter() - t, 2), "nodes": nodes}
+    except (Exception, Timeout) as e:
+        return {"ok": False, "seconds": round(time.perf_counter() - t, 2), "error": short(e)}
+
+
+def poolport_export(model, x, exporter: str, folder: str) -> dict:
+    import onnx
+
+    import poolport
+
+    path = os.path.join(folder, f"poolport-{exporter}.onnx")
+    t = time.perf_counter()
+    try:
+        r = poolport.export_onnx(model, (x,), path, exporter=exporter, random_checks=1)
+        nodes = len(onnx.load(path, load_external_data=False).graph.node)
+        return {
+            "ok": True,
+            "verified": r.passed,
+            "seconds": round(time.perf_counter() - t, 2),
+            "nodes": nodes,
+            "max_rel_error": r.max_rel_error,
+            "sites": [
+                {"where": s.where, "op": s.op, "in": list(s.input_shape[-2:]), "out": list(s.output_size),
+                 "plan": s.plan.summary(), "kind": s.plan.kind}
+                for s in r.sites
+            ],
+        }
+    except (Exception, Timeout) as e:
+        return {"ok": False, "verified": False, "seconds": round(time.perf_counter() - t, 2), "error": short(e)}
+
+
+def sweep(models, sizes, exporters, out: Path, per_pair_timeout: int) -> None:
+    done = set()
+    if out.exists():
+        for line in out.read_text().splitlines():
+            r = json.loads(line)
+            done.add((r["model"], r["size"]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for spec in models:
+        todo = [s for s in sizes if (spec, s) not in done]
+        if not todo:
+            continue
+        try:
+            model = build(spec)
+        except Exception as e:
+            with out.open("a") as f:
+                for s in todo:
+                    f.write(json.dumps({"model": spec, "size": s, "build_error": short(e)}) + "\n")
+            continue
+        for size in todo:
+            record = {"model": spec, "size": size}
+            x = torch.randn(1, 3, size, size)
+            with tempfile.TemporaryDirectory() as folder:
+                try:
+                    with time_limit(per_pair_timeout), torch.no_grad():
+                        model(x)
+                except (Exception, Timeout) as e:
+                    record["forward_error"] = short(e)
+                else:
+                    for exporter in exporters:
+                        try:
+                            with time_limit(per_pair_timeout):
+                                record[f"plain_{exporter}"] = plain_export(model, x, exporter, folder)
+                            with time_limit(per_pair_timeout):
+                                record[f"poolport_{exporter}"] = poolport_export(model, x, exporter, folder)
+                        except Timeout as e:
+                            record.setdefault(f"poolport_{exporter}", {"ok": False, "error": short(e)})
+            with out.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            status = " ".join(
+                f"{e}:{'ok' if record.get(f'plain_{e}', {}).get('ok') else 'FAIL'}->"
+                f"{'ok' if record.get(f'poolport_{e}', {}).get('verified') else 'FAIL'}"
+                for e in exporters
+            )
+            print(f"{spec} @{size}: {record.get('forward_error', status)}", flush=True)
+
+
+def summarize(results: Path, md: Path) -> None:
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    total = Counter()
+    per_source = Counter()
+    regressions, unblocked, still_blocked = [], [], []
+    for r in rows:
+        source = r["model"].split(":")[0]
+        if "build_error" in r or "forward_error" in r:
+            total["model cannot run at this size (no export attempted)"] += 1
+            continue
+        per_source[source] += 1
+        has_sites = any(r.get(f"poolport_{e}", {}).get("sites") for e in EXPORTERS)
+        for e in EXPORTERS:
+            p, q = r.get(f"plain_{e}"), r.get(f"poolport_{e}")
+            if not p or not q:
+                continue
+            total[f"{e}: pairs"] += 1
+            total[f"{e}: plain torch.onnx.export ok"] += bool(p["ok"])
+            total[f"{e}: poolport exported and verified"] += bool(q.get("verified"))
+            if p["ok"] and not q.get("verified"):
+                regressions.append((r["model"], r["size"], e, q.get("error", "not verified")))
+            if not p["ok"] and q.get("verified"):
+                unblocked.append((r["model"], r["size"], e))
+            if not p["ok"] and not q.get("verified") and has_sites:
+                still_blocked.append((r["model"], r["size"], e, q.get("error", "")))
+    lines = [
+        "# Model zoo sweep",
+        "",
+        "Command: `.venv/bin/python benchmarks/zoo.py --out docs/zoo/results.jsonl` then "
+        "`--summarize docs/zoo.md`. Random weights, batch 1, square inputs; poolport verifies every "
+        "export in ONNX Runtime (example + 1 random input, max abs error <= 1e-4 x output scale).",
+        "",
+        f"Pairs (model, size) recorded: {len(rows)} "
+        f"({', '.join(f'{k}: {v}' for k, v in sorted(per_source.items()))} that run).",
+        "",
+        "| count | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in sorted(total.items())]
+    lines += ["", f"Pairs unblocked by poolport (plain export fails, poolport verifies): {len(unblocked)}", ""]
+    for m, s, e in unblocked[:200]:
+        lines.append(f"- {m} @ {s} ({e})")
+    lines += ["", f"Regressions (plain export ok, poolport not): {len(regressions)}", ""]
+    for m, s, e, err in regressions:
+        lines.append(f"- {m} @ {s} ({e}): {err}")
+    lines += ["", f"Still failing with poolport where the model has pooling sites: {len(still_blocked)}", ""]
+    for m, s, e, err in still_blocked:
+        lines.append(f"- {m} @ {s} ({e}): {err}")
+    md.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[:20]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="docs/zoo/results.jsonl")
+    ap.add_argument("--only", choices=["torchvision", "timm"], help="only one source")
+    ap.add_argument("--models", help="comma-separated specs like torchvision:vgg11,timm:resnet18")
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    ap.add_argument("--exporters", default=",".join(EXPORTERS))
+    ap.add_argument("--per-family", type=int, default=2, help="timm architectures per module")
+    ap.add_argument("--timeout", type=int, default=300, help="seconds per export attempt")
+    ap.add_argument("--summarize", metavar="MD", help="write the markdown summary of --out and exit")
+    args = ap.parse_args()
+    if args.summarize:
+        summarize(Path(args.out), Path(args.summarize))
+        return
+    torch.set_num_threads(1)
+    if args.models:
+        models = args.models.split(",")
+    else:
+        models = ([] if args.only == "timm" else torchvision_models()) + (
+            [] if args.only == "torchvision" else timm_models(args.per_family)
+        )
+    print(f"{len(models)} models", file=sys.stderr)
+    sweep(models, [int(s) for s in args.sizes.split(",")], args.exporters.split(","), Path(args.out), args.timeout)
+
+
+if __name__ == "__main__":
+    main()
