@@ -80,22 +80,30 @@ def minimal_ir_version(opset: int) -> int:
     return min(ir for _release, ir, ai_onnx, *_ in onnx.helper.VERSION_TABLE if ai_onnx >= opset)
 
 
-def normalise_ir(proto) -> None:
-    """Lower the IR version to the oldest that carries the model's opset, if the model allows it."""
+def checked_bytes(proto) -> bytes:
+    """Serialise once and check with onnx.checker, at the oldest IR version that carries the model's
+    opset (what the most runtimes load: pnnx's ONNX Runtime takes IR <= 13) when the model allows."""
     import onnx
 
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is None:
-        return
-    target = minimal_ir_version(opset)
-    if proto.ir_version <= target:
-        return
+    if proto.ByteSize() > MAX_PROTO_BYTES:
+        raise PoolportError("the exported model is over 2 GB; external-data output is not supported yet.")
     original = proto.ir_version
-    proto.ir_version = target
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None:
+        proto.ir_version = min(original, minimal_ir_version(opset))
+    data = proto.SerializeToString()
     try:
-        onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError:
-        proto.ir_version = original
+        onnx.checker.check_model(data)
+    except onnx.checker.ValidationError as e:
+        if proto.ir_version == original:
+            raise PoolportError(f"the exported model fails onnx.checker: {str(e).splitlines()[0]}") from e
+        proto.ir_version = original  # a newer-IR feature is in use: keep the exporter's version
+        data = proto.SerializeToString()
+        try:
+            onnx.checker.check_model(data)
+        except onnx.checker.ValidationError as e2:
+            raise PoolportError(f"the exported model fails onnx.checker: {str(e2).splitlines()[0]}") from e2
+    return data
 
 
 @contextlib.contextmanager
@@ -129,31 +137,30 @@ def quiet():
 
 
 def torch_export_to_proto(model, args, exporter: str, opset: int, input_names=None, output_names=None):
-    """Run torch.onnx.export into a temporary folder and load the result (external data inlined)."""
+    """Run torch.onnx.export in memory and return the ModelProto (weights inline)."""
     onnx, _ = _lazy_onnx()
-    with tempfile.TemporaryDirectory(prefix="poolport-") as tmp, torch.no_grad():
-        path = os.path.join(tmp, "model.onnx")
-        try:
-            with quiet():
-                torch.onnx.export(
-                    model,
-                    args,
-                    path,
-                    dynamo=exporter == "dynamo",
-                    opset_version=opset,
-                    input_names=input_names,
-                    output_names=output_names,
+    try:
+        with quiet(), torch.no_grad():
+            if exporter == "dynamo":
+                program = torch.onnx.export(
+                    model, args, dynamo=True, opset_version=opset, input_names=input_names, output_names=output_names
                 )
-        except PoolportError:
-            raise
-        except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise PoolportError(
-                f"torch.onnx.export ({exporter} exporter) failed on a part of the model poolport does not "
-                f"rewrite: {type(e).__name__}: {first[:400]}. Try --exporter "
-                f"{'torchscript' if exporter == 'dynamo' else 'dynamo'}."
-            ) from e
-        return onnx.load(path)
+                return program.model_proto
+            buffer = io.BytesIO()
+            torch.onnx.export(
+                model, args, buffer, dynamo=False, opset_version=opset, input_names=input_names,
+                output_names=output_names,
+            )
+            return onnx.load_model_from_string(buffer.getvalue())
+    except PoolportError:
+        raise
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PoolportError(
+            f"torch.onnx.export ({exporter} exporter) failed on a part of the model poolport does not "
+            f"rewrite: {type(e).__name__}: {first[:400]}. Try --exporter "
+            f"{'torchscript' if exporter == 'dynamo' else 'dynamo'}."
+        ) from e
 
 
 def compare(reference: list[torch.Tensor], got: list, rtol: float, inputs: str, runtime: str) -> Check:
@@ -174,11 +181,11 @@ def compare(reference: list[torch.Tensor], got: list, rtol: float, inputs: str, 
     return Check(inputs, runtime, max_abs, rel, bool(rel <= rtol))
 
 
-def verify_in_onnxruntime(proto, model, args: tuple, random_checks: int, rtol: float) -> list[Check]:
+def verify_in_onnxruntime(data: bytes, model, args: tuple, random_checks: int, rtol: float) -> list[Check]:
     _, ort = _lazy_onnx()
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
     checks = []
     sets = [("example inputs", args)] + [(f"random inputs #{i + 1}", random_like(args, i)) for i in range(random_checks)]
@@ -196,25 +203,23 @@ def verify_in_onnxruntime(proto, model, args: tuple, random_checks: int, rtol: f
     return checks
 
 
-def write_atomically(proto, path: Path, overwrite: bool) -> None:
-    import onnx
-
-    if proto.ByteSize() > MAX_PROTO_BYTES:
-        raise PoolportError(f"{path}: the model is over 2 GB; external-data output is not supported yet.")
+def write_atomically(data: bytes, path: Path, overwrite: bool) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    exists = PoolportError(f"{path} already exists; pass overwrite=True (--force) to replace it.")
     try:
-        onnx.save(proto, str(tmp))
+        tmp.write_bytes(data)
         if overwrite:
             os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # atomic, and fails if `path` appeared meanwhile
-            except FileExistsError:
-                raise PoolportError(f"{path} already exists; pass overwrite=True (--force) to replace it.") from None
-            except OSError:
-                if path.exists():
-                    raise PoolportError(f"{path} already exists; pass overwrite=True (--force) to replace it.") from None
-                os.replace(tmp, path)
+            return
+        try:
+            os.link(tmp, path)  # atomic, and fails if `path` appeared meanwhile
+        except FileExistsError:
+            raise exists from None
+        except OSError:  # no hard links here
+            if path.exists():
+                raise exists from None
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -312,11 +317,7 @@ def export_onnx(
         say(f"legalizing pooling attributes for {target}")
         proto, changes = legalize(proto, target=target, return_changes=True)
         out.legalized = [str(c) for c in changes]
-    normalise_ir(proto)
-    try:
-        onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError as e:
-        raise PoolportError(f"the exported model fails onnx.checker: {str(e).splitlines()[0]}") from e
+    data = checked_bytes(proto)
     out.ir_version = proto.ir_version
     out.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
     out.onnx_ops = dict(op_counts(proto))
@@ -324,7 +325,7 @@ def export_onnx(
     if verify:
         say(f"verifying in ONNX Runtime ({1 + random_checks} input sets)")
         t = time.perf_counter()
-        out.checks = verify_in_onnxruntime(proto, portable, args, random_checks, rtol)
+        out.checks = verify_in_onnxruntime(data, portable, args, random_checks, rtol)
         out.verify_seconds += time.perf_counter() - t
         failed = [c for c in out.checks if not c.passed]
         if failed:
@@ -335,7 +336,7 @@ def export_onnx(
                 f"{rtol:g} x the output scale ({detail}).\n{out.table()}"
             )
 
-    write_atomically(proto, path, overwrite)
+    write_atomically(data, path, overwrite)
     out.output = str(path)
     out.total_seconds = time.perf_counter() - t_start
     if report is not None:
