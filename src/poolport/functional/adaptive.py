@@ -6,7 +6,6 @@ exports or compiles gets the portable path built from the plan (see ``poolport.d
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import torch
@@ -17,6 +16,7 @@ from ..dispatch import use_portable
 from ..errors import PoolportError
 from ..plan import plan_pool
 from ..sites import active_recorder
+from .shapes import static_size
 from ..plan.pooling import tuple_str
 
 _NATIVE = {
@@ -91,12 +91,6 @@ def check_input(x, op: str, d: int, where: str) -> None:
         )
 
 
-def _sizes(x, output_size, op: str, d: int, where: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    check_input(x, op, d, where)
-    in_size = tuple(int(s) for s in x.shape[-d:])
-    return in_size, resolve_output_size(in_size, output_size, d, where)
-
-
 def adaptive_pool(
     x: torch.Tensor, output_size, op: str, d: int, *, portable: bool | None = None, site: str | None = None
 ) -> torch.Tensor:
@@ -105,14 +99,9 @@ def adaptive_pool(
     where = _name(op, d)
     if portable is None:
         portable = use_portable(x)
-    if torch.jit.is_tracing():
-        # the plan is specialised to the traced sizes on purpose (adaptive windows are integer
-        # geometry of the static size): silence torch.jit's warnings about reading sizes as ints
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            in_size, out_size = _sizes(x, output_size, op, d, where)
-    else:
-        in_size, out_size = _sizes(x, output_size, op, d, where)
+    check_input(x, op, d, where)
+    in_size = static_size(x, d)
+    out_size = resolve_output_size(in_size, output_size, d, where)
     if not portable:
         return _NATIVE[op, d](x, out_size)
     plan = plan_pool(op, in_size, out_size)

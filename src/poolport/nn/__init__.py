@@ -9,6 +9,17 @@ from .adaptive import (
     AdaptiveMaxPool3d,
 )
 
+from .same import (
+    AvgPool1dSame,
+    AvgPool2dSame,
+    AvgPool3dSame,
+    MaxPool1dSame,
+    MaxPool2dSame,
+    MaxPool3dSame,
+    GlobalAvgPool,
+    GlobalMaxPool,
+)
+
 __all__ = [
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
@@ -16,4 +27,12 @@ __all__ = [
     "AdaptiveMaxPool1d",
     "AdaptiveMaxPool2d",
     "AdaptiveMaxPool3d",
+    "AvgPool1dSame",
+    "AvgPool2dSame",
+    "AvgPool3dSame",
+    "MaxPool1dSame",
+    "MaxPool2dSame",
+    "MaxPool3dSame",
+    "GlobalAvgPool",
+    "GlobalMaxPool",
 ]

@@ -1,0 +1,17 @@
+"""Reading spatial sizes as Python ints, on purpose: poolport's plans are integer geometry of the
+static input size, so a trace is specialised to the traced size. torch.jit warns about exactly that;
+the warning is silenced here (Dynamo does not allow warnings filters, so only when jit-tracing)."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+
+def static_size(x: torch.Tensor, d: int) -> tuple[int, ...]:
+    if torch.jit.is_tracing():
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            return tuple(int(n) for n in x.shape[-d:])
+    return tuple(int(n) for n in x.shape[-d:])

@@ -1,0 +1,214 @@
+"""Padding arithmetic of pooling in TensorFlow, PyTorch and ONNX, per axis. Pure integers.
+
+The common currency is the list of *windows* an op computes: for each output cell, the half-open range
+of positions it covers (negative or >= n inside padding) and its *divisor* for average pooling.
+
+* TensorFlow 'SAME': out = ceil(n / s); total pad = max((out - 1) * s + k - n, 0), total // 2 before,
+  the rest after; average divides by the number of real cells; max ignores padding.
+* TensorFlow 'VALID': out = ceil((n - k + 1) / s), no padding.
+* PyTorch / ONNX explicit pads (before, after) and ``ceil_mode``: the last window exists only if it
+  starts inside the input or the left padding, its overhang past the padded end is never counted;
+  ``count_include_pad`` counts padding cells (not the overhang) in the divisor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ..errors import PoolportError
+
+
+@dataclass(frozen=True)
+class Window:
+    start: int  # may be negative (in the padding before)
+    stop: int  # may exceed n (in the padding after, or the ceil_mode overhang)
+    divisor: int  # what an average divides the window's sum by
+
+    def real(self, n: int) -> tuple[int, int]:
+        """The part of the window inside the input."""
+        return max(self.start, 0), min(self.stop, n)
+
+
+def check_pool_args(n: int, k: int, s: int, where: str, d: int = 1) -> None:
+    for name, v in (("kernel size", k), ("stride", s), ("dilation", d)):
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise PoolportError(f"{where}: {name} must be a positive int, got {v!r}.")
+    if n <= 0:
+        raise PoolportError(f"{where}: input size {n} is empty.")
+
+
+@lru_cache(maxsize=4096)
+def same_padding(n: int, k: int, s: int, d: int = 1) -> tuple[int, int, int]:
+    """TensorFlow 'SAME': ``(pad_before, pad_after, out)`` for input ``n``, kernel ``k``, stride ``s``,
+    dilation ``d``."""
+    check_pool_args(n, k, s, "same_padding", d)
+    ke = (k - 1) * d + 1
+    out = -(-n // s)
+    total = max((out - 1) * s + ke - n, 0)
+    return total // 2, total - total // 2, out
+
+
+@lru_cache(maxsize=4096)
+def valid_output(n: int, k: int, s: int, d: int = 1) -> int:
+    """TensorFlow 'VALID': the output size; raises if the kernel does not fit."""
+    check_pool_args(n, k, s, "valid pooling", d)
+    ke = (k - 1) * d + 1
+    if ke > n:
+        raise PoolportError(
+            f"'VALID' pooling: kernel {k}{f' (dilated to {ke})' if d > 1 else ''} is larger than the input {n}; "
+            f"use 'SAME' padding or a smaller kernel."
+        )
+    return -(-(n - ke + 1) // s)
+
+
+@lru_cache(maxsize=4096)
+def tf_windows(n: int, k: int, s: int, padding: str) -> tuple[Window, ...]:
+    """TensorFlow's windows ('SAME' or 'VALID'); divisors count real cells only."""
+    if padding == "SAME":
+        before, _, out = same_padding(n, k, s)
+    elif padding == "VALID":
+        before, out = 0, valid_output(n, k, s)
+    else:
+        raise PoolportError(f"padding must be 'SAME' or 'VALID', got {padding!r}.")
+    windows = []
+    for i in range(out):
+        a = i * s - before
+        windows.append(Window(a, a + k, min(a + k, n) - max(a, 0)))
+    return tuple(windows)
+
+
+@lru_cache(maxsize=4096)
+def torch_output(n: int, k: int, s: int, before: int, after: int, ceil_mode: bool) -> int:
+    """Output size of PyTorch/ONNX pooling with explicit pads (ONNX allows before != after)."""
+    check_pool_args(n, k, s, "pooling")
+    span = n + before + after - k
+    if span < 0:
+        raise PoolportError(f"pooling: kernel {k} is larger than the padded input {n + before + after}.")
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= n + before:
+        out -= 1  # the last window must start inside the input or the left padding
+    return out
+
+
+@lru_cache(maxsize=4096)
+def torch_windows(
+    n: int, k: int, s: int, before: int, after: int, ceil_mode: bool, count_include_pad: bool
+) -> tuple[Window, ...]:
+    """PyTorch's (and ONNX Runtime's) windows: the overhang past the padded end is never counted;
+    padding cells are counted only with ``count_include_pad``."""
+    out = torch_output(n, k, s, before, after, ceil_mode)
+    windows = []
+    for i in range(out):
+        a = i * s - before
+        b = a + k
+        if count_include_pad:
+            divisor = min(b, n + after) - a
+        else:
+            divisor = min(b, n) - max(a, 0)
+        windows.append(Window(a, b, divisor))
+    return tuple(windows)
+
+
+@dataclass(frozen=True)
+class SameAxis:
+    """How one axis of TF 'SAME'/'VALID' pooling maps onto a native pooling op."""
+
+    n: int
+    k: int
+    s: int
+    before: int
+    after: int
+    out: int
+
+    @property
+    def symmetric(self) -> bool:
+        return self.before == self.after
+
+    def ceil_mode_matches(self) -> bool:
+        """Does ``pool(padding=before, ceil_mode=True, count_include_pad=False)`` give TF's windows?"""
+        if 2 * self.before > self.k:  # PyTorch's limit on implicit padding
+            return False
+        if self.n + 2 * self.before < self.k:
+            return False  # torch refuses a kernel larger than the padded input
+        torch_w = torch_windows(self.n, self.k, self.s, self.before, self.before, True, False)
+        return torch_w == tf_windows(self.n, self.k, self.s, "SAME")
+
+    def correction(self) -> tuple[float, ...]:
+        """k / real cells, per output: turns an average over zero padding into TF's average."""
+        return tuple(self.k / w.divisor for w in tf_windows(self.n, self.k, self.s, "SAME"))
+
+
+@dataclass(frozen=True)
+class SamePlan:
+    """TF-style pooling over 1-3 axes as portable ops, in order of preference:
+
+    * ``plain``     -- no padding anywhere: one pooling op.
+    * ``symmetric`` -- equal padding before and after on every axis: one pooling op with
+      ``padding=before`` (average: ``count_include_pad=False``).
+    * ``ceil``      -- ``padding=before`` with ``ceil_mode=True`` reproduces TF's windows on every axis
+      (PyTorch never counts the ceil overhang): one pooling op.
+    * ``explicit``  -- Pad (zeros for average, edge values for max), one pooling op without padding,
+      and for average a constant per-cell correction k/real-cells (Mul).
+    """
+
+    op: str
+    padding: str
+    axes: tuple[SameAxis, ...]
+    kind: str
+
+    @property
+    def kernel(self) -> tuple[int, ...]:
+        return tuple(a.k for a in self.axes)
+
+    @property
+    def stride(self) -> tuple[int, ...]:
+        return tuple(a.s for a in self.axes)
+
+    @property
+    def out_size(self) -> tuple[int, ...]:
+        return tuple(a.out for a in self.axes)
+
+    def onnx_ops(self) -> list[str]:
+        pool = "AveragePool" if self.op == "avg" else "MaxPool"
+        if self.kind != "explicit":
+            return [pool]
+        return ["Pad", pool] + (["Mul"] if self.op == "avg" else [])
+
+    def __str__(self) -> str:
+        axes = ", ".join(f"{a.n}: k{a.k} s{a.s} pad ({a.before}, {a.after}) -> {a.out}" for a in self.axes)
+        return f"TF '{self.padding}' {self.op} pool [{axes}]: {self.kind} ({' + '.join(self.onnx_ops())})"
+
+
+@lru_cache(maxsize=4096)
+def plan_same(op: str, in_size: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+              padding: str = "SAME") -> SamePlan:
+    if op not in ("avg", "max"):
+        raise PoolportError(f"op must be 'avg' or 'max', got {op!r}.")
+    padding = padding.upper() if isinstance(padding, str) else padding
+    if padding not in ("SAME", "VALID"):
+        raise PoolportError(f"padding must be 'SAME' or 'VALID', got {padding!r}.")
+    if not (len(in_size) == len(kernel) == len(stride)):
+        raise PoolportError(f"input {in_size}, kernel {kernel} and stride {stride} need one entry per axis.")
+    axes = []
+    for n, k, s in zip(in_size, kernel, stride):
+        if padding == "SAME":
+            before, after, out = same_padding(n, k, s)
+        else:
+            before, after, out = 0, 0, valid_output(n, k, s)
+        axes.append(SameAxis(n, k, s, before, after, out))
+    axes = tuple(axes)
+    # ATen's 3d pooling checks the *unpadded* input against the kernel: implicit padding cannot help there
+    implicit_ok = len(axes) < 3 or all(a.n >= a.k for a in axes)
+    if all(a.before == a.after == 0 for a in axes):
+        kind = "plain"
+    elif not implicit_ok:
+        kind = "explicit"
+    elif all(a.symmetric and 2 * a.before <= a.k for a in axes):
+        kind = "symmetric"
+    elif all(a.ceil_mode_matches() for a in axes) and (op == "avg" or all(a.before == 0 for a in axes)):
+        # measured portable: AveragePool pads + ceil_mode + count_include_pad=0, MaxPool ceil_mode without pads
+        kind = "ceil"
+    else:
+        kind = "explicit"
+    return SamePlan(op, padding, axes, kind)
