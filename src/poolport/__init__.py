@@ -22,6 +22,7 @@ _LAZY = {
     "export_onnx": ("poolport.export.onnx_export", "export_onnx"),
     "Report": ("poolport.export.report", "Report"),
     "verify_sites": ("poolport.verify", "verify_sites"),
+    "legalize": ("poolport.legalizer", "legalize"),
 }
 
 __all__ = ["PoolportError", "__version__", *_LAZY]

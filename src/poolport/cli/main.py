@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from ..errors import PoolportError
-from . import convert_cmd, demo_cmd, plan_cmd
+from . import convert_cmd, demo_cmd, legalize_cmd, plan_cmd
 
-COMMANDS = [demo_cmd, convert_cmd, plan_cmd]
+COMMANDS = [demo_cmd, convert_cmd, legalize_cmd, plan_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -312,10 +312,11 @@ def export_onnx(
     ]
     out.export_seconds = time.perf_counter() - t
     if target is not None:
-        from ..legalize import legalize
+        from ..legalizer import legalize
 
         say(f"legalizing pooling attributes for {target}")
-        proto, changes = legalize(proto, target=target, return_changes=True)
+        # checked below against PyTorch in ONNX Runtime, which is cheaper than the reference evaluator
+        proto, changes = legalize(proto, target=target, verify=False, return_changes=True)
         out.legalized = [str(c) for c in changes]
     data = checked_bytes(proto)
     out.ir_version = proto.ir_version

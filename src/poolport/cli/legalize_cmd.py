@@ -1,0 +1,44 @@
+"""``poolport legalize in.onnx -o out.onnx --target T``: rewrite pooling nodes the target runtime
+computes wrongly into explicit equivalent forms, verified against the original. The input file is
+never modified."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import PoolportError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "legalize",
+        help="rewrite ONNX pooling attributes a runtime computes wrongly (auto_pad SAME, ceil_mode, asymmetric pads)",
+        description="Rewrite AveragePool/MaxPool nodes whose attributes TARGET computes wrongly into explicit "
+        "Pad + pooling (+ a constant correction) forms, check with onnx.checker, verify against the original "
+        "with the ONNX reference evaluator and ONNX Runtime, and report what changed.",
+    )
+    p.add_argument("input", help="the ONNX model to read (never modified)")
+    p.add_argument("-o", "--output", required=True, help="where to write the legalized model")
+    p.add_argument("--target", choices=["all", "onnxruntime", "openvino", "tflite", "ncnn", "mnn"], default="all")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--no-verify", action="store_true", help="skip the numerical comparison with the original")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..export.onnx_export import check_destination, write_atomically
+    from ..legalizer import legalize
+    from ..legalizer.legalize import Change
+
+    src, dst = Path(args.input), Path(args.output)
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise PoolportError(f"{dst} is the input file; legalize never overwrites its input, choose another -o.")
+    check_destination(dst, args.force)
+    model, changes = legalize(src, args.target, verify=not args.no_verify, return_changes=True)
+    write_atomically(model.SerializeToString(), dst, args.force)
+    rewritten = [c for c in changes if isinstance(c, Change)]
+    print(f"{src} -> {dst} (target {args.target}): {len(rewritten)} pooling node(s) rewritten"
+          + ("" if args.no_verify or not rewritten else ", verified against the original"))
+    for c in changes:
+        print(f"  {c}")
+    return 0

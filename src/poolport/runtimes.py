@@ -1,0 +1,100 @@
+"""Run an ONNX model in other runtimes, for verification (optional extras: ``poolport[runtimes]``).
+
+* OpenVINO: compiled with ``INFERENCE_PRECISION_HINT=f32`` (its default is bf16 on some CPUs).
+* ncnn via pnnx: converted with ``fp16=0`` (pnnx stores fp16 weights by default); inputs and outputs
+  use pnnx's generated names (in0, in1, ... / out0, ...) and its batch convention (``batch_index=0``).
+  ``ncnn.Mat(array)`` does not copy, so the arrays are kept alive until extraction ends.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .errors import PoolportError
+
+
+def available(name: str) -> bool:
+    try:
+        if name == "openvino":
+            import openvino  # noqa: F401
+        elif name == "ncnn":
+            import ncnn  # noqa: F401
+            import pnnx  # noqa: F401
+        elif name == "onnxruntime":
+            import onnxruntime  # noqa: F401
+        else:
+            return False
+        return True
+    except ImportError:
+        return False
+
+
+def run_onnxruntime(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def run_openvino(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import openvino as ov
+
+    core = ov.Core()
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "m.onnx")
+        onnx.save(model, path)
+        compiled = core.compile_model(core.read_model(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        result = compiled(feeds)
+        return [np.asarray(result[out]) for out in compiled.outputs]
+
+
+def _pnnx_exe() -> str:
+    import pnnx
+
+    return pnnx.EXEC_PATH
+
+
+def run_ncnn(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import ncnn
+
+    arrays = list(feeds.values())
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "m.onnx"
+        onnx.save(model, str(path))
+        shapes = ",".join("[" + ",".join(str(s) for s in a.shape) + "]" for a in arrays)
+        cmd = [_pnnx_exe(), str(path), f"inputshape={shapes}", "fp16=0"]
+        proc = subprocess.run(cmd, cwd=d, capture_output=True, text=True, timeout=300)
+        param, binary = Path(d) / "m.ncnn.param", Path(d) / "m.ncnn.bin"
+        if proc.returncode != 0 or not param.exists():
+            raise PoolportError(f"pnnx could not convert the model: {(proc.stderr or proc.stdout)[-400:]}")
+        text = param.read_text()
+        n_out = sum(1 for line in text.splitlines() for tok in line.split() if tok.startswith("out") and tok[3:].isdigit())
+        outputs = []
+        with ncnn.Net() as net:
+            net.opt.use_fp16_packed = False
+            net.opt.use_fp16_storage = False
+            net.opt.use_fp16_arithmetic = False
+            net.opt.use_bf16_storage = False
+            if net.load_param(str(param)) != 0 or net.load_model(str(binary)) != 0:
+                raise PoolportError("ncnn could not load the converted model")
+            with net.create_extractor() as ex:
+                keep = [np.ascontiguousarray(a) for a in arrays]  # ncnn.Mat does not copy
+                for i, a in enumerate(keep):
+                    ex.input(f"in{i}", ncnn.Mat(a, batch_index=0).clone())
+                for i in range(max(n_out, 1)):
+                    ret, out = ex.extract(f"out{i}")
+                    if ret != 0:
+                        if i == 0:
+                            raise PoolportError(f"ncnn could not compute out{i} (layer unsupported?):\n{text}")
+                        break
+                    outputs.append(np.array(out.numpy(batch_index=0)))
+        return outputs
+
+
+RUNNERS = {"onnxruntime": run_onnxruntime, "openvino": run_openvino, "ncnn": run_ncnn}
