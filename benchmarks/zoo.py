@@ -6,8 +6,9 @@ whether poolport's export succeeds and verifies in ONNX Runtime, the pooling sit
 and the ONNX node count. Results are appended to a JSON-lines file as they come (a rerun skips pairs
 already done), and `--summarize` writes the markdown table with the totals.
 
-    .venv/bin/python benchmarks/zoo.py --out docs/zoo/results.jsonl                 # sweep (hours)
-    .venv/bin/python benchmarks/zoo.py --out docs/zoo/results.jsonl --summarize docs/zoo.md
+    .venv/bin/python benchmarks/zoo.py --only torchvision --out docs/zoo/torchvision.jsonl   # hours
+    .venv/bin/python benchmarks/zoo.py --only timm --out docs/zoo/timm.jsonl                 # hours
+    .venv/bin/python benchmarks/zoo.py --out docs/zoo/x.jsonl --summarize docs/zoo.md   # reads docs/zoo/*.jsonl
     .venv/bin/python benchmarks/zoo.py --only torchvision --sizes 193 --exporters torchscript
 """
 
@@ -177,8 +178,8 @@ def sweep(models, sizes, exporters, out: Path, per_pair_timeout: int) -> None:
             print(f"{spec} @{size}: {record.get('forward_error', status)}", flush=True)
 
 
-def summarize(results: Path, md: Path) -> None:
-    rows = [json.loads(line) for line in results.read_text().splitlines()]
+def summarize(results: list[Path], md: Path) -> None:
+    rows = [json.loads(line) for path in results for line in path.read_text().splitlines()]
     total = Counter()
     per_source = Counter()
     regressions, unblocked, still_blocked = [], [], []
@@ -205,8 +206,8 @@ def summarize(results: Path, md: Path) -> None:
     lines = [
         "# Model zoo sweep",
         "",
-        "Command: `.venv/bin/python benchmarks/zoo.py --out docs/zoo/results.jsonl` then "
-        "`--summarize docs/zoo.md`. Random weights, batch 1, square inputs; poolport verifies every "
+        "Commands: `.venv/bin/python benchmarks/zoo.py --only torchvision --out docs/zoo/torchvision.jsonl`, "
+        "`... --only timm --out docs/zoo/timm.jsonl`, then `... --summarize docs/zoo.md` (reads docs/zoo/*.jsonl). Random weights, batch 1, square inputs; poolport verifies every "
         "export in ONNX Runtime (example + 1 random input, max abs error <= 1e-4 x output scale).",
         "",
         f"Pairs (model, size) recorded: {len(rows)} "
@@ -231,17 +232,17 @@ def summarize(results: Path, md: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="docs/zoo/results.jsonl")
+    ap.add_argument("--out", default="docs/zoo/results.jsonl", help="JSON lines file to append to")
     ap.add_argument("--only", choices=["torchvision", "timm"], help="only one source")
     ap.add_argument("--models", help="comma-separated specs like torchvision:vgg11,timm:resnet18")
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
     ap.add_argument("--exporters", default=",".join(EXPORTERS))
     ap.add_argument("--per-family", type=int, default=2, help="timm architectures per module")
     ap.add_argument("--timeout", type=int, default=300, help="seconds per export attempt")
-    ap.add_argument("--summarize", metavar="MD", help="write the markdown summary of --out and exit")
+    ap.add_argument("--summarize", metavar="MD", help="write the markdown summary of docs/zoo/*.jsonl and exit")
     args = ap.parse_args()
     if args.summarize:
-        summarize(Path(args.out), Path(args.summarize))
+        summarize(sorted(Path(args.out).parent.glob("*.jsonl")), Path(args.summarize))
         return
     torch.set_num_threads(1)
     if args.models:

@@ -10,10 +10,9 @@ import torch
 
 from ..errors import PoolportError
 from ..plan import plan_pool
+from ..plan.pooling import ONNX_POOL, ONNX_REDUCE
 from .execute import execute
 
-_POOL = {"avg": "AveragePool", "max": "MaxPool"}
-_REDUCE = {"avg": "ReduceMean", "max": "ReduceMax"}
 
 
 class SymbolicOps:
@@ -27,15 +26,15 @@ class SymbolicOps:
         return self.g.op("Slice", x, self._ints([start]), self._ints([stop]), self._ints([dim]))
 
     def pool(self, x, op, kernel, stride):
-        return self.g.op(_POOL[op], x, kernel_shape_i=list(kernel), strides_i=list(stride))
+        return self.g.op(ONNX_POOL[op], x, kernel_shape_i=list(kernel), strides_i=list(stride))
 
     def concat(self, parts, dim):
         return self.g.op("Concat", *parts, axis_i=dim)
 
     def reduce(self, x, op, dims):
         if self.opset >= 18:
-            return self.g.op(_REDUCE[op], x, self._ints(dims), keepdims_i=1)
-        return self.g.op(_REDUCE[op], x, axes_i=list(dims), keepdims_i=1)
+            return self.g.op(ONNX_REDUCE[op], x, self._ints(dims), keepdims_i=1)
+        return self.g.op(ONNX_REDUCE[op], x, axes_i=list(dims), keepdims_i=1)
 
     def copy(self, x):
         return self.g.op("Identity", x)

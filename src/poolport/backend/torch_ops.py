@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from ..plan import PoolPlan
 from .execute import execute
 
-_POOL = {
+POOL = {  # (op, spatial dims) -> torch's pooling function
     ("avg", 1): F.avg_pool1d,
     ("avg", 2): F.avg_pool2d,
     ("avg", 3): F.avg_pool3d,
@@ -27,7 +27,7 @@ class TorchOps:
 
     @staticmethod
     def pool(x, op, kernel, stride):
-        fn = _POOL[op, len(kernel)]
+        fn = POOL[op, len(kernel)]
         if op == "avg" and len(kernel) == 3 and x.dtype in (torch.float16, torch.bfloat16) and x.device.type == "cpu":
             # ATen has no half avg_pool3d kernel on CPU; accumulate in float32 as the native op does
             return fn(x.float(), kernel, stride).to(x.dtype)

@@ -11,15 +11,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..backend.torch_ops import POOL
 from ..errors import PoolportError
 from ..plan.padding import SamePlan, plan_same
 from .shapes import static_size
-
-_POOL = {
-    ("avg", 1): F.avg_pool1d, ("avg", 2): F.avg_pool2d, ("avg", 3): F.avg_pool3d,
-    ("max", 1): F.max_pool1d, ("max", 2): F.max_pool2d, ("max", 3): F.max_pool3d,
-}
-
 
 def _tuple(v, d: int, what: str, where: str) -> tuple[int, ...]:
     if isinstance(v, int) and not isinstance(v, bool):
@@ -54,7 +49,7 @@ def correction_tensor(plan: SamePlan, like: torch.Tensor) -> torch.Tensor:
 def apply_same_plan(x: torch.Tensor, plan: SamePlan) -> torch.Tensor:
     """Run ``plan`` on ``x`` of shape (N, C, *spatial)."""
     d = len(plan.axes)
-    pool = _POOL[plan.op, d]
+    pool = POOL[plan.op, d]
     k, s = plan.kernel, plan.stride
     before = tuple(a.before for a in plan.axes)
     avg = plan.op == "avg"
