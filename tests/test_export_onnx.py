@@ -112,3 +112,32 @@ def test_pooling_sites_emit_only_portable_operators(tmp_path):
     report = poolport.export_onnx(model, x, tmp_path / "m.onnx")
     for site in report.sites:
         assert set(site.plan.onnx_ops()) <= PORTABLE_POOLING_OPS
+
+
+@pytest.mark.runtime
+def test_verify_in_openvino_and_ncnn(tmp_path):
+    from poolport.runtimes import available
+
+    if not (available("openvino") and available("ncnn")):
+        pytest.skip("pip install 'poolport[runtimes]'")
+    model, x = build("maxpool_style")
+    report = poolport.export_onnx(model, x, tmp_path / "m.onnx", runtimes=("openvino", "ncnn"))
+    assert {c.runtime for c in report.checks} == {"onnxruntime", "openvino", "ncnn"}
+    assert report.passed
+
+
+class ReduceMaxHead(nn.Module):
+    def forward(self, x):
+        return x.amax(dim=(2, 3))  # ReduceMax: ncnn (via pnnx) cannot load it
+
+
+@pytest.mark.runtime
+def test_a_runtime_that_refuses_the_model_fails_verification(tmp_path):
+    from poolport.runtimes import available
+
+    if not available("ncnn"):
+        pytest.skip("pip install 'poolport[runtimes]'")
+    out = tmp_path / "m.onnx"
+    with pytest.raises(PoolportError, match="nothing written.*ncnn differs from PyTorch"):
+        poolport.export_onnx(ReduceMaxHead(), torch.randn(1, 3, 5, 5), out, runtimes=("ncnn",))
+    assert not out.exists()

@@ -23,9 +23,10 @@ def test_uniform_and_global_mix_is_one_op():
     assert dict(p.onnx_ops()) == {"MaxPool": 1}
 
 
-def test_all_global_is_one_reduce():
+def test_all_global_is_one_op():
     assert dict(plan_pool("avg", (9, 10), (1, 1)).onnx_ops()) == {"ReduceMean": 1}
-    assert dict(plan_pool("max", (9,), (1,)).onnx_ops()) == {"ReduceMax": 1}
+    # ncnn cannot load ReduceMax: global max is a MaxPool over the whole plane
+    assert dict(plan_pool("max", (9,), (1,)).onnx_ops()) == {"MaxPool": 1}
 
 
 def test_identity_emits_nothing():

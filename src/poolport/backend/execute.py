@@ -26,7 +26,10 @@ def execute(plan: PoolPlan, x: Any, ops: Ops, rank: int) -> Any:
     if plan.kind == "identity":
         return ops.copy(x)
     if plan.kind == "global":
-        return ops.reduce(x, plan.op, tuple(range(first, rank)))
+        if plan.op == "avg":
+            return ops.reduce(x, "avg", tuple(range(first, rank)))
+        # ncnn (via pnnx) cannot load ReduceMax; a MaxPool over the whole plane loads everywhere
+        return ops.pool(x, "max", plan.in_size, plan.in_size)
     for p in plan.passes:
         if p.runs_axis is None:
             kernel, stride = p.pool_params(plan.axes, None)

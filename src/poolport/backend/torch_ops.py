@@ -1,5 +1,5 @@
 """Apply an adaptive ``PoolPlan`` to a tensor with portable torch ops only: ``avg_pool``/``max_pool``
-without padding, ``narrow`` (ONNX Slice), ``cat`` (Concat) and ``mean``/``amax`` (ReduceMean/ReduceMax).
+without padding, ``narrow`` (ONNX Slice), ``cat`` (Concat) and ``mean`` (ReduceMean).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class TorchOps:
 
     @staticmethod
     def reduce(x, op, dims):
-        return x.mean(dims, keepdim=True) if op == "avg" else x.amax(dims, keepdim=True)
+        return x.mean(dims, keepdim=True) if op == "avg" else x.amax(dims, keepdim=True)  # max: unused by plans
 
     @staticmethod
     def copy(x):

@@ -54,6 +54,8 @@ def add_parser(sub) -> None:
     p.add_argument("--target", choices=["all", "onnxruntime", "openvino", "tflite", "ncnn", "mnn"], default=None,
                    help="also legalize pooling attributes this runtime computes wrongly")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime verification (not recommended)")
+    p.add_argument("--verify-in", metavar="RUNTIMES", default="",
+                   help="also verify in these runtimes, comma-separated: openvino,ncnn (poolport[runtimes])")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow loading a pickled nn.Module (runs arbitrary code from the file)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
@@ -88,6 +90,7 @@ def run(args) -> int:
             report=args.report,
             overwrite=args.force,
             target=args.target,
+            runtimes=tuple(r for r in args.verify_in.split(",") if r),
             name=loaded.name,
             progress=progress,
         )

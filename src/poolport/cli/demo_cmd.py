@@ -22,6 +22,8 @@ def add_parser(sub) -> None:
     p.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo")
     p.add_argument("--only", action="append", metavar="NAME", help="run only this demo model (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--no-runtimes", action="store_true",
+                   help="verify in ONNX Runtime only, even where OpenVINO and ncnn (pnnx) are installed")
     p.set_defaults(run=run)
 
 
@@ -56,11 +58,10 @@ def try_plain_export(model, x, exporter: str, folder: Path) -> str:
 
 
 def run(args) -> int:
-    import torch
-
     from ..demo.models import DEMOS, build
     from ..export.onnx_export import export_onnx
     from ..export.table import format_table
+    from ..runtimes import available
 
     names = args.only or list(DEMOS)
     unknown = [n for n in names if n not in DEMOS]
@@ -68,7 +69,9 @@ def run(args) -> int:
         raise PoolportError(f"unknown demo model(s) {unknown}; choose from {list(DEMOS)}.")
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="poolport-demo-"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    runtimes = () if args.no_runtimes else tuple(r for r in ("openvino", "ncnn") if available(r))
+    print(f"verifying in onnxruntime{''.join(', ' + r for r in runtimes)}"
+          + ("" if len(runtimes) == 2 else " (pip install 'poolport[runtimes]' adds OpenVINO and ncnn)"))
     summary = []
     for name in names:
         model, x = build(name)
@@ -80,10 +83,11 @@ def run(args) -> int:
         with Progress(enabled=not args.quiet) as progress:
             report = export_onnx(
                 model, (x,), out_dir / f"{name}.onnx", exporter=args.exporter, overwrite=args.force,
-                name=name, progress=progress,
+                name=name, progress=progress, runtimes=runtimes,
             )
         print(report.table())
-        summary.append([name, plain["torchscript"], plain["dynamo"], "verified" if report.passed else "FAILED",
+        verified_in = list(dict.fromkeys(c.runtime for c in report.checks))
+        summary.append([name, plain["torchscript"], plain["dynamo"], "verified in " + ", ".join(verified_in),
                         f"{report.max_abs_error:.1e}", str(len(report.sites))])
     print("\n=== summary (Gather/GatherND: ncnn cannot load them; MatMul: LiteRT and OpenVINO's default hint get it wrong)")
     print(format_table(["model", "plain torchscript", "plain dynamo", "poolport", "max abs err", "sites"], summary))

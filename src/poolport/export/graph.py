@@ -13,7 +13,6 @@ PORTABLE_POOLING_OPS = frozenset(
         "MaxPool",
         "Concat",
         "ReduceMean",
-        "ReduceMax",
         "GlobalAveragePool",
         "GlobalMaxPool",
         "Pad",
@@ -27,7 +26,8 @@ PORTABLE_POOLING_OPS = frozenset(
 )
 
 # Operators some runtime cannot load or computes wrongly in pooling formulations.
-NON_PORTABLE_OPS = frozenset({"Gather", "GatherND", "GatherElements", "MatMul", "Where", "ScatterND"})
+# ReduceMax: ncnn via pnnx cannot load it (found by poolport's ncnn check, 2026-11-25).
+NON_PORTABLE_OPS = frozenset({"Gather", "GatherND", "GatherElements", "MatMul", "Where", "ScatterND", "ReduceMax"})
 
 
 def op_counts(model) -> Counter:

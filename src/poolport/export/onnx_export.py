@@ -17,10 +17,11 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from ..errors import PoolportError
 from ..backend.onnx_symbolic import portable_symbolics
+from ..errors import PoolportError
 from ..portable import make_portable
 from ..sites import Site
 from ..torchscript import is_scripted
@@ -164,8 +165,6 @@ def torch_export_to_proto(model, args, exporter: str, opset: int, input_names=No
 
 
 def compare(reference: list[torch.Tensor], got: list, rtol: float, inputs: str, runtime: str) -> Check:
-    import numpy as np
-
     if len(reference) != len(got):
         return Check(inputs, runtime, float("inf"), float("inf"), False)
     max_abs, scale = 0.0, 0.0
@@ -181,8 +180,19 @@ def compare(reference: list[torch.Tensor], got: list, rtol: float, inputs: str, 
     return Check(inputs, runtime, max_abs, rel, bool(rel <= rtol))
 
 
-def verify_in_onnxruntime(data: bytes, model, args: tuple, random_checks: int, rtol: float) -> list[Check]:
+def verify_in_runtimes(data: bytes, proto, model, args: tuple, random_checks: int, rtol: float,
+                       runtimes: tuple[str, ...] = ()) -> list[Check]:
+    """ONNX Runtime on the example inputs and ``random_checks`` random ones; each runtime in
+    ``runtimes`` (openvino, ncnn: see ``poolport.runtimes``) on the example inputs."""
+    from ..runtimes import RUNNERS, available
+
     _, ort = _lazy_onnx()
+    unknown = [r for r in runtimes if r not in RUNNERS or r == "onnxruntime"]
+    if unknown:
+        raise PoolportError(f"cannot verify in {unknown}: choose from {sorted(set(RUNNERS) - {'onnxruntime'})}.")
+    missing = [r for r in runtimes if not available(r)]
+    if missing:
+        raise PoolportError(f"{', '.join(missing)} not installed: pip install 'poolport[runtimes]'.")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
@@ -198,8 +208,18 @@ def verify_in_onnxruntime(data: bytes, model, args: tuple, random_checks: int, r
             )
         with torch.no_grad():
             reference = flatten_outputs(model(*inputs))
-        got = sess.run(None, {n: t.detach().cpu().numpy() for n, t in zip(names, tensors)})
-        checks.append(compare(reference, got, rtol, label, "onnxruntime"))
+        feeds = {n: t.detach().cpu().numpy() for n, t in zip(names, tensors)}
+        checks.append(compare(reference, sess.run(None, feeds), rtol, label, "onnxruntime"))
+        if label != "example inputs":
+            continue
+        for runtime in runtimes:
+            try:
+                got = RUNNERS[runtime](proto, feeds)
+            except Exception as e:  # a runtime that refuses the model fails the check, with the reason
+                checks.append(Check(label, f"{runtime}: {type(e).__name__}: {str(e)[:80]}", float("inf"), float("inf"), False))
+                continue
+            got = [np.asarray(g).reshape(r.shape) if np.asarray(g).size == r.numel() else g for g, r in zip(got, reference)]
+            checks.append(compare(reference, got, rtol, label, runtime))
     return checks
 
 
@@ -250,6 +270,7 @@ def export_onnx(
     overwrite: bool = False,
     target: str | None = None,
     random_checks: int = 2,
+    runtimes: tuple[str, ...] | list[str] = (),
     rtol: float = 1e-4,
     name: str | None = None,
     progress: Callable[[str], None] | None = None,
@@ -259,7 +280,8 @@ def export_onnx(
     Verifies each pooling site in PyTorch, checks the graph with onnx.checker, runs it in ONNX
     Runtime on ``args`` and on ``random_checks`` fresh random inputs of the same shapes, compares with
     the PyTorch model (max abs error <= ``rtol`` x the output scale) and returns a Report. ``report``
-    is an optional path for the report as JSON. ``target`` ("ncnn", "openvino", ... or "all")
+    is an optional path for the report as JSON. ``runtimes`` ("openvino", "ncnn") are also run on the
+    example inputs and must agree as well (optional extras). ``target`` ("ncnn", "openvino", ... or "all")
     additionally legalizes pooling attributes that target computes wrongly (``poolport.legalize``).
     Raises PoolportError if anything fails; ``f`` is then left as it was.
     """
@@ -324,16 +346,19 @@ def export_onnx(
     out.onnx_ops = dict(op_counts(proto))
 
     if verify:
-        say(f"verifying in ONNX Runtime ({1 + random_checks} input sets)")
+        say(f"verifying in ONNX Runtime ({1 + random_checks} input sets){''.join(', ' + r for r in runtimes)}")
         t = time.perf_counter()
-        out.checks = verify_in_onnxruntime(data, portable, args, random_checks, rtol)
+        out.checks = verify_in_runtimes(data, proto, portable, args, random_checks, rtol, tuple(runtimes))
         out.verify_seconds += time.perf_counter() - t
         failed = [c for c in out.checks if not c.passed]
         if failed:
             out.total_seconds = time.perf_counter() - t_start
-            detail = "; ".join(f"{c.inputs}: max abs {c.max_abs_error:.3g}, relative {c.max_rel_error:.3g}" for c in failed)
+            detail = "; ".join(
+                f"{c.runtime} on {c.inputs}: max abs {c.max_abs_error:.3g}, relative {c.max_rel_error:.3g}" for c in failed
+            )
+            where = ", ".join(sorted({c.runtime.split(":")[0] for c in failed}))
             raise PoolportError(
-                f"verification failed, nothing written to {path}: ONNX Runtime differs from PyTorch beyond "
+                f"verification failed, nothing written to {path}: {where} differs from PyTorch beyond "
                 f"{rtol:g} x the output scale ({detail}).\n{out.table()}"
             )
 

@@ -112,7 +112,7 @@ def max_pool3d_same(x, kernel_size, stride=None, padding="SAME"):
 
 def global_pool(x: torch.Tensor, op: str, keepdims: bool = False, data_format: str = "channels_first") -> torch.Tensor:
     """Keras ``GlobalAveragePooling*D`` / ``GlobalMaxPooling*D``: mean (max) over every spatial axis;
-    (N, C) unless ``keepdims``. Exports to ReduceMean / ReduceMax."""
+    (N, C) unless ``keepdims``. Exports to ReduceMean / a whole-plane MaxPool."""
     where = f"global_{op}_pool"
     if not isinstance(x, torch.Tensor) or x.dim() < 3:
         raise PoolportError(f"{where}: expected a tensor with batch, channel and spatial axes, got "
@@ -122,7 +122,15 @@ def global_pool(x: torch.Tensor, op: str, keepdims: bool = False, data_format: s
     if op == "avg" and not x.dtype.is_floating_point:
         raise PoolportError(f"{where}: average pooling needs a floating dtype, got {x.dtype}.")
     dims = tuple(range(2, x.dim())) if data_format == "channels_first" else tuple(range(1, x.dim() - 1))
-    return x.mean(dims, keepdim=keepdims) if op == "avg" else x.amax(dims, keepdim=keepdims)
+    if op == "avg":
+        return x.mean(dims, keepdim=keepdims)
+    # max: a MaxPool over the whole plane (ncnn cannot load ReduceMax), channels first
+    cf = x if data_format == "channels_first" else x.movedim(-1, 1)
+    plane = static_size(cf, cf.dim() - 2)
+    y = POOL["max", len(plane)](cf, plane)
+    if not keepdims:
+        return y.flatten(1)
+    return y if data_format == "channels_first" else y.movedim(1, -1)
 
 
 def global_avg_pool(x, keepdims: bool = False, data_format: str = "channels_first"):
