@@ -1,5 +1,5 @@
 """Walk a ``PoolPlan`` against any backend: the one place that knows how passes, runs, repeats and
-folded axes turn into slice / pool / concat / reduce calls. Backends only implement those four."""
+folded axes turn into slice / pool / concat calls. Backends only implement those (and copy)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ class Ops(Protocol):
 
     def concat(self, parts: list, dim: int) -> Any: ...
 
-    def reduce(self, x: Any, op: str, dims: tuple[int, ...]) -> Any: ...
-
     def copy(self, x: Any) -> Any: ...
 
 
@@ -26,10 +24,9 @@ def execute(plan: PoolPlan, x: Any, ops: Ops, rank: int) -> Any:
     if plan.kind == "identity":
         return ops.copy(x)
     if plan.kind == "global":
-        if plan.op == "avg":
-            return ops.reduce(x, "avg", tuple(range(first, rank)))
-        # ncnn (via pnnx) cannot load ReduceMax; a MaxPool over the whole plane loads everywhere
-        return ops.pool(x, "max", plan.in_size, plan.in_size)
+        # a pooling op over the whole plane: ncnn via pnnx cannot load ReduceMax and returns a wrong
+        # shape for a keepdims ReduceMean at the graph output (measured); pooling loads everywhere
+        return ops.pool(x, plan.op, plan.in_size, plan.in_size)
     for p in plan.passes:
         if p.runs_axis is None:
             kernel, stride = p.pool_params(plan.axes, None)

@@ -10,7 +10,7 @@ import torch
 
 from ..errors import PoolportError
 from ..plan import plan_pool
-from ..plan.pooling import ONNX_POOL, ONNX_REDUCE
+from ..plan.pooling import ONNX_POOL
 from .execute import execute
 
 
@@ -30,11 +30,6 @@ class SymbolicOps:
 
     def concat(self, parts, dim):
         return self.g.op("Concat", *parts, axis_i=dim)
-
-    def reduce(self, x, op, dims):
-        if self.opset >= 18:
-            return self.g.op(ONNX_REDUCE[op], x, self._ints(dims), keepdims_i=1)
-        return self.g.op(ONNX_REDUCE[op], x, axes_i=list(dims), keepdims_i=1)
 
     def copy(self, x):
         return self.g.op("Identity", x)

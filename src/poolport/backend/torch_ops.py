@@ -1,5 +1,5 @@
 """Apply an adaptive ``PoolPlan`` to a tensor with portable torch ops only: ``avg_pool``/``max_pool``
-without padding, ``narrow`` (ONNX Slice), ``cat`` (Concat) and ``mean`` (ReduceMean).
+without padding (AveragePool/MaxPool), ``narrow`` (ONNX Slice) and ``cat`` (Concat).
 """
 
 from __future__ import annotations
@@ -36,10 +36,6 @@ class TorchOps:
     @staticmethod
     def concat(parts, dim):
         return torch.cat(parts, dim)
-
-    @staticmethod
-    def reduce(x, op, dims):
-        return x.mean(dims, keepdim=True) if op == "avg" else x.amax(dims, keepdim=True)  # max: unused by plans
 
     @staticmethod
     def copy(x):

@@ -12,7 +12,6 @@ PORTABLE_POOLING_OPS = frozenset(
         "AveragePool",
         "MaxPool",
         "Concat",
-        "ReduceMean",
         "GlobalAveragePool",
         "GlobalMaxPool",
         "Pad",
@@ -26,7 +25,8 @@ PORTABLE_POOLING_OPS = frozenset(
 )
 
 # Operators some runtime cannot load or computes wrongly in pooling formulations.
-# ReduceMax: ncnn via pnnx cannot load it (found by poolport's ncnn check, 2026-11-25).
+# ReduceMax: ncnn via pnnx cannot load it (found by poolport's runtime tests, 2026-11-25). ReduceMean
+# loads, but a keepdims one at the graph output came back with a wrong shape; pooling sites avoid both.
 NON_PORTABLE_OPS = frozenset({"Gather", "GatherND", "GatherElements", "MatMul", "Where", "ScatterND", "ReduceMax"})
 
 

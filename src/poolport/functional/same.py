@@ -112,7 +112,7 @@ def max_pool3d_same(x, kernel_size, stride=None, padding="SAME"):
 
 def global_pool(x: torch.Tensor, op: str, keepdims: bool = False, data_format: str = "channels_first") -> torch.Tensor:
     """Keras ``GlobalAveragePooling*D`` / ``GlobalMaxPooling*D``: mean (max) over every spatial axis;
-    (N, C) unless ``keepdims``. Exports to ReduceMean / a whole-plane MaxPool."""
+    (N, C) unless ``keepdims``. Exports to one whole-plane AveragePool / MaxPool."""
     where = f"global_{op}_pool"
     if not isinstance(x, torch.Tensor) or x.dim() < 3:
         raise PoolportError(f"{where}: expected a tensor with batch, channel and spatial axes, got "
@@ -121,13 +121,10 @@ def global_pool(x: torch.Tensor, op: str, keepdims: bool = False, data_format: s
         raise PoolportError(f"{where}: data_format must be 'channels_first' or 'channels_last', got {data_format!r}.")
     if op == "avg" and not x.dtype.is_floating_point:
         raise PoolportError(f"{where}: average pooling needs a floating dtype, got {x.dtype}.")
-    dims = tuple(range(2, x.dim())) if data_format == "channels_first" else tuple(range(1, x.dim() - 1))
-    if op == "avg":
-        return x.mean(dims, keepdim=keepdims)
-    # max: a MaxPool over the whole plane (ncnn cannot load ReduceMax), channels first
+    # a pooling op over the whole plane, channels first (ncnn mishandles ReduceMean/ReduceMax)
     cf = x if data_format == "channels_first" else x.movedim(-1, 1)
     plane = static_size(cf, cf.dim() - 2)
-    y = POOL["max", len(plane)](cf, plane)
+    y = POOL[op, len(plane)](cf, plane)
     if not keepdims:
         return y.flatten(1)
     return y if data_format == "channels_first" else y.movedim(1, -1)

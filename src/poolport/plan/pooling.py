@@ -4,8 +4,8 @@ Adaptive pooling is separable: the window of an output cell is the product of it
 so the max (or the mean, every row having the same count) can be taken one axis at a time. The plan is
 a short list of *passes* over the tensor:
 
-* If every axis is global, one reduction over all of them (ReduceMean; for max a MaxPool over the
-  whole plane, since ncnn cannot load ReduceMax).
+* If every axis is global, one pooling op over the whole plane (not ReduceMean/ReduceMax, which ncnn
+  via pnnx gets wrong or cannot load).
 * If every axis is a single op (identity, global or uniform), one N-d pooling op.
 * Otherwise one pass per ``runs`` axis, ordered by how much it shrinks the tensor (largest
   reduction first, so later passes touch less data). The single-op axes are folded into the first
@@ -23,10 +23,8 @@ from .axis import AxisPlan, Run, plan_axis
 
 OPS = ("avg", "max")
 ONNX_POOL = {"avg": "AveragePool", "max": "MaxPool"}
-ONNX_REDUCE = {"avg": "ReduceMean", "max": "ReduceMax"}
-# what a global (every axis -> 1) plan exports to: ReduceMean, and for max a MaxPool over the whole plane
-# (ncnn via pnnx cannot load ReduceMax; measured 2026-11-25)
-ONNX_GLOBAL = {"avg": "ReduceMean", "max": "MaxPool"}
+# a global plan (every axis -> 1) is one pooling op over the whole plane: ncnn via pnnx cannot load
+# ReduceMax and gives a wrong shape for a keepdims ReduceMean at the graph output (measured 2026-11-25)
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,7 @@ class PoolPlan:
         if self.kind == "identity":
             return ops
         if self.kind == "global":
-            ops[ONNX_GLOBAL[self.op]] += 1
+            ops[ONNX_POOL[self.op]] += 1
             return ops
         for p in self.passes:
             if p.runs_axis is None:

@@ -1,0 +1,60 @@
+"""The portable formulations themselves, run in the real OpenVINO (f32) and ncnn (via pnnx, fp16=0):
+runs of Slice + pool + Concat, uniform single ops, whole-plane global pooling, repeats for output
+larger than input, 1d and 3d. Optional extras; skipped when a runtime is not installed."""
+
+import numpy as np
+import pytest
+import torch
+
+import poolport
+from poolport.export.onnx_export import torch_export_to_proto
+from poolport.runtimes import RUNNERS, available
+
+CASES = [
+    ("avg", (1, 8, 9, 9), 7),  # runs x runs
+    ("max", (1, 8, 9, 9), 7),
+    ("avg", (1, 4, 128, 128), 14),  # two runs of k10 s9 per axis
+    ("max", (1, 4, 15, 15), (6, 2)),  # runs x uniform (folded)
+    ("avg", (1, 4, 10, 10), 1),  # global: whole-plane AveragePool (a keepdims ReduceMean fails in ncnn)
+    ("max", (1, 4, 10, 10), 1),  # global: whole-plane MaxPool (ncnn cannot load ReduceMax)
+    ("avg", (1, 4, 3, 4), (7, 9)),  # output larger than input: repeats
+    ("max", (1, 4, 2, 5), (5, 3)),
+]
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize("runtime", ["openvino", "ncnn"])
+@pytest.mark.parametrize("op,shape,out", CASES, ids=[f"{c[0]}-{'x'.join(map(str, c[1][2:]))}-{c[2]}" for c in CASES])
+def test_adaptive_plans_in_runtime(runtime, op, shape, out):
+    if not available(runtime):
+        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]')")
+    cls = poolport.nn.AdaptiveAvgPool2d if op == "avg" else poolport.nn.AdaptiveMaxPool2d
+    native = torch.nn.AdaptiveAvgPool2d if op == "avg" else torch.nn.AdaptiveMaxPool2d
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    proto = torch_export_to_proto(cls(out).eval(), (x,), "dynamo", 18)
+    proto.ir_version = 8  # what pnnx's bundled ONNX Runtime loads
+    (y,) = RUNNERS[runtime](proto, {proto.graph.input[0].name: x.numpy()})
+    want = native(out)(x).numpy()
+    y = np.asarray(y).reshape(want.shape)
+    if op == "max":
+        np.testing.assert_array_equal(y, want)
+    else:
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize("runtime", ["openvino", "ncnn"])
+@pytest.mark.parametrize("op", ["avg", "max"])
+def test_same_pooling_in_runtime(runtime, op):
+    if not available(runtime):
+        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]')")
+    from poolport import reference
+
+    cls = poolport.nn.AvgPool2dSame if op == "avg" else poolport.nn.MaxPool2dSame
+    for size, k, s in [((8, 9), 3, 2), ((7, 7), 3, 2), ((6, 6), 2, 2)]:
+        x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
+        proto = torch_export_to_proto(cls(k, s).eval(), (x,), "dynamo", 18)
+        proto.ir_version = 8
+        (y,) = RUNNERS[runtime](proto, {proto.graph.input[0].name: x.numpy()})
+        want = reference.same_pool(x.double().numpy(), (k, k), (s, s), op)
+        np.testing.assert_allclose(np.asarray(y).reshape(want.shape), want, rtol=1e-5, atol=1e-6)
