@@ -100,8 +100,12 @@ def plain_export(model, x, exporter: str, folder: str) -> dict:
     try:
         with quiet(), torch.no_grad():
             torch.onnx.export(model, (x,), path, dynamo=exporter == "dynamo")
-        nodes = len(onnx.load(path, load_external_data=False).graph.node)
-        return {"ok": True, "seconds": round(time.perf_counter() - t, 2), "nodes": nodes}
+        from poolport.export.graph import NON_PORTABLE_OPS, op_counts
+
+        proto = onnx.load(path, load_external_data=False)
+        bad = {k: v for k, v in op_counts(proto).items() if k in NON_PORTABLE_OPS}
+        return {"ok": True, "seconds": round(time.perf_counter() - t, 2), "nodes": len(proto.graph.node),
+                "non_portable_ops": bad}
     except (Exception, Timeout) as e:
         return {"ok": False, "seconds": round(time.perf_counter() - t, 2), "error": short(e)}
 
@@ -115,9 +119,13 @@ def poolport_export(model, x, exporter: str, folder: str) -> dict:
     t = time.perf_counter()
     try:
         r = poolport.export_onnx(model, (x,), path, exporter=exporter, random_checks=1)
-        nodes = len(onnx.load(path, load_external_data=False).graph.node)
+        from poolport.export.graph import NON_PORTABLE_OPS, op_counts
+
+        proto = onnx.load(path, load_external_data=False)
+        nodes = len(proto.graph.node)
         return {
             "ok": True,
+            "non_portable_ops": {k: v for k, v in op_counts(proto).items() if k in NON_PORTABLE_OPS},
             "verified": r.passed,
             "seconds": round(time.perf_counter() - t, 2),
             "nodes": nodes,
@@ -201,6 +209,8 @@ def summarize(results: list[Path], md: Path) -> None:
                 regressions.append((r["model"], r["size"], e, q.get("error", "not verified")))
             if not p["ok"] and q.get("verified"):
                 unblocked.append((r["model"], r["size"], e))
+            if p["ok"] and q.get("verified") and has_sites and p.get("non_portable_ops") and not q.get("non_portable_ops"):
+                total[f"{e}: plain export has Gather/GatherND/Where/MatMul/ReduceMax, poolport's has none"] += 1
             if not p["ok"] and not q.get("verified") and has_sites:
                 still_blocked.append((r["model"], r["size"], e, q.get("error", "")))
     lines = [

@@ -47,3 +47,12 @@ def test_return_indices_is_refused_with_a_reason(d):
 
 def test_poolport_error_is_a_value_error():
     assert issubclass(PoolportError, ValueError)
+
+
+def test_modules_validate_output_size_at_construction():
+    # so that plain eager calls can go straight to the native op (torch itself accepts 0)
+    with pytest.raises(PoolportError, match=r"AdaptiveAvgPool2d: output_size must be a positive int"):
+        poolport.nn.AdaptiveAvgPool2d(0)
+    with pytest.raises(PoolportError, match=r"AdaptiveMaxPool1d"):
+        poolport.nn.AdaptiveMaxPool1d((3, 3))
+    poolport.nn.AdaptiveAvgPool3d((None, 2, 1))  # None entries are fine

@@ -36,10 +36,11 @@ def always_portable():
 
 
 def graph_is_recorded() -> bool:
-    """True while something may be recording the graph (or ``always_portable()`` is active)."""
+    """True while something may be recording the graph (or ``always_portable()`` is active).
+    (The TorchScript ONNX exporter traces, so ``torch.jit.is_tracing()`` covers it.)"""
     if torch.compiler.is_compiling():  # first: Dynamo folds it to a constant
         return True
-    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or _forced()
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or _forced()
 
 
 def use_portable(x: torch.Tensor) -> bool:

@@ -80,18 +80,23 @@ def convert_modules(model: nn.Module) -> list[str]:
     return converted
 
 
-def make_portable(model: nn.Module, example_inputs=None) -> nn.Module:
+def make_portable(model: nn.Module, example_inputs=None, *, share_weights: bool = False) -> nn.Module:
     """Return a copy of ``model`` whose adaptive pooling traces and exports to portable operators.
 
     With ``example_inputs`` (a tensor or a tuple of them), the copy is also run once in a
     verification pass; ``poolport.verify_sites(copy, example_inputs)`` gives the per-site report.
+    ``share_weights=True`` copies the modules but not the parameter and buffer tensors (cheaper, for
+    read-only uses such as exporting; training the copy would then change the original).
     """
     if not isinstance(model, nn.Module):
         raise PoolportError(
             f"make_portable: expected a torch.nn.Module, got {type(model).__name__}; for a TorchScript "
             f"or torch.export file use `poolport convert`."
         )
-    portable = copy.deepcopy(model)
+    memo = {}
+    if share_weights:
+        memo = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    portable = copy.deepcopy(model, memo)
     if not is_portable(portable):
         convert_modules(portable)
         portable.register_forward_pre_hook(_enter)

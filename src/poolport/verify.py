@@ -25,7 +25,8 @@ def as_args(example_inputs) -> tuple:
 
 
 def run_recorded(model: torch.nn.Module, args: tuple) -> tuple[object, list[Site]]:
-    """Run ``model`` once, portable path forced, recording every pooling site."""
+    """Run ``model`` once, portable path forced, recording every pooling site against the native op.
+    Each site passes the native result on, so the output is the original model's."""
     with torch.no_grad(), recording(model) as rec, always_portable():
         out = model(*args)
     return out, rec.ordered()

@@ -181,9 +181,10 @@ def compare(reference: list[torch.Tensor], got: list, rtol: float, inputs: str, 
 
 
 def verify_in_runtimes(data: bytes, proto, model, args: tuple, random_checks: int, rtol: float,
-                       runtimes: tuple[str, ...] = ()) -> list[Check]:
+                       runtimes: tuple[str, ...] = (), example_output=None) -> list[Check]:
     """ONNX Runtime on the example inputs and ``random_checks`` random ones; each runtime in
-    ``runtimes`` (openvino, ncnn: see ``poolport.runtimes``) on the example inputs."""
+    ``runtimes`` (openvino, ncnn: see ``poolport.runtimes``) on the example inputs.
+    ``example_output``: PyTorch's output for the example inputs, if already computed."""
     from ..runtimes import RUNNERS, available
 
     _, ort = _lazy_onnx()
@@ -206,8 +207,11 @@ def verify_in_runtimes(data: bytes, proto, model, args: tuple, random_checks: in
                 f"the exported model takes {len(names)} inputs ({', '.join(names)}) but {len(tensors)} "
                 f"tensors were given; pass every model input as a tensor."
             )
-        with torch.no_grad():
-            reference = flatten_outputs(model(*inputs))
+        if label == "example inputs" and example_output is not None:
+            reference = flatten_outputs(example_output)
+        else:
+            with torch.no_grad():
+                reference = flatten_outputs(model(*inputs))
         feeds = {n: t.detach().cpu().numpy() for n, t in zip(names, tensors)}
         checks.append(compare(reference, sess.run(None, feeds), rtol, label, "onnxruntime"))
         if label != "example inputs":
@@ -307,6 +311,7 @@ def export_onnx(
     )
 
     scripted = is_scripted(model)
+    reference = None
     if scripted:
         if exporter != "torchscript":
             raise PoolportError(
@@ -315,10 +320,10 @@ def export_onnx(
             )
         portable = model.eval()
     else:
-        portable = make_portable(model).eval()
+        portable = make_portable(model, share_weights=True).eval()
         say("checking every pooling site in PyTorch")
         t = time.perf_counter()
-        _, out.sites = run_recorded(portable, args)
+        reference, out.sites = run_recorded(portable, args)
         problems = site_problems(out.sites)
         if problems:
             raise PoolportError("pooling sites failed verification:\n  " + "\n  ".join(problems))
@@ -348,7 +353,7 @@ def export_onnx(
     if verify:
         say(f"verifying in ONNX Runtime ({1 + random_checks} input sets){''.join(', ' + r for r in runtimes)}")
         t = time.perf_counter()
-        out.checks = verify_in_runtimes(data, proto, portable, args, random_checks, rtol, tuple(runtimes))
+        out.checks = verify_in_runtimes(data, proto, portable, args, random_checks, rtol, tuple(runtimes), reference)
         out.verify_seconds += time.perf_counter() - t
         failed = [c for c in out.checks if not c.passed]
         if failed:

@@ -91,6 +91,15 @@ def check_input(x, op: str, d: int, where: str) -> None:
         )
 
 
+def _all_positive(output_size) -> bool:
+    """Cheap pre-check for the eager fast path (torch itself accepts 0 and returns an empty tensor)."""
+    if isinstance(output_size, int):
+        return output_size > 0
+    if isinstance(output_size, (tuple, list)):
+        return all(o is None or (isinstance(o, int) and o > 0) for o in output_size)
+    return False
+
+
 def adaptive_pool(
     x: torch.Tensor, output_size, op: str, d: int, *, portable: bool | None = None, site: str | None = None
 ) -> torch.Tensor:
@@ -99,6 +108,14 @@ def adaptive_pool(
     where = _name(op, d)
     if portable is None:
         portable = use_portable(x)
+    if not portable and active_recorder() is None and _all_positive(output_size):
+        # plain eager: the native op, validated by torch; on failure, say it poolport's way
+        try:
+            return _NATIVE[op, d](x, output_size)
+        except (RuntimeError, ValueError, TypeError, IndexError):
+            check_input(x, op, d, where)
+            resolve_output_size(static_size(x, d), output_size, d, where)
+            raise
     check_input(x, op, d, where)
     in_size = static_size(x, d)
     out_size = resolve_output_size(in_size, output_size, d, where)
@@ -114,9 +131,13 @@ def adaptive_pool(
             out = out.contiguous(memory_format=layout)  # keep the layout, as the native op does
     recorder = None if torch.compiler.is_compiling() else active_recorder()
     if recorder is not None and type(x) is torch.Tensor and not torch.jit.is_tracing():
+        # verification pass: measure this site against the native op on the very same input, then
+        # continue with the native result so that every site sees what the original model feeds it
+        # (errors do not accumulate, and the pass's output is the original model's output)
         with torch._C.DisableTorchFunction():  # the native op itself, not an intercepted one
             native = _NATIVE[op, d](x, out_size)
         recorder.record(site, _name(op, d), x, out_size, plan, out, native)
+        return native
     return out
 
 

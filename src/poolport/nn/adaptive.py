@@ -6,38 +6,74 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+import torch.nn.functional as F
+
+from ..dispatch import use_portable
+from ..errors import PoolportError
 from ..functional.adaptive import adaptive_pool, no_indices_error
+from ..sites import active_recorder
+
+
+def check_output_size(output_size, d: int, cls: str) -> None:
+    """Validate at construction, so that plain eager calls can go straight to the native op."""
+    sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * d
+    if len(sizes) != d or not all(o is None or (isinstance(o, int) and not isinstance(o, bool) and o > 0) for o in sizes):
+        raise PoolportError(f"{cls}: output_size must be a positive int or {d} positive ints / None, got {output_size!r}.")
+
+
+def plain_eager(x) -> bool:
+    return type(x) is torch.Tensor and not use_portable(x) and active_recorder() is None
 
 
 class _Site:
     # the module's path in its model, set by poolport.make_portable; names the site in reports
     _poolport_site: str | None = None
+    _d: int
+
+    def __init__(self, output_size, *args) -> None:
+        check_output_size(output_size, self._d, type(self).__name__)
+        super().__init__(output_size, *args)
 
 
 class AdaptiveAvgPool1d(_Site, nn.AdaptiveAvgPool1d):
+    _d = 1
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if plain_eager(input):
+            return F.adaptive_avg_pool1d(input, self.output_size)
         return adaptive_pool(input, self.output_size, "avg", 1, site=self._poolport_site)
 
 
 class AdaptiveAvgPool2d(_Site, nn.AdaptiveAvgPool2d):
+    _d = 2
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if plain_eager(input):
+            return F.adaptive_avg_pool2d(input, self.output_size)
         return adaptive_pool(input, self.output_size, "avg", 2, site=self._poolport_site)
 
 
 class AdaptiveAvgPool3d(_Site, nn.AdaptiveAvgPool3d):
+    _d = 3
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if plain_eager(input):
+            return F.adaptive_avg_pool3d(input, self.output_size)
         return adaptive_pool(input, self.output_size, "avg", 3, site=self._poolport_site)
 
 
-class _PortableMaxMixin(_Site):
-    _d: int
+_NATIVE_MAX = {1: F.adaptive_max_pool1d, 2: F.adaptive_max_pool2d, 3: F.adaptive_max_pool3d}
 
+
+class _PortableMaxMixin(_Site):
     def __init__(self, output_size, return_indices: bool = False) -> None:
         if return_indices:
             raise no_indices_error(self._d)
         super().__init__(output_size, return_indices)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if plain_eager(input):
+            return _NATIVE_MAX[self._d](input, self.output_size)
         return adaptive_pool(input, self.output_size, "max", self._d, site=self._poolport_site)
 
 
