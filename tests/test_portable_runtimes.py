@@ -58,3 +58,24 @@ def test_same_pooling_in_runtime(runtime, op):
         (y,) = RUNNERS[runtime](proto, {proto.graph.input[0].name: x.numpy()})
         want = reference.same_pool(x.double().numpy(), (k, k), (s, s), op)
         np.testing.assert_allclose(np.asarray(y).reshape(want.shape), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.runtime
+def test_patch_around_openvino_convert_model():
+    if not available("openvino"):
+        pytest.skip("openvino not installed (pip install 'poolport[runtimes]')")
+    import openvino as ov
+
+    from poolport.demo.models import build
+
+    model, x = build("maxpool_style")
+    plain = ov.convert_model(model, example_input=x)
+    assert any(op.get_type_name().startswith("Adaptive") for op in plain.get_ops())
+    with poolport.patch():
+        converted = ov.convert_model(model, example_input=x)
+    types = {op.get_type_name() for op in converted.get_ops()}
+    assert not any(t.startswith("Adaptive") for t in types), types
+    compiled = ov.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    y = np.asarray(compiled(x.numpy())[compiled.outputs[0]])
+    with torch.no_grad():
+        np.testing.assert_allclose(y, model(x).numpy(), rtol=1e-4, atol=1e-5)
