@@ -25,4 +25,5 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/adaptive_ort.py
+	$(BIN)/python benchmarks/adaptive_ort.py --markdown docs/bench-adaptive-ort.md
+	$(BIN)/python benchmarks/export_overhead.py --markdown docs/bench-export.md

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import poolport
 import poolport.functional as PF
 from poolport import PoolportError, reference
-from poolport.plan.padding import plan_same, same_padding, torch_output, torch_windows, valid_output
+from poolport.plan.padding import plan_same, same_padding, torch_output, torch_windows
 
 FUNCS = {
     ("avg", 1): PF.avg_pool1d_same, ("avg", 2): PF.avg_pool2d_same, ("avg", 3): PF.avg_pool3d_same,

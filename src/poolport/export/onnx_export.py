@@ -295,7 +295,7 @@ def export_onnx(
         raise PoolportError(f"exporter must be one of {EXPORTERS}, got {exporter!r}.")
     if not isinstance(model, torch.nn.Module):
         raise PoolportError(f"export_onnx: expected a torch.nn.Module, got {type(model).__name__}.")
-    onnx, _ = _lazy_onnx()
+    _lazy_onnx()  # a clear error now if onnx or onnxruntime is missing
     args = as_args(args)
     path = check_destination(f, overwrite)
     if report is not None:

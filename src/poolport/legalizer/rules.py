@@ -140,7 +140,6 @@ def explicit_form(node: onnx.NodeProto, p: PoolAttrs, shape: tuple[int, ...], op
     """Nodes and initializers computing ``node`` as Pad + plain pool (+ Mul). ``shape`` is the full
     static input shape (N, C, *spatial); ``elem_type`` the input's ONNX element type."""
     spatial = shape[2:]
-    d = len(spatial)
     outs, after_new, factors = [], [], []
     for n, k, s, b, e in zip(spatial, p.kernel, p.strides, p.pads_before, p.pads_after):
         out = torch_output(n, k, s, b, e, p.ceil_mode)
