@@ -176,3 +176,14 @@ def test_make_portable_with_example_inputs_verifies_sites(model):
 def test_make_portable_rejects_non_modules():
     with pytest.raises(poolport.PoolportError, match="torch.nn.Module"):
         poolport.make_portable(lambda x: x)
+
+
+def test_structural_copy_for_export_leaves_the_original_alone(model):
+    portable = poolport.make_portable(model, share_weights=True)
+    assert portable.conv.weight is model.conv.weight  # shared, not copied
+    assert type(model.pool) is nn.AdaptiveMaxPool2d and type(portable.pool) is poolport.nn.AdaptiveMaxPool2d
+    assert not model._forward_pre_hooks and not model._forward_hooks
+    portable.train()
+    assert not model.training and not model.pool.training
+    with torch.no_grad():
+        torch.testing.assert_close(portable.eval()(X), model(X), rtol=0, atol=0)

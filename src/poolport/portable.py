@@ -19,6 +19,7 @@ import copy
 import threading
 
 import torch
+import torch.fx
 from torch import nn
 
 from . import nn as pnn
@@ -58,7 +59,10 @@ def _enter(module, args):
 
 
 def _exit(module, args, output):
-    mode = _hooks.stack.pop()
+    stack = _hooks.__dict__.get("stack")
+    if not stack:  # the pre-hook never ran (an earlier pre-hook raised)
+        return
+    mode = stack.pop()
     if mode is not None:
         mode.__exit__(None, None, None)
 
@@ -80,23 +84,39 @@ def convert_modules(model: nn.Module) -> list[str]:
     return converted
 
 
+def structural_copy(module: nn.Module) -> nn.Module:
+    """New module objects all the way down (so classes, flags and hooks can change on the copy), sharing
+    every parameter, buffer and other attribute value with ``module``. Much cheaper than deepcopy."""
+    new = copy.copy(module)  # a new object with a new __dict__ holding the same values
+    for name in ("_parameters", "_buffers", "_non_persistent_buffers_set", "_forward_hooks",
+                 "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+                 "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks",
+                 "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
+                 "_load_state_dict_post_hooks"):
+        value = module.__dict__.get(name)
+        if value is not None:
+            new.__dict__[name] = copy.copy(value)
+    new.__dict__["_modules"] = {k: None if m is None else structural_copy(m) for k, m in module._modules.items()}
+    return new
+
+
 def make_portable(model: nn.Module, example_inputs=None, *, share_weights: bool = False) -> nn.Module:
     """Return a copy of ``model`` whose adaptive pooling traces and exports to portable operators.
 
     With ``example_inputs`` (a tensor or a tuple of them), the copy is also run once in a
     verification pass; ``poolport.verify_sites(copy, example_inputs)`` gives the per-site report.
-    ``share_weights=True`` copies the modules but not the parameter and buffer tensors (cheaper, for
-    read-only uses such as exporting; training the copy would then change the original).
+    ``share_weights=True`` copies the module objects but shares parameters, buffers and other attribute
+    values with the original (much cheaper; for read-only uses such as exporting: training the copy
+    would change the original).
     """
     if not isinstance(model, nn.Module):
         raise PoolportError(
             f"make_portable: expected a torch.nn.Module, got {type(model).__name__}; for a TorchScript "
             f"or torch.export file use `poolport convert`."
         )
-    memo = {}
-    if share_weights:
-        memo = {id(t): t for t in [*model.parameters(), *model.buffers()]}
-    portable = copy.deepcopy(model, memo)
+    # GraphModules rebuild themselves on copy.copy (losing attributes torch.export set): deep-copy those
+    shallow_ok = share_weights and not any(isinstance(m, torch.fx.GraphModule) for m in model.modules())
+    portable = structural_copy(model) if shallow_ok else copy.deepcopy(model)
     if not is_portable(portable):
         convert_modules(portable)
         portable.register_forward_pre_hook(_enter)
