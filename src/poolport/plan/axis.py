@@ -3,7 +3,7 @@
 In order of preference:
 
 * ``identity`` -- ``n == o``: nothing to do.
-* ``global``   -- ``o == 1``: one reduction over the whole axis.
+* ``global``   -- ``o == 1``: the whole axis is one window (a kernel the size of the axis).
 * ``uniform``  -- every window has one length ``k`` and consecutive windows start ``s`` apart:
   one pooling op with kernel ``k``, stride ``s`` and no padding. This covers far more than
   ``n % o == 0`` (8 -> 7 is kernel 2 stride 1, 13 -> 6 is kernel 3 stride 2).
@@ -92,7 +92,7 @@ class AxisPlan:
         if self.kind == "identity":
             return f"{self.n} -> {self.o}: identity"
         if self.kind == "global":
-            return f"{self.n} -> {self.o}: global (reduce the whole axis)"
+            return f"{self.n} -> {self.o}: global (one window over the whole axis)"
         if self.kind == "uniform":
             return f"{self.n} -> {self.o}: uniform, one pool k={self.kernel} s={self.stride}"
         body = "; ".join(str(r) for r in self.runs)

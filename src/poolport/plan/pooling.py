@@ -171,7 +171,7 @@ def plan_pool(op: str, in_size: tuple[int, ...], out_size: tuple[int, ...]) -> P
     if kinds == {"identity"}:
         return PoolPlan(op, in_size, out_size, axes, "identity", ())
     if all(a.o == 1 for a in axes):
-        # every axis reduces to one cell: a single Reduce over the spatial axes
+        # every axis reduces to one cell: one pooling op over the whole plane
         return PoolPlan(op, in_size, out_size, axes, "global", ())
     single = tuple(i for i, a in enumerate(axes) if a.single_op and a.kind != "identity")
     runs_axes = [i for i, a in enumerate(axes) if a.kind == "runs"]
