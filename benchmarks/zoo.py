@@ -189,7 +189,7 @@ def summarize(results: list[Path], md: Path) -> None:
     rows = [json.loads(line) for path in results for line in path.read_text().splitlines()]
     total = Counter()
     per_source = Counter()
-    regressions, unblocked, still_blocked = [], [], []
+    regressions, unblocked, still_blocked, timeouts = [], [], [], []
     for r in rows:
         source = r["model"].split(":")[0]
         if "build_error" in r or "forward_error" in r:
@@ -205,11 +205,15 @@ def summarize(results: list[Path], md: Path) -> None:
             total[f"{e}: plain torch.onnx.export ok"] += bool(p["ok"])
             total[f"{e}: poolport exported and verified"] += bool(q.get("verified"))
             if p["ok"] and not q.get("verified"):
-                regressions.append((r["model"], r["size"], e, q.get("error", "not verified")))
+                error = q.get("error", "not verified")
+                (timeouts if error.startswith("Timeout") else regressions).append((r["model"], r["size"], e, error))
             if not p["ok"] and q.get("verified"):
                 unblocked.append((r["model"], r["size"], e))
-            if p["ok"] and q.get("verified") and has_sites and p.get("non_portable_ops") and not q.get("non_portable_ops"):
-                total[f"{e}: plain export has Gather/GatherND/Where/MatMul/ReduceMax, poolport's has none"] += 1
+            if p["ok"] and q.get("verified") and "non_portable_ops" in p:
+                removed = sum(p["non_portable_ops"].values()) - sum(q.get("non_portable_ops", {}).values())
+                if removed > 0:
+                    total[f"{e}: pairs where poolport's graph has fewer Gather/GatherND/Where nodes"] += 1
+                    total[f"{e}: Gather/GatherND/Where nodes removed in those pairs"] += removed
             if not p["ok"] and not q.get("verified") and has_sites:
                 still_blocked.append((r["model"], r["size"], e, q.get("error", "")))
     lines = [
@@ -231,6 +235,9 @@ def summarize(results: list[Path], md: Path) -> None:
         lines.append(f"- {m} @ {s} ({e})")
     lines += ["", f"Regressions (plain export ok, poolport not): {len(regressions)}", ""]
     for m, s, e, err in regressions:
+        lines.append(f"- {m} @ {s} ({e}): {err}")
+    lines += ["", f"Timed out (over --timeout on a loaded 2-core machine; rerun alone): {len(timeouts)}", ""]
+    for m, s, e, err in timeouts:
         lines.append(f"- {m} @ {s} ({e}): {err}")
     lines += ["", f"Still failing with poolport where the model has pooling sites: {len(still_blocked)}", ""]
     for m, s, e, err in still_blocked:
