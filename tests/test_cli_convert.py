@@ -112,3 +112,13 @@ def test_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for cmd in ("demo", "convert", "plan"):
         assert cmd in out
+
+
+def test_export_of_a_scripted_model_leaves_it_in_its_mode(tmp_path):
+    import poolport
+
+    model, x = build("maxpool_style")
+    scripted = torch.jit.trace(model, (x,))
+    scripted.train()
+    poolport.export_onnx(scripted, x, tmp_path / "m.onnx", exporter="torchscript")
+    assert scripted.training

@@ -7,6 +7,7 @@ folder, then a rename), and an existing file is replaced only with ``overwrite=T
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import os
@@ -318,7 +319,8 @@ def export_onnx(
                 "a TorchScript model exports with the torchscript exporter only: pass exporter='torchscript' "
                 "(--exporter torchscript)."
             )
-        portable = model.eval()
+        # a scripted graph cannot be made portable in Python: custom ONNX symbolics convert it on export
+        portable = copy.deepcopy(model).eval()
     else:
         portable = make_portable(model, share_weights=True).eval()
         say("checking every pooling site in PyTorch")
@@ -334,8 +336,8 @@ def export_onnx(
     with portable_symbolics(opset) if scripted else contextlib.nullcontext([]) as emitted:
         proto = torch_export_to_proto(portable, args, exporter, opset, input_names, output_names)
     out.sites += [
-        Site(f"{name} #{i + 1}", name, shape, size, plan, measured=False)
-        for i, (name, shape, size, plan) in enumerate(emitted)
+        Site(f"{op_name} #{i + 1}", op_name, shape, size, plan, measured=False)
+        for i, (op_name, shape, size, plan) in enumerate(emitted)
     ]
     out.export_seconds = time.perf_counter() - t
     if target is not None:
