@@ -141,3 +141,20 @@ def test_a_runtime_that_refuses_the_model_fails_verification(tmp_path):
     with pytest.raises(PoolportError, match="nothing written.*ncnn differs from PyTorch"):
         poolport.export_onnx(ReduceMaxHead(), torch.randn(1, 3, 5, 5), out, runtimes=("ncnn",))
     assert not out.exists()
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_dynamic_batch(exporter, tmp_path):
+    import onnxruntime as ort
+
+    model, x = build("maxpool_style")
+    out = tmp_path / "m.onnx"
+    report = poolport.export_onnx(model, x, out, exporter=exporter, dynamic_batch=True)
+    assert "random inputs, batch 3" in [c.inputs for c in report.checks] and report.passed
+    proto = onnx.load(str(out))
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x5 = torch.randn(5, *x.shape[1:])
+    (y,) = sess.run(None, {sess.get_inputs()[0].name: x5.numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(y), model(x5), rtol=1e-4, atol=1e-5)

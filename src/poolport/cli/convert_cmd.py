@@ -53,6 +53,8 @@ def add_parser(sub) -> None:
     p.add_argument("--kwargs", metavar="JSON", help="keyword arguments for a factory, e.g. '{\"num_classes\": 10}'")
     p.add_argument("--target", choices=["all", "onnxruntime", "openvino", "tflite", "ncnn", "mnn"], default=None,
                    help="also legalize pooling attributes this runtime computes wrongly")
+    p.add_argument("--dynamic-batch", action="store_true",
+                   help="make the batch dimension symbolic (verified at a second batch size too)")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime verification (not recommended)")
     p.add_argument("--verify-in", metavar="RUNTIMES", default="",
                    help="also verify in these runtimes, comma-separated: openvino,ncnn (poolport[runtimes])")
@@ -91,6 +93,7 @@ def run(args) -> int:
             overwrite=args.force,
             target=args.target,
             runtimes=tuple(r for r in args.verify_in.split(",") if r),
+            dynamic_batch=args.dynamic_batch,
             name=loaded.name,
             progress=progress,
         )

@@ -58,20 +58,23 @@ def flatten_outputs(out) -> list[torch.Tensor]:
     raise PoolportError(f"cannot verify a model output of type {type(out).__name__}; return tensors.")
 
 
-def random_like(args: tuple, seed: int) -> tuple:
-    """Fresh inputs with the shapes and dtypes of ``args`` (integers stay within the examples' range)."""
+def random_like(args: tuple, seed: int, batch: int | None = None) -> tuple:
+    """Fresh inputs with the shapes and dtypes of ``args`` (integers stay within the examples' range);
+    ``batch`` replaces dimension 0 of every tensor."""
     g = torch.Generator().manual_seed(seed)
     fresh = []
     for a in args:
         if not isinstance(a, torch.Tensor):
             fresh.append(a)
-        elif a.dtype.is_floating_point:
-            fresh.append(torch.randn(a.shape, generator=g, dtype=torch.float32).to(a.dtype))
+            continue
+        shape = a.shape if batch is None or a.dim() == 0 else (batch, *a.shape[1:])
+        if a.dtype.is_floating_point:
+            fresh.append(torch.randn(shape, generator=g, dtype=torch.float32).to(a.dtype))
         elif a.dtype == torch.bool:
-            fresh.append(torch.rand(a.shape, generator=g) > 0.5)
+            fresh.append(torch.rand(shape, generator=g) > 0.5)
         else:
             lo, hi = (int(a.min()), int(a.max())) if a.numel() else (0, 1)
-            fresh.append(torch.randint(lo, hi + 1, a.shape, generator=g, dtype=a.dtype))
+            fresh.append(torch.randint(lo, hi + 1, shape, generator=g, dtype=a.dtype))
     return tuple(fresh)
 
 
@@ -138,20 +141,35 @@ def quiet():
             lg.setLevel(lv)
 
 
-def torch_export_to_proto(model, args, exporter: str, opset: int, input_names=None, output_names=None):
-    """Run torch.onnx.export in memory and return the ModelProto (weights inline)."""
+def torch_export_to_proto(model, args, exporter: str, opset: int, input_names=None, output_names=None,
+                          dynamic_batch: bool = False):
+    """Run torch.onnx.export in memory and return the ModelProto (weights inline). With
+    ``dynamic_batch``, dimension 0 of every tensor input and output is a symbol ("batch")."""
     onnx, _ = _lazy_onnx()
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
     try:
         with quiet(), torch.no_grad():
             if exporter == "dynamo":
+                dynamic_shapes = None
+                if dynamic_batch:
+                    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+                    dynamic_shapes = tuple({0: batch} if isinstance(a, torch.Tensor) else None for a in args)
                 program = torch.onnx.export(
-                    model, args, dynamo=True, opset_version=opset, input_names=input_names, output_names=output_names
+                    model, args, dynamo=True, opset_version=opset, input_names=input_names,
+                    output_names=output_names, dynamic_shapes=dynamic_shapes,
                 )
                 return program.model_proto
+            dynamic_axes = None
+            if dynamic_batch:
+                input_names = input_names or [f"input{i}" for i in range(len(tensors))]
+                with torch.no_grad():
+                    n_out = len(flatten_outputs(model(*args)))
+                output_names = output_names or [f"output{i}" for i in range(n_out)]
+                dynamic_axes = {n: {0: "batch"} for n in [*input_names, *output_names]}
             buffer = io.BytesIO()
             torch.onnx.export(
                 model, args, buffer, dynamo=False, opset_version=opset, input_names=input_names,
-                output_names=output_names,
+                output_names=output_names, dynamic_axes=dynamic_axes,
             )
             return onnx.load_model_from_string(buffer.getvalue())
     except PoolportError:
@@ -182,10 +200,11 @@ def compare(reference: list[torch.Tensor], got: list, rtol: float, inputs: str, 
 
 
 def verify_in_runtimes(data: bytes, proto, model, args: tuple, random_checks: int, rtol: float,
-                       runtimes: tuple[str, ...] = (), example_output=None) -> list[Check]:
+                       runtimes: tuple[str, ...] = (), example_output=None, other_batch: int | None = None) -> list[Check]:
     """ONNX Runtime on the example inputs and ``random_checks`` random ones; each runtime in
     ``runtimes`` (openvino, ncnn: see ``poolport.runtimes``) on the example inputs.
-    ``example_output``: PyTorch's output for the example inputs, if already computed."""
+    ``example_output``: PyTorch's output for the example inputs, if already computed.
+    ``other_batch``: the last random set uses this batch size (checks a dynamic batch dimension)."""
     from ..runtimes import RUNNERS, available
 
     _, ort = _lazy_onnx()
@@ -201,6 +220,8 @@ def verify_in_runtimes(data: bytes, proto, model, args: tuple, random_checks: in
     names = [i.name for i in sess.get_inputs()]
     checks = []
     sets = [("example inputs", args)] + [(f"random inputs #{i + 1}", random_like(args, i)) for i in range(random_checks)]
+    if other_batch is not None:
+        sets.append((f"random inputs, batch {other_batch}", random_like(args, random_checks, other_batch)))
     for label, inputs in sets:
         tensors = [a for a in inputs if isinstance(a, torch.Tensor)]
         if len(tensors) != len(names):
@@ -276,6 +297,7 @@ def export_onnx(
     target: str | None = None,
     random_checks: int = 2,
     runtimes: tuple[str, ...] | list[str] = (),
+    dynamic_batch: bool = False,
     rtol: float = 1e-4,
     name: str | None = None,
     progress: Callable[[str], None] | None = None,
@@ -288,6 +310,8 @@ def export_onnx(
     is an optional path for the report as JSON. ``runtimes`` ("openvino", "ncnn") are also run on the
     example inputs and must agree as well (optional extras). ``target`` ("ncnn", "openvino", ... or "all")
     additionally legalizes pooling attributes that target computes wrongly (``poolport.legalize``).
+    ``dynamic_batch`` makes dimension 0 of every input and output symbolic (pooling plans depend on the
+    spatial sizes only) and adds a check at another batch size.
     Raises PoolportError if anything fails; ``f`` is then left as it was.
     """
     say = progress or (lambda msg: None)
@@ -334,7 +358,7 @@ def export_onnx(
     say(f"exporting with the {exporter} exporter (opset {opset})")
     t = time.perf_counter()
     with portable_symbolics(opset) if scripted else contextlib.nullcontext([]) as emitted:
-        proto = torch_export_to_proto(portable, args, exporter, opset, input_names, output_names)
+        proto = torch_export_to_proto(portable, args, exporter, opset, input_names, output_names, dynamic_batch)
     out.sites += [
         Site(f"{op_name} #{i + 1}", op_name, shape, size, plan, measured=False)
         for i, (op_name, shape, size, plan) in enumerate(emitted)
@@ -355,7 +379,13 @@ def export_onnx(
     if verify:
         say(f"verifying in ONNX Runtime ({1 + random_checks} input sets){''.join(', ' + r for r in runtimes)}")
         t = time.perf_counter()
-        out.checks = verify_in_runtimes(data, proto, portable, args, random_checks, rtol, tuple(runtimes), reference)
+        other_batch = None
+        if dynamic_batch:
+            first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0), None)
+            other_batch = 3 if first is None or first.shape[0] != 3 else 2
+        out.checks = verify_in_runtimes(
+            data, proto, portable, args, random_checks, rtol, tuple(runtimes), reference, other_batch
+        )
         out.verify_seconds += time.perf_counter() - t
         failed = [c for c in out.checks if not c.passed]
         if failed:
