@@ -79,3 +79,27 @@ def test_patch_around_openvino_convert_model():
     y = np.asarray(compiled(x.numpy())[compiled.outputs[0]])
     with torch.no_grad():
         np.testing.assert_allclose(y, model(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.runtime
+def test_patch_around_pnnx_export_to_ncnn(tmp_path, monkeypatch):
+    if not available("ncnn"):
+        pytest.skip("ncnn/pnnx not installed (pip install 'poolport[runtimes]')")
+    import pnnx
+
+    from poolport.demo.models import build
+    from poolport.runtimes import run_ncnn_files
+
+    model, x = build("pspnet_style")
+    monkeypatch.chdir(tmp_path)  # pnnx writes its files next to the .pt
+    classes = [type(m) for m in model.modules()]
+    with poolport.patch(model):  # with the model: pnnx matches torch's pooling classes by type
+        pnnx.export(model, str(tmp_path / "m.pt"), (x,), fp16=False)
+    assert [type(m) for m in model.modules()] == classes  # restored
+    assert not hasattr(model.ppm.stages[0][0], "_poolport_site")
+    param = (tmp_path / "m.ncnn.param").read_text()
+    assert "adaptive" not in param.lower()
+    (y,) = run_ncnn_files(tmp_path / "m.ncnn.param", tmp_path / "m.ncnn.bin", [x.numpy()])
+    with torch.no_grad():
+        want = model(x).numpy()
+    np.testing.assert_allclose(y.reshape(want.shape), want, rtol=1e-4, atol=1e-5)

@@ -76,13 +76,32 @@ class PortableFunctionMode(TorchFunctionMode):
 
 
 @contextlib.contextmanager
-def patch():
+def patch(model: torch.nn.Module | None = None):
     """Inside this block every adaptive pooling call anywhere takes poolport's portable path.
 
     Use it around tools that trace or convert a model themselves::
 
-        with poolport.patch():
+        with poolport.patch(model):
             ov_model = openvino.convert_model(model, example_input=x)
+
+    With ``model``, its torch pooling modules also wear poolport's classes for the duration (restored
+    on exit). Converters that recognise ``nn.AdaptiveAvgPool2d`` by its class and expect the native op
+    inside (pnnx crashes otherwise) then see a module they trace through instead.
     """
-    with always_portable(), PortableFunctionMode():
-        yield
+    from .portable import SWAP
+
+    swapped = []
+    if model is not None:
+        for name, module in model.named_modules():
+            cls = SWAP.get(type(module))
+            if cls is not None and not getattr(module, "return_indices", False):
+                swapped.append((module, type(module)))
+                module.__class__ = cls
+                module._poolport_site = name or "<root>"
+    try:
+        with always_portable(), PortableFunctionMode():
+            yield
+    finally:
+        for module, cls in swapped:
+            module.__class__ = cls
+            del module._poolport_site

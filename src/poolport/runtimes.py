@@ -61,8 +61,6 @@ def _pnnx_exe() -> str:
 
 
 def run_ncnn(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    import ncnn
-
     arrays = list(feeds.values())
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "m.onnx"
@@ -73,28 +71,35 @@ def run_ncnn(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.nd
         param, binary = Path(d) / "m.ncnn.param", Path(d) / "m.ncnn.bin"
         if proc.returncode != 0 or not param.exists():
             raise PoolportError(f"pnnx could not convert the model: {(proc.stderr or proc.stdout)[-400:]}")
-        text = param.read_text()
-        n_out = sum(1 for line in text.splitlines() for tok in line.split() if tok.startswith("out") and tok[3:].isdigit())
-        outputs = []
-        with ncnn.Net() as net:
-            net.opt.use_fp16_packed = False
-            net.opt.use_fp16_storage = False
-            net.opt.use_fp16_arithmetic = False
-            net.opt.use_bf16_storage = False
-            if net.load_param(str(param)) != 0 or net.load_model(str(binary)) != 0:
-                raise PoolportError("ncnn could not load the converted model")
-            with net.create_extractor() as ex:
-                keep = [np.ascontiguousarray(a) for a in arrays]  # ncnn.Mat does not copy
-                for i, a in enumerate(keep):
-                    ex.input(f"in{i}", ncnn.Mat(a, batch_index=0).clone())
-                for i in range(max(n_out, 1)):
-                    ret, out = ex.extract(f"out{i}")
-                    if ret != 0:
-                        if i == 0:
-                            raise PoolportError(f"ncnn could not compute out{i} (layer unsupported?):\n{text}")
-                        break
-                    outputs.append(np.array(out.numpy(batch_index=0)))
-        return outputs
+        return run_ncnn_files(param, binary, arrays)
+
+
+def run_ncnn_files(param: Path, binary: Path, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Run a converted ncnn model (pnnx's naming: in0.. / out0..) on ``arrays`` (batch first)."""
+    import ncnn
+
+    text = Path(param).read_text()
+    n_out = sum(1 for line in text.splitlines() for tok in line.split() if tok.startswith("out") and tok[3:].isdigit())
+    outputs = []
+    with ncnn.Net() as net:
+        net.opt.use_fp16_packed = False
+        net.opt.use_fp16_storage = False
+        net.opt.use_fp16_arithmetic = False
+        net.opt.use_bf16_storage = False
+        if net.load_param(str(param)) != 0 or net.load_model(str(binary)) != 0:
+            raise PoolportError("ncnn could not load the converted model")
+        with net.create_extractor() as ex:
+            keep = [np.ascontiguousarray(a) for a in arrays]  # ncnn.Mat does not copy
+            for i, a in enumerate(keep):
+                ex.input(f"in{i}", ncnn.Mat(a, batch_index=0).clone())
+            for i in range(max(n_out, 1)):
+                ret, out = ex.extract(f"out{i}")
+                if ret != 0:
+                    if i == 0:
+                        raise PoolportError(f"ncnn could not compute out{i} (layer unsupported?):\n{text}")
+                    break
+                outputs.append(np.array(out.numpy(batch_index=0)))
+    return outputs
 
 
 RUNNERS = {"onnxruntime": run_onnxruntime, "openvino": run_openvino, "ncnn": run_ncnn}

@@ -1,5 +1,5 @@
 """Apply an adaptive ``PoolPlan`` to a tensor with portable torch ops only: ``avg_pool``/``max_pool``
-without padding (AveragePool/MaxPool), ``narrow`` (ONNX Slice) and ``cat`` (Concat).
+without padding (AveragePool/MaxPool), basic slicing (ONNX Slice) and ``cat`` (Concat).
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ POOL = {  # (op, spatial dims) -> torch's pooling function
 class TorchOps:
     @staticmethod
     def slice(x, dim, start, stop):
-        return x.narrow(dim, start, stop - start)
+        # basic indexing, not narrow(): both export to ONNX Slice, but pnnx converts TorchScript's
+        # aten::slice to ncnn and leaves aten::narrow unconverted (measured with pnnx 20261020)
+        return x[(slice(None),) * dim + (slice(start, stop),)]
 
     @staticmethod
     def pool(x, op, kernel, stride):
