@@ -9,9 +9,7 @@ export of the native module (which fails for non-divisible max pooling). Median 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import onnxruntime as ort
 import torch
 
 import poolport
+from timing import interleaved_medians
 
 CASES = [
     ((1, 64, 128, 128), 14),
@@ -47,15 +46,8 @@ def time_sessions(paths, x, repeat: int) -> list[float]:
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     sessions = [ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"]) for p in paths]
-    feeds = [{s.get_inputs()[0].name: x.numpy()} for s in sessions]
-    times = [[] for _ in sessions]
-    for i in range(repeat + 10):
-        for sess, feed, t_list in zip(sessions, feeds, times):
-            t = time.perf_counter()
-            sess.run(None, feed)
-            if i >= 10:
-                t_list.append(time.perf_counter() - t)
-    return [statistics.median(t) * 1e6 for t in times]
+    calls = [lambda s=s: s.run(None, {s.get_inputs()[0].name: x.numpy()}) for s in sessions]
+    return [t * 1e6 for t in interleaved_medians(calls, repeat)]
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ original model.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import torch
 
 import poolport
+from timing import interleaved_medians
 from poolport.export.onnx_export import quiet
 
 MODELS = [("resnet18", 224), ("densenet121", 224), ("mobilenet_v3_small", 224), ("efficientnet_b0", 224),
@@ -37,17 +37,8 @@ def time_export(fn) -> float:
 
 def eager_latency(models, x, repeat: int) -> list[float]:
     """Median ms per model, interleaved so machine noise hits all alike."""
-    times = [[] for _ in models]
     with torch.no_grad():
-        for m in models:
-            for _ in range(3):
-                m(x)
-        for _ in range(repeat):
-            for m, t_list in zip(models, times):
-                t = time.perf_counter()
-                m(x)
-                t_list.append(time.perf_counter() - t)
-    return [statistics.median(t) * 1e3 for t in times]
+        return [t * 1e3 for t in interleaved_medians([lambda m=m: m(x) for m in models], repeat, warmup=3)]
 
 
 def main():

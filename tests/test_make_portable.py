@@ -187,3 +187,15 @@ def test_structural_copy_for_export_leaves_the_original_alone(model):
     assert not model.training and not model.pool.training
     with torch.no_grad():
         torch.testing.assert_close(portable.eval()(X), model(X), rtol=0, atol=0)
+
+
+def test_site_check_bound_follows_the_site_dtype():
+    from poolport.plan import plan_pool
+    from poolport.sites import Site
+    from poolport.verify import site_problems
+
+    plan = plan_pool("avg", (9, 9), (7, 7))
+    half = Site("a", "adaptive_avg_pool2d", (1, 1, 9, 9), (7, 7), plan, 1, 1e-3, 5e-4, dtype=torch.float16)
+    single = Site("b", "adaptive_avg_pool2d", (1, 1, 9, 9), (7, 7), plan, 1, 1e-3, 5e-4, dtype=torch.float32)
+    problems = site_problems([half, single])
+    assert len(problems) == 1 and problems[0].startswith("b:") and "torch.float32" in problems[0]

@@ -36,6 +36,7 @@ class Site:
     max_abs_error: float = 0.0
     max_rel_error: float = 0.0  # relative to max |input| (the scale float rounding scales with)
     measured: bool = True  # False where only the model-level check covers the site (TorchScript)
+    dtype: torch.dtype | None = None
 
     @property
     def onnx_ops(self) -> str:
@@ -78,7 +79,7 @@ class SiteRecorder:
         key = (where, op, tuple(x.shape), tuple(out_size))
         site = self.sites.get(key)
         if site is None:
-            site = self.sites[key] = Site(where, op, tuple(x.shape), tuple(out_size), plan)
+            site = self.sites[key] = Site(where, op, tuple(x.shape), tuple(out_size), plan, dtype=x.dtype)
         site.calls += 1
         diff = (portable.double() - native.double()).abs()
         if diff.numel():

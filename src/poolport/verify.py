@@ -32,13 +32,14 @@ def run_recorded(model: torch.nn.Module, args: tuple) -> tuple[object, list[Site
     return out, rec.ordered()
 
 
-def site_problems(sites: list[Site], dtype_of=None) -> list[str]:
+def site_problems(sites: list[Site]) -> list[str]:
     problems = []
     for s in sites:
         if s.op.startswith("adaptive_max") and s.max_abs_error != 0:
             problems.append(f"{s.where}: {s.op} differs from torch by {s.max_abs_error:.3g} (must be bit-exact)")
-        elif s.max_rel_error > SITE_RTOL[torch.float32]:
-            problems.append(f"{s.where}: {s.op} relative error {s.max_rel_error:.3g} > {SITE_RTOL[torch.float32]}")
+        elif s.max_rel_error > SITE_RTOL.get(s.dtype, SITE_RTOL[torch.float32]):
+            bound = SITE_RTOL.get(s.dtype, SITE_RTOL[torch.float32])
+            problems.append(f"{s.where}: {s.op} relative error {s.max_rel_error:.3g} > {bound} ({s.dtype})")
     return problems
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import PoolportError
+from ..targets import TARGETS
 from .plan_cmd import parse_size
 from .progress import Progress
 
@@ -51,7 +52,7 @@ def add_parser(sub) -> None:
     p.add_argument("--report", metavar="JSON", help="also write the report as JSON")
     p.add_argument("--force", action="store_true", help="replace existing output/report files")
     p.add_argument("--kwargs", metavar="JSON", help="keyword arguments for a factory, e.g. '{\"num_classes\": 10}'")
-    p.add_argument("--target", choices=["all", "onnxruntime", "openvino", "tflite", "ncnn", "mnn"], default=None,
+    p.add_argument("--target", choices=TARGETS, default=None,
                    help="also legalize pooling attributes this runtime computes wrongly")
     p.add_argument("--dynamic-batch", action="store_true",
                    help="make the batch dimension symbolic (verified at a second batch size too)")

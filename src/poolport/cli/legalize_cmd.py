@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import PoolportError
+from ..targets import TARGETS
 
 
 def add_parser(sub) -> None:
@@ -19,7 +20,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("input", help="the ONNX model to read (never modified)")
     p.add_argument("-o", "--output", required=True, help="where to write the legalized model")
-    p.add_argument("--target", choices=["all", "onnxruntime", "openvino", "tflite", "ncnn", "mnn"], default="all")
+    p.add_argument("--target", choices=TARGETS, default="all")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--no-verify", action="store_true", help="skip the numerical comparison with the original")
     p.set_defaults(run=run)

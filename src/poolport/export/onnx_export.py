@@ -242,7 +242,8 @@ def verify_in_runtimes(data: bytes, proto, model, args: tuple, random_checks: in
             try:
                 got = RUNNERS[runtime](proto, feeds)
             except Exception as e:  # a runtime that refuses the model fails the check, with the reason
-                checks.append(Check(label, f"{runtime}: {type(e).__name__}: {str(e)[:80]}", float("inf"), float("inf"), False))
+                note = f"{type(e).__name__}: {str(e)[:80]}"
+                checks.append(Check(label, runtime, float("inf"), float("inf"), False, note))
                 continue
             got = [np.asarray(g).reshape(r.shape) if np.asarray(g).size == r.numel() else g for g, r in zip(got, reference)]
             checks.append(compare(reference, got, rtol, label, runtime))
@@ -393,7 +394,7 @@ def export_onnx(
             detail = "; ".join(
                 f"{c.runtime} on {c.inputs}: max abs {c.max_abs_error:.3g}, relative {c.max_rel_error:.3g}" for c in failed
             )
-            where = ", ".join(sorted({c.runtime.split(":")[0] for c in failed}))
+            where = ", ".join(sorted({c.runtime for c in failed}))
             raise PoolportError(
                 f"verification failed, nothing written to {path}: {where} differs from PyTorch beyond "
                 f"{rtol:g} x the output scale ({detail}).\n{out.table()}"

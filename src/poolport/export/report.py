@@ -19,6 +19,7 @@ class Check:
     max_abs_error: float
     max_rel_error: float  # relative to max |reference output|
     passed: bool
+    note: str = ""  # why the runtime could not run the model, if it could not
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -91,7 +92,8 @@ class Report:
             sites = "no adaptive pooling sites"
         checks = format_table(
             ["verified on", "runtime", "max abs err", "rel err", "ok"],
-            [[c.inputs, c.runtime, f"{c.max_abs_error:.2e}", f"{c.max_rel_error:.2e}", "yes" if c.passed else "NO"]
+            [[c.inputs, c.runtime + (f" ({c.note})" if c.note else ""), f"{c.max_abs_error:.2e}",
+              f"{c.max_rel_error:.2e}", "yes" if c.passed else "NO"]
              for c in self.checks],
         ) if self.checks else "not verified (verify=False)"
         lines = [head, "", sites, "", checks]

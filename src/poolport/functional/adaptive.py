@@ -19,7 +19,7 @@ from ..sites import active_recorder
 from .shapes import static_size
 from ..plan.pooling import tuple_str
 
-_NATIVE = {
+NATIVE = {  # (op, d) -> torch's native adaptive pooling
     ("avg", 1): F.adaptive_avg_pool1d,
     ("avg", 2): F.adaptive_avg_pool2d,
     ("avg", 3): F.adaptive_avg_pool3d,
@@ -111,7 +111,7 @@ def adaptive_pool(
     if not portable and active_recorder() is None and _all_positive(output_size):
         # plain eager: the native op, validated by torch; on failure, say it poolport's way
         try:
-            return _NATIVE[op, d](x, output_size)
+            return NATIVE[op, d](x, output_size)
         except (RuntimeError, ValueError, TypeError, IndexError):
             check_input(x, op, d, where)
             resolve_output_size(static_size(x, d), output_size, d, where)
@@ -120,7 +120,7 @@ def adaptive_pool(
     in_size = static_size(x, d)
     out_size = resolve_output_size(in_size, output_size, d, where)
     if not portable:
-        return _NATIVE[op, d](x, out_size)
+        return NATIVE[op, d](x, out_size)
     plan = plan_pool(op, in_size, out_size)
     if x.dim() == d + 1:  # unbatched: (C, *spatial)
         out = apply_plan(x.unsqueeze(0), plan).squeeze(0)
@@ -135,7 +135,7 @@ def adaptive_pool(
         # continue with the native result so that every site sees what the original model feeds it
         # (errors do not accumulate, and the pass's output is the original model's output)
         with torch._C.DisableTorchFunction():  # the native op itself, not an intercepted one
-            native = _NATIVE[op, d](x, out_size)
+            native = NATIVE[op, d](x, out_size)
         recorder.record(site, _name(op, d), x, out_size, plan, out, native)
         return native
     return out

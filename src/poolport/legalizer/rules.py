@@ -31,7 +31,7 @@ from onnx import helper, numpy_helper
 
 from ..plan.padding import torch_output, torch_windows
 
-TARGETS = ("all", "onnxruntime", "openvino", "tflite", "ncnn", "mnn")
+from ..targets import TARGETS  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)

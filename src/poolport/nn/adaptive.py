@@ -6,11 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-import torch.nn.functional as F
-
 from ..dispatch import use_portable
 from ..errors import PoolportError
-from ..functional.adaptive import adaptive_pool, no_indices_error
+from ..functional.adaptive import NATIVE, adaptive_pool, no_indices_error
 from ..sites import active_recorder
 
 
@@ -40,7 +38,7 @@ class AdaptiveAvgPool1d(_Site, nn.AdaptiveAvgPool1d):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if plain_eager(input):
-            return F.adaptive_avg_pool1d(input, self.output_size)
+            return NATIVE["avg", 1](input, self.output_size)
         return adaptive_pool(input, self.output_size, "avg", 1, site=self._poolport_site)
 
 
@@ -49,7 +47,7 @@ class AdaptiveAvgPool2d(_Site, nn.AdaptiveAvgPool2d):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if plain_eager(input):
-            return F.adaptive_avg_pool2d(input, self.output_size)
+            return NATIVE["avg", 2](input, self.output_size)
         return adaptive_pool(input, self.output_size, "avg", 2, site=self._poolport_site)
 
 
@@ -58,11 +56,8 @@ class AdaptiveAvgPool3d(_Site, nn.AdaptiveAvgPool3d):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if plain_eager(input):
-            return F.adaptive_avg_pool3d(input, self.output_size)
+            return NATIVE["avg", 3](input, self.output_size)
         return adaptive_pool(input, self.output_size, "avg", 3, site=self._poolport_site)
-
-
-_NATIVE_MAX = {1: F.adaptive_max_pool1d, 2: F.adaptive_max_pool2d, 3: F.adaptive_max_pool3d}
 
 
 class _PortableMaxMixin(_Site):
@@ -73,7 +68,7 @@ class _PortableMaxMixin(_Site):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if plain_eager(input):
-            return _NATIVE_MAX[self._d](input, self.output_size)
+            return NATIVE["max", self._d](input, self.output_size)
         return adaptive_pool(input, self.output_size, "max", self._d, site=self._poolport_site)
 
 
