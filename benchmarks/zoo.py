@@ -117,7 +117,7 @@ def poolport_export(model, x, exporter: str, folder: str) -> dict:
     path = os.path.join(folder, f"poolport-{exporter}.onnx")
     t = time.perf_counter()
     try:
-        r = poolport.export_onnx(model, (x,), path, exporter=exporter, random_checks=1)
+        r = poolport.export_onnx(model, (x,), path, exporter=exporter)
         from poolport.export.graph import NON_PORTABLE_OPS, op_counts
 
         proto = onnx.load(path, load_external_data=False)

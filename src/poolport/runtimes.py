@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -35,21 +37,48 @@ def available(name: str) -> bool:
         return False
 
 
-def run_onnxruntime(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+Model = "onnx.ModelProto | str | os.PathLike"
+
+
+@contextlib.contextmanager
+def as_file(model: Model, self_contained: bool = False):
+    """A path to ``model``: the file itself, or a temporary copy of a ModelProto. With
+    ``self_contained``, a model whose weights are external data is copied into one file (for tools
+    that read only the graph file)."""
+    if isinstance(model, (str, os.PathLike)):
+        if not self_contained or not _has_external_data(onnx.load(str(model), load_external_data=False)):
+            yield Path(model)
+            return
+        model = onnx.load(str(model))
+        from onnx.external_data_helper import convert_model_from_external_data
+
+        convert_model_from_external_data(model)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "model.onnx"
+        onnx.save(model, str(path))
+        yield path
+
+
+def _has_external_data(proto) -> bool:
+    from onnx.external_data_helper import uses_external_data
+
+    return any(uses_external_data(t) for t in proto.graph.initializer)
+
+
+def run_onnxruntime(model: Model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    source = str(model) if isinstance(model, (str, os.PathLike)) else model.SerializeToString()
+    sess = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
     return sess.run(None, feeds)
 
 
-def run_openvino(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+def run_openvino(model: Model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     import openvino as ov
 
     core = ov.Core()
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "m.onnx")
-        onnx.save(model, path)
-        compiled = core.compile_model(core.read_model(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    with as_file(model) as path:
+        compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         result = compiled(feeds)
         return [np.asarray(result[out]) for out in compiled.outputs]
 
@@ -60,11 +89,11 @@ def _pnnx_exe() -> str:
     return pnnx.EXEC_PATH
 
 
-def run_ncnn(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+def run_ncnn(model: Model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     arrays = list(feeds.values())
-    with tempfile.TemporaryDirectory() as d:
+    with as_file(model, self_contained=True) as source, tempfile.TemporaryDirectory() as d:
         path = Path(d) / "m.onnx"
-        onnx.save(model, str(path))
+        shutil.copyfile(source, path)
         shapes = ",".join("[" + ",".join(str(s) for s in a.shape) + "]" for a in arrays)
         cmd = [_pnnx_exe(), str(path), f"inputshape={shapes}", "fp16=0"]
         proc = subprocess.run(cmd, cwd=d, capture_output=True, text=True, timeout=300)

@@ -49,6 +49,8 @@ def add_parser(sub) -> None:
     p.add_argument("--exporter", choices=["dynamo", "torchscript"], default=None,
                    help="torch.onnx exporter (default dynamo; torchscript for TorchScript files)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18 dynamo, 17 torchscript)")
+    p.add_argument("--external-data", action="store_true",
+                   help="write the weights to OUTPUT.data beside the graph (automatic for models over 2 GB)")
     p.add_argument("--report", metavar="JSON", help="also write the report as JSON")
     p.add_argument("--force", action="store_true", help="replace existing output/report files")
     p.add_argument("--kwargs", metavar="JSON", help="keyword arguments for a factory, e.g. '{\"num_classes\": 10}'")
@@ -57,6 +59,8 @@ def add_parser(sub) -> None:
     p.add_argument("--dynamic-batch", action="store_true",
                    help="make the batch dimension symbolic (verified at a second batch size too)")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime verification (not recommended)")
+    p.add_argument("--random-checks", type=int, default=1, metavar="N",
+                   help="fresh random input sets verified besides the example inputs (default 1)")
     p.add_argument("--verify-in", metavar="RUNTIMES", default="",
                    help="also verify in these runtimes, comma-separated: openvino,ncnn (poolport[runtimes])")
     p.add_argument("--trust-pickle", action="store_true",
@@ -66,11 +70,12 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..export.onnx_export import check_destination, export_onnx
+    from ..export.onnx_export import export_onnx
+    from ..export.staging import check_destination
     from ..loaders import load_model, parse_kwargs
     from ..torchscript import is_scripted
 
-    out_path = check_destination(args.output, args.force)
+    out_path = check_destination(args.output, args.force, args.external_data or None)
     if args.report:
         check_destination(args.report, args.force)
     with Progress(enabled=not args.quiet) as progress:
@@ -95,6 +100,8 @@ def run(args) -> int:
             target=args.target,
             runtimes=tuple(r for r in args.verify_in.split(",") if r),
             dynamic_batch=args.dynamic_batch,
+            external_data=args.external_data or None,
+            random_checks=args.random_checks,
             name=loaded.name,
             progress=progress,
         )

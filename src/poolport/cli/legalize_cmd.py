@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..export.onnx_export import check_destination, write_atomically
+    from ..export.staging import check_destination, write_atomically
     from ..legalizer import legalize
     from ..legalizer.legalize import Change
 

@@ -1,7 +1,8 @@
 """``export_onnx``: make portable, export with torch.onnx, check, verify in ONNX Runtime, report.
 
-The output file is written only after every check passed, atomically (a temporary file in the same
-folder, then a rename), and an existing file is replaced only with ``overwrite=True``.
+The output is written only after every check passed: the model is staged in a hidden folder beside
+``f``, checked and verified there, then renamed into place (see ``staging``); an existing file is
+replaced only with ``overwrite=True``.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from ..torchscript import is_scripted
 from ..verify import as_args, run_recorded, site_problems
 from .graph import op_counts
 from .report import Check, Report
+from .staging import Staged, check, check_destination, publish, stage_file, stage_program, staging_folder
 
 EXPORTERS = ("dynamo", "torchscript")
 DEFAULT_OPSET = {"dynamo": 18, "torchscript": 17}
-MAX_PROTO_BYTES = 2**31 - 1
 
 
 def _lazy_onnx():
@@ -85,30 +86,20 @@ def minimal_ir_version(opset: int) -> int:
     return min(ir for _release, ir, ai_onnx, *_ in onnx.helper.VERSION_TABLE if ai_onnx >= opset)
 
 
-def checked_bytes(proto) -> bytes:
-    """Serialise once and check with onnx.checker, at the oldest IR version that carries the model's
-    opset (what the most runtimes load: pnnx's ONNX Runtime takes IR <= 13) when the model allows."""
-    import onnx
-
-    if proto.ByteSize() > MAX_PROTO_BYTES:
-        raise PoolportError("the exported model is over 2 GB; external-data output is not supported yet.")
-    original = proto.ir_version
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is not None:
-        proto.ir_version = min(original, minimal_ir_version(opset))
-    data = proto.SerializeToString()
-    try:
-        onnx.checker.check_model(data)
-    except onnx.checker.ValidationError as e:
-        if proto.ir_version == original:
-            raise PoolportError(f"the exported model fails onnx.checker: {str(e).splitlines()[0]}") from e
-        proto.ir_version = original  # a newer-IR feature is in use: keep the exporter's version
-        data = proto.SerializeToString()
+def check_lowest_ir(staged: Staged) -> None:
+    """onnx.checker on the staged model, at the oldest IR version that carries its opset (what the
+    most runtimes load: pnnx's ONNX Runtime takes IR <= 13) when the model allows, else at the
+    exporter's own version."""
+    original = staged.proto.ir_version
+    opset = next((o.version for o in staged.proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and minimal_ir_version(opset) < original:
+        staged.set_ir_version(minimal_ir_version(opset))
         try:
-            onnx.checker.check_model(data)
-        except onnx.checker.ValidationError as e2:
-            raise PoolportError(f"the exported model fails onnx.checker: {str(e2).splitlines()[0]}") from e2
-    return data
+            check(staged)
+            return
+        except PoolportError:  # a newer-IR feature is in use: keep the exporter's version
+            staged.set_ir_version(original)
+    check(staged)
 
 
 @contextlib.contextmanager
@@ -141,12 +132,15 @@ def quiet():
             lg.setLevel(lv)
 
 
-def torch_export_to_proto(model, args, exporter: str, opset: int, input_names=None, output_names=None,
-                          dynamic_batch: bool = False):
-    """Run torch.onnx.export in memory and return the ModelProto (weights inline). With
-    ``dynamic_batch``, dimension 0 of every tensor input and output is a symbol ("batch")."""
-    onnx, _ = _lazy_onnx()
+def torch_export(model, args, exporter: str, opset: int, folder: Path, name: str, input_names=None,
+                 output_names=None, dynamic_batch: bool = False) -> Staged:
+    """Run torch.onnx.export and stage the result in ``folder`` as ``name`` (graph) plus
+    ``name.data`` (weights). With ``dynamic_batch``, dimension 0 of every tensor input and output is
+    a symbol ("batch")."""
+    _lazy_onnx()
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    exported = folder / "exporter" / name
+    exported.parent.mkdir()
     try:
         with quiet(), torch.no_grad():
             if exporter == "dynamo":
@@ -158,20 +152,18 @@ def torch_export_to_proto(model, args, exporter: str, opset: int, input_names=No
                     model, args, dynamo=True, opset_version=opset, input_names=input_names,
                     output_names=output_names, dynamic_shapes=dynamic_shapes,
                 )
-                return program.model_proto
-            dynamic_axes = None
-            if dynamic_batch:
-                input_names = input_names or [f"input{i}" for i in range(len(tensors))]
-                with torch.no_grad():
+            else:
+                program = None
+                dynamic_axes = None
+                if dynamic_batch:
+                    input_names = input_names or [f"input{i}" for i in range(len(tensors))]
                     n_out = len(flatten_outputs(model(*args)))
-                output_names = output_names or [f"output{i}" for i in range(n_out)]
-                dynamic_axes = {n: {0: "batch"} for n in [*input_names, *output_names]}
-            buffer = io.BytesIO()
-            torch.onnx.export(
-                model, args, buffer, dynamo=False, opset_version=opset, input_names=input_names,
-                output_names=output_names, dynamic_axes=dynamic_axes,
-            )
-            return onnx.load_model_from_string(buffer.getvalue())
+                    output_names = output_names or [f"output{i}" for i in range(n_out)]
+                    dynamic_axes = {n: {0: "batch"} for n in [*input_names, *output_names]}
+                torch.onnx.export(
+                    model, args, str(exported), dynamo=False, opset_version=opset, input_names=input_names,
+                    output_names=output_names, dynamic_axes=dynamic_axes,
+                )
     except PoolportError:
         raise
     except Exception as e:
@@ -181,6 +173,20 @@ def torch_export_to_proto(model, args, exporter: str, opset: int, input_names=No
             f"rewrite: {type(e).__name__}: {first[:400]}. Try --exporter "
             f"{'torchscript' if exporter == 'dynamo' else 'dynamo'}."
         ) from e
+    if program is not None:
+        return stage_program(program, folder, name)
+    return stage_file(exported, folder, name)
+
+
+def torch_export_to_proto(model, args, exporter: str, opset: int, input_names=None, output_names=None,
+                          dynamic_batch: bool = False):
+    """torch.onnx.export as a ModelProto with its weights inline (for models under 2 GB)."""
+    import onnx
+
+    with tempfile.TemporaryDirectory() as d:
+        staged = torch_export(model, args, exporter, opset, Path(d), "model.onnx", input_names, output_names,
+                              dynamic_batch)
+        return onnx.load(str(staged.path))
 
 
 def compare(reference: list[torch.Tensor], got: list, rtol: float, inputs: str, runtime: str) -> Check:
@@ -199,7 +205,7 @@ def compare(reference: list[torch.Tensor], got: list, rtol: float, inputs: str, 
     return Check(inputs, runtime, max_abs, rel, bool(rel <= rtol))
 
 
-def verify_in_runtimes(data: bytes, proto, model, args: tuple, random_checks: int, rtol: float,
+def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int, rtol: float,
                        runtimes: tuple[str, ...] = (), example_output=None, other_batch: int | None = None) -> list[Check]:
     """ONNX Runtime on the example inputs and ``random_checks`` random ones; each runtime in
     ``runtimes`` (openvino, ncnn: see ``poolport.runtimes``) on the example inputs.
@@ -214,9 +220,7 @@ def verify_in_runtimes(data: bytes, proto, model, args: tuple, random_checks: in
     missing = [r for r in runtimes if not available(r)]
     if missing:
         raise PoolportError(f"{', '.join(missing)} not installed: pip install 'poolport[runtimes]'.")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(model_path), verification_session_options(), providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
     checks = []
     sets = [("example inputs", args)] + [(f"random inputs #{i + 1}", random_like(args, i)) for i in range(random_checks)]
@@ -240,7 +244,7 @@ def verify_in_runtimes(data: bytes, proto, model, args: tuple, random_checks: in
             continue
         for runtime in runtimes:
             try:
-                got = RUNNERS[runtime](proto, feeds)
+                got = RUNNERS[runtime](model_path, feeds)
             except Exception as e:  # a runtime that refuses the model fails the check, with the reason
                 note = f"{type(e).__name__}: {str(e)[:80]}"
                 checks.append(Check(label, runtime, float("inf"), float("inf"), False, note))
@@ -250,37 +254,15 @@ def verify_in_runtimes(data: bytes, proto, model, args: tuple, random_checks: in
     return checks
 
 
-def write_atomically(data: bytes, path: Path, overwrite: bool) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    exists = PoolportError(f"{path} already exists; pass overwrite=True (--force) to replace it.")
-    try:
-        tmp.write_bytes(data)
-        if overwrite:
-            os.replace(tmp, path)
-            return
-        try:
-            os.link(tmp, path)  # atomic, and fails if `path` appeared meanwhile
-        except FileExistsError:
-            raise exists from None
-        except OSError:  # no hard links here
-            if path.exists():
-                raise exists from None
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def verification_session_options():
+    """ONNX Runtime's defaults (graph optimisations on, as deployments run it), without weight
+    prepacking: a session that runs a few times does not repay copying every weight into packed form."""
+    import onnxruntime as ort
 
-
-def check_destination(f, overwrite: bool) -> Path:
-    path = Path(f)
-    if path.is_dir():
-        raise PoolportError(f"{path} is a folder; give a file name such as {path / 'model.onnx'}.")
-    if path.exists() and not overwrite:
-        raise PoolportError(f"{path} already exists; pass overwrite=True (--force) to replace it.")
-    if not path.parent.exists():
-        raise PoolportError(f"folder {path.parent} does not exist.")
-    return path
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.disable_prepacking", "1")
+    return opts
 
 
 def export_onnx(
@@ -296,10 +278,11 @@ def export_onnx(
     report=None,
     overwrite: bool = False,
     target: str | None = None,
-    random_checks: int = 2,
+    random_checks: int = 1,
     runtimes: tuple[str, ...] | list[str] = (),
     dynamic_batch: bool = False,
     rtol: float = 1e-4,
+    external_data: bool | None = None,
     name: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Report:
@@ -312,7 +295,9 @@ def export_onnx(
     example inputs and must agree as well (optional extras). ``target`` ("ncnn", "openvino", ... or "all")
     additionally legalizes pooling attributes that target computes wrongly (``poolport.legalize``).
     ``dynamic_batch`` makes dimension 0 of every input and output symbolic (pooling plans depend on the
-    spatial sizes only) and adds a check at another batch size.
+    spatial sizes only) and adds a check at another batch size. ``external_data``: write the weights
+    to ``f`` + ".data" beside the graph (ONNX external data); by default (None) only for models over
+    protobuf's 2 GB limit, otherwise ``f`` is one self-contained file.
     Raises PoolportError if anything fails; ``f`` is then left as it was.
     """
     say = progress or (lambda msg: None)
@@ -321,9 +306,11 @@ def export_onnx(
         raise PoolportError(f"exporter must be one of {EXPORTERS}, got {exporter!r}.")
     if not isinstance(model, torch.nn.Module):
         raise PoolportError(f"export_onnx: expected a torch.nn.Module, got {type(model).__name__}.")
+    if isinstance(random_checks, bool) or not isinstance(random_checks, int) or random_checks < 0:
+        raise PoolportError(f"random_checks must be a whole number >= 0, got {random_checks!r}.")
     _lazy_onnx()  # a clear error now if onnx or onnxruntime is missing
     args = as_args(args)
-    path = check_destination(f, overwrite)
+    path = check_destination(f, overwrite, external_data)
     if report is not None:
         check_destination(report, overwrite)
     opset = opset or DEFAULT_OPSET[exporter]
@@ -356,51 +343,58 @@ def export_onnx(
             raise PoolportError("pooling sites failed verification:\n  " + "\n  ".join(problems))
         out.verify_seconds += time.perf_counter() - t
 
-    say(f"exporting with the {exporter} exporter (opset {opset})")
-    t = time.perf_counter()
-    with portable_symbolics(opset) if scripted else contextlib.nullcontext([]) as emitted:
-        proto = torch_export_to_proto(portable, args, exporter, opset, input_names, output_names, dynamic_batch)
-    out.sites += [
-        Site(f"{op_name} #{i + 1}", op_name, shape, size, plan, measured=False)
-        for i, (op_name, shape, size, plan) in enumerate(emitted)
-    ]
-    out.export_seconds = time.perf_counter() - t
-    if target is not None:
-        from ..legalizer import legalize
-
-        say(f"legalizing pooling attributes for {target}")
-        # checked below against PyTorch in ONNX Runtime, which is cheaper than the reference evaluator
-        proto, changes = legalize(proto, target=target, verify=False, return_changes=True)
-        out.legalized = [str(c) for c in changes]
-    data = checked_bytes(proto)
-    out.ir_version = proto.ir_version
-    out.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
-    out.onnx_ops = dict(op_counts(proto))
-
-    if verify:
-        say(f"verifying in ONNX Runtime ({1 + random_checks} input sets){''.join(', ' + r for r in runtimes)}")
+    with staging_folder(path) as folder:
+        say(f"exporting with the {exporter} exporter (opset {opset})")
         t = time.perf_counter()
-        other_batch = None
-        if dynamic_batch:
-            first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0), None)
-            other_batch = 3 if first is None or first.shape[0] != 3 else 2
-        out.checks = verify_in_runtimes(
-            data, proto, portable, args, random_checks, rtol, tuple(runtimes), reference, other_batch
-        )
-        out.verify_seconds += time.perf_counter() - t
-        failed = [c for c in out.checks if not c.passed]
-        if failed:
-            out.total_seconds = time.perf_counter() - t_start
-            detail = "; ".join(
-                f"{c.runtime} on {c.inputs}: max abs {c.max_abs_error:.3g}, relative {c.max_rel_error:.3g}" for c in failed
-            )
-            where = ", ".join(sorted({c.runtime for c in failed}))
-            raise PoolportError(
-                f"verification failed, nothing written to {path}: {where} differs from PyTorch beyond "
-                f"{rtol:g} x the output scale ({detail}).\n{out.table()}"
-            )
+        with portable_symbolics(opset) if scripted else contextlib.nullcontext([]) as emitted:
+            staged = torch_export(portable, args, exporter, opset, folder, path.name, input_names, output_names,
+                                  dynamic_batch)
+        out.sites += [
+            Site(f"{op_name} #{i + 1}", op_name, shape, size, plan, measured=False)
+            for i, (op_name, shape, size, plan) in enumerate(emitted)
+        ]
+        out.export_seconds = time.perf_counter() - t
+        if target is not None:
+            from ..legalizer import legalize
 
-    write_atomically(data, path, overwrite)
+            say(f"legalizing pooling attributes for {target}")
+            # checked below against PyTorch in ONNX Runtime, which is cheaper than the reference evaluator
+            proto, changes = legalize(staged.proto, target=target, verify=False, return_changes=True)
+            out.legalized = [str(c) for c in changes]
+            if changes:
+                staged.proto = proto
+                staged.save_graph()
+        check_lowest_ir(staged)
+        proto = staged.proto
+        out.ir_version = proto.ir_version
+        out.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
+        out.onnx_ops = dict(op_counts(proto))
+
+        if verify:
+            say(f"verifying in ONNX Runtime ({1 + random_checks} input sets){''.join(', ' + r for r in runtimes)}")
+            t = time.perf_counter()
+            other_batch = None
+            if dynamic_batch:
+                first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0), None)
+                other_batch = 3 if first is None or first.shape[0] != 3 else 2
+            out.checks = verify_in_runtimes(
+                staged.path, portable, args, random_checks, rtol, tuple(runtimes), reference, other_batch
+            )
+            out.verify_seconds += time.perf_counter() - t
+            failed = [c for c in out.checks if not c.passed]
+            if failed:
+                out.total_seconds = time.perf_counter() - t_start
+                detail = "; ".join(
+                    f"{c.runtime} on {c.inputs}: max abs {c.max_abs_error:.3g}, relative {c.max_rel_error:.3g}"
+                    for c in failed
+                )
+                where = ", ".join(sorted({c.runtime for c in failed}))
+                raise PoolportError(
+                    f"verification failed, nothing written to {path}: {where} differs from PyTorch beyond "
+                    f"{rtol:g} x the output scale ({detail}).\n{out.table()}"
+                )
+        written = publish(staged, path, overwrite, external_data)
+        out.external_data = str(written) if written else None
     out.output = str(path)
     out.total_seconds = time.perf_counter() - t_start
     if report is not None:

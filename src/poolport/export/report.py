@@ -30,6 +30,7 @@ class Report:
     model: str
     output: str | None
     exporter: str
+    external_data: str | None = None  # the weights file beside ``output``, if written
     opset: int | None = None
     ir_version: int | None = None
     input_shapes: list[list[int]] = field(default_factory=list)
@@ -58,6 +59,7 @@ class Report:
         return {
             "model": self.model,
             "output": self.output,
+            "external_data": self.external_data,
             "exporter": self.exporter,
             "opset": self.opset,
             "ir_version": self.ir_version,
@@ -80,7 +82,8 @@ class Report:
 
     def table(self) -> str:
         head = (
-            f"{self.model} -> {self.output or '(not written)'}  [{self.exporter} exporter, opset {self.opset}, "
+            f"{self.model} -> {self.output or '(not written)'}"
+            f"{f' + {self.external_data}' if self.external_data else ''}  [{self.exporter} exporter, opset {self.opset}, "
             f"IR {self.ir_version}]"
         )
         if self.sites:

@@ -1,0 +1,222 @@
+"""How an export reaches its destination: staged in a hidden folder beside it, checked there, then
+published by renames, so a failed or interrupted export never leaves half a model behind.
+
+In the staging folder the graph is ``<name>`` and its weights are external data in ``<name>.data``
+(ONNX's own external-data format). onnx.checker and ONNX Runtime read the model by path, so
+ONNX Runtime maps the weights instead of copying every one of them out of a protobuf message, the
+graph stays small enough to rewrite and re-save cheaply, and a model over protobuf's 2 GB limit goes
+the same way as a small one.
+
+Publishing writes either one self-contained ``.onnx`` file (the default when the model fits in 2 GB:
+every runtime loads it) or the graph plus ``<name>.data`` beside it (``external_data=True``, and
+always for larger models). The weights are published byte for byte as they were verified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import PoolportError
+
+MAX_PROTO_BYTES = 2**31 - 1  # protobuf cannot serialise a message larger than this
+EXTERNAL_THRESHOLD = 1024  # tensors of at least this many bytes go to the data file
+
+
+def data_file(path: Path) -> Path:
+    """Where the external data of the model at ``path`` lives (torch.onnx's own naming)."""
+    return path.with_name(path.name + ".data")
+
+
+def check_destination(f, overwrite: bool, external_data: bool | None = False) -> Path:
+    path = Path(f)
+    if path.is_dir():
+        raise PoolportError(f"{path} is a folder; give a file name such as {path / 'model.onnx'}.")
+    if path.exists() and not overwrite:
+        raise PoolportError(f"{path} already exists; pass overwrite=True (--force) to replace it.")
+    if external_data and data_file(path).exists() and not overwrite:
+        raise PoolportError(f"{data_file(path)} already exists; pass overwrite=True (--force) to replace it.")
+    if not path.parent.exists():
+        raise PoolportError(f"folder {path.parent} does not exist.")
+    return path
+
+
+def _place(src: Path, dst: Path, overwrite: bool) -> None:
+    """Rename ``src`` to ``dst`` atomically; without ``overwrite``, fail if ``dst`` exists (even if it
+    appeared meanwhile)."""
+    if overwrite:
+        os.replace(src, dst)
+        return
+    try:
+        os.link(src, dst)  # atomic, and fails if `dst` exists
+    except FileExistsError:
+        raise PoolportError(f"{dst} already exists; pass overwrite=True (--force) to replace it.") from None
+    except OSError:  # no hard links on this file system
+        if dst.exists():
+            raise PoolportError(f"{dst} already exists; pass overwrite=True (--force) to replace it.") from None
+        os.replace(src, dst)
+        return
+    src.unlink()
+
+
+def write_atomically(data: bytes, path: Path, overwrite: bool) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        _place(tmp, path, overwrite)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def staging_folder(destination: Path):
+    """A hidden folder beside ``destination`` (same file system, so publishing is a rename), removed
+    afterwards whatever happens."""
+    folder = Path(tempfile.mkdtemp(prefix=f".{destination.name}.poolport-", dir=destination.parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class Staged:
+    """A model in the staging folder: ``path`` holds the graph, ``data_file(path)`` the weights.
+
+    ``proto`` is the graph in memory (weights external, so it is small); after editing it call
+    ``save_graph``. ``inline`` is a self-contained file the exporter wrote, equal to the staged model,
+    that can be published as it is while the graph stays unedited."""
+
+    path: Path
+    proto: object  # onnx.ModelProto
+    inline: Path | None = None
+
+    @property
+    def weight_bytes(self) -> int:
+        size = 0
+        for t in self.proto.graph.initializer:
+            size += next((int(e.value) for e in t.external_data if e.key == "length"), 0) or len(t.raw_data)
+        return size
+
+    def save_graph(self) -> None:
+        import onnx
+
+        onnx.save_model(self.proto, str(self.path))
+        self.inline = None
+
+    def set_ir_version(self, ir_version: int) -> None:
+        """Change the IR version of the staged model (and of ``inline``, in place when its header allows)."""
+        if self.proto.ir_version == ir_version:
+            return
+        self.proto.ir_version = ir_version
+        inline = self.inline
+        self.save_graph()
+        if inline is not None and _patch_ir_version(inline, ir_version):
+            self.inline = inline
+
+
+def _patch_ir_version(path: Path, ir_version: int) -> bool:
+    """Rewrite the IR version of a serialised ModelProto in place. Protobuf writes fields in number
+    order, so ``ir_version`` (field 1, a varint) is the first two bytes: tag 0x08, then the value.
+    Returns False (nothing written) if the file does not start that way."""
+    if not 0 < ir_version < 128:
+        return False
+    with open(path, "r+b") as f:
+        head = f.read(2)
+        if len(head) != 2 or head[0] != 0x08 or head[1] >= 128:
+            return False
+        f.seek(1)
+        f.write(bytes([ir_version]))
+    return True
+
+
+def _has_external(proto) -> bool:
+    from onnx.external_data_helper import uses_external_data
+
+    return any(uses_external_data(t) for t in proto.graph.initializer)
+
+
+def stage_program(program, folder: Path, name: str) -> Staged:
+    """Stage a torch.onnx ONNXProgram (dynamo exporter): its weights are written straight to the
+    data file, with no protobuf copy of them."""
+    import onnx
+
+    path = folder / name
+    program.save(str(path), external_data=True)
+    return Staged(path, onnx.load(str(path), load_external_data=False))
+
+
+def stage_file(exported: Path, folder: Path, name: str) -> Staged:
+    """Stage an ONNX file an exporter wrote (``exported``, outside ``folder``'s top level): the
+    weights move to the data file; a self-contained ``exported`` is kept for publishing as it is."""
+    import onnx
+    from onnx.external_data_helper import convert_model_to_external_data, load_external_data_for_model
+
+    proto = onnx.load(str(exported), load_external_data=False)
+    inline = None
+    if _has_external(proto):  # a model over 2 GB: torch wrote one file per tensor beside it
+        load_external_data_for_model(proto, str(exported.parent))
+    else:
+        inline = exported
+    convert_model_to_external_data(
+        proto, all_tensors_to_one_file=True, location=data_file(Path(name)).name, size_threshold=EXTERNAL_THRESHOLD
+    )
+    path = folder / name
+    onnx.save_model(proto, str(path))  # writes the weights to the data file and drops them from `proto`
+    return Staged(path, proto, inline)
+
+
+def check(staged: Staged) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(staged.path))
+    except onnx.checker.ValidationError as e:
+        raise PoolportError(f"the exported model fails onnx.checker: {str(e).splitlines()[0]}") from e
+
+
+def publish(staged: Staged, destination: Path, overwrite: bool, external_data: bool | None = None) -> Path | None:
+    """Move the staged model to ``destination``: one self-contained file, or (``external_data``, or
+    ``None`` and the model is over 2 GB) the graph plus its data file. Returns the data file written,
+    if any."""
+    import onnx
+
+    too_big = staged.weight_bytes + staged.proto.ByteSize() > MAX_PROTO_BYTES
+    if external_data is None:
+        external_data = too_big
+    if not external_data:
+        if too_big:
+            raise PoolportError(
+                f"the model is {staged.weight_bytes / 2**30:.1f} GiB, over protobuf's 2 GB limit for one file; "
+                "export with external_data=True (--external-data): the weights then go to "
+                f"{data_file(destination).name} beside it."
+            )
+        if staged.inline is not None:
+            _place(staged.inline, destination, overwrite)
+            return None
+        full = onnx.load(str(staged.path))  # reads the data file back into the graph
+        from onnx.external_data_helper import convert_model_from_external_data
+
+        convert_model_from_external_data(full)
+        write_atomically(full.SerializeToString(), destination, overwrite)
+        return None
+    staged_data = data_file(staged.path)
+    if not overwrite and destination.exists():
+        raise PoolportError(f"{destination} already exists; pass overwrite=True (--force) to replace it.")
+    if staged_data.exists():
+        _place(staged_data, data_file(destination), overwrite)
+    else:  # no tensor was big enough to go external
+        staged_data = None
+    try:
+        _place(staged.path, destination, overwrite)  # the graph last: once it is there, so are its weights
+    except PoolportError:
+        if staged_data is not None:
+            data_file(destination).unlink()
+        raise
+    return data_file(destination) if staged_data is not None else None
