@@ -156,7 +156,7 @@ def stage_file(exported: Path, folder: Path, name: str) -> Staged:
     """Stage an ONNX file an exporter wrote (``exported``, outside ``folder``'s top level): the
     weights move to the data file; a self-contained ``exported`` is kept for publishing as it is."""
     import onnx
-    from onnx.external_data_helper import convert_model_to_external_data, load_external_data_for_model
+    from onnx.external_data_helper import load_external_data_for_model
 
     proto = onnx.load(str(exported), load_external_data=False)
     inline = None
@@ -164,12 +164,39 @@ def stage_file(exported: Path, folder: Path, name: str) -> Staged:
         load_external_data_for_model(proto, str(exported.parent))
     else:
         inline = exported
-    convert_model_to_external_data(
-        proto, all_tensors_to_one_file=True, location=data_file(Path(name)).name, size_threshold=EXTERNAL_THRESHOLD
-    )
     path = folder / name
-    onnx.save_model(proto, str(path))  # writes the weights to the data file and drops them from `proto`
+    move_weights_out(proto, data_file(path))
+    onnx.save_model(proto, str(path))
     return Staged(path, proto, inline)
+
+
+def move_weights_out(proto, data: Path, alignment: int = 4096) -> None:
+    """Write every initializer of at least EXTERNAL_THRESHOLD bytes to ``data`` (ONNX external data,
+    its location relative to the model) and drop it from ``proto``. Offsets are page-aligned, so
+    ONNX Runtime can map the weights instead of reading them. (One copy of each tensor's bytes, where
+    onnx's own helpers take two and reopen the file per tensor.)"""
+    import onnx
+
+    with open(data, "wb") as f:
+        for t in proto.graph.initializer:
+            if t.data_location == onnx.TensorProto.EXTERNAL or not t.HasField("raw_data"):
+                continue
+            raw = t.raw_data
+            if len(raw) < EXTERNAL_THRESHOLD:
+                continue
+            offset = -(-f.tell() // alignment) * alignment
+            if offset > f.tell():
+                f.write(b"\0" * (offset - f.tell()))
+            f.write(raw)
+            del raw
+            t.ClearField("raw_data")
+            t.data_location = onnx.TensorProto.EXTERNAL
+            del t.external_data[:]
+            for key, value in (("location", data.name), ("offset", offset), ("length", f.tell() - offset)):
+                entry = t.external_data.add()
+                entry.key, entry.value = key, str(value)
+    if data.stat().st_size == 0:
+        data.unlink()
 
 
 def check(staged: Staged) -> None:
