@@ -139,8 +139,7 @@ def torch_export(model, args, exporter: str, opset: int, folder: Path, name: str
     a symbol ("batch")."""
     _lazy_onnx()
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
-    exported = folder / "exporter" / name
-    exported.parent.mkdir()
+    exported = folder / name
     try:
         with quiet(), torch.no_grad():
             if exporter == "dynamo":
@@ -175,7 +174,7 @@ def torch_export(model, args, exporter: str, opset: int, folder: Path, name: str
         ) from e
     if program is not None:
         return stage_program(program, folder, name)
-    return stage_file(exported, folder, name)
+    return stage_file(exported)
 
 
 def torch_export_to_proto(model, args, exporter: str, opset: int, input_names=None, output_names=None,

@@ -1,11 +1,11 @@
 """How an export reaches its destination: staged in a hidden folder beside it, checked there, then
 published by renames, so a failed or interrupted export never leaves half a model behind.
 
-In the staging folder the graph is ``<name>`` and its weights are external data in ``<name>.data``
-(ONNX's own external-data format). onnx.checker and ONNX Runtime read the model by path, so
-ONNX Runtime maps the weights instead of copying every one of them out of a protobuf message, the
-graph stays small enough to rewrite and re-save cheaply, and a model over protobuf's 2 GB limit goes
-the same way as a small one.
+In the staging folder a model is a file ``<name>``, with its weights either inside (a TorchScript
+export, as torch wrote it) or in ``<name>.data`` beside it (ONNX's external-data format: the dynamo
+exporter writes its weights there directly, and models over protobuf's 2 GB limit always go that way).
+onnx.checker and ONNX Runtime read the model by path; from a data file ONNX Runtime maps the weights
+instead of copying each one out of a protobuf message, and the graph stays small to re-save.
 
 Publishing writes either one self-contained ``.onnx`` file (the default when the model fits in 2 GB:
 every runtime loads it) or the graph plus ``<name>.data`` beside it (``external_data=True``, and
@@ -87,38 +87,38 @@ def staging_folder(destination: Path):
 
 @dataclass
 class Staged:
-    """A model in the staging folder: ``path`` holds the graph, ``data_file(path)`` the weights.
-
-    ``proto`` is the graph in memory (weights external, so it is small); after editing it call
-    ``save_graph``. ``inline`` is a self-contained file the exporter wrote, equal to the staged model,
-    that can be published as it is while the graph stays unedited."""
+    """A model in the staging folder. ``path`` holds the graph; its weights are either inside it
+    (``self_contained``: a file exactly as the exporter wrote it) or in ``data_file(path)``.
+    ``proto`` is the graph in memory; after editing it call ``save_graph``."""
 
     path: Path
     proto: object  # onnx.ModelProto
-    inline: Path | None = None
+    self_contained: bool = False
 
     @property
-    def weight_bytes(self) -> int:
-        size = 0
-        for t in self.proto.graph.initializer:
-            size += next((int(e.value) for e in t.external_data if e.key == "length"), 0) or len(t.raw_data)
-        return size
+    def size(self) -> int:
+        """Bytes of the model on disk, weights included."""
+        data = data_file(self.path)
+        return self.path.stat().st_size + (0 if self.self_contained or not data.exists() else data.stat().st_size)
 
     def save_graph(self) -> None:
         import onnx
 
         onnx.save_model(self.proto, str(self.path))
-        self.inline = None
 
     def set_ir_version(self, ir_version: int) -> None:
-        """Change the IR version of the staged model (and of ``inline``, in place when its header allows)."""
         if self.proto.ir_version == ir_version:
             return
         self.proto.ir_version = ir_version
-        inline = self.inline
-        self.save_graph()
-        if inline is not None and _patch_ir_version(inline, ir_version):
-            self.inline = inline
+        if not (self.self_contained and _patch_ir_version(self.path, ir_version)):
+            self.save_graph()
+
+    def externalize(self) -> None:
+        """Move the weights of a self-contained model out to ``data_file(path)``."""
+        if self.self_contained:
+            move_weights_out(self.proto, data_file(self.path))
+            self.self_contained = False
+            self.save_graph()
 
 
 def _patch_ir_version(path: Path, ir_version: int) -> bool:
@@ -152,22 +152,21 @@ def stage_program(program, folder: Path, name: str) -> Staged:
     return Staged(path, onnx.load(str(path), load_external_data=False))
 
 
-def stage_file(exported: Path, folder: Path, name: str) -> Staged:
-    """Stage an ONNX file an exporter wrote (``exported``, outside ``folder``'s top level): the
-    weights move to the data file; a self-contained ``exported`` is kept for publishing as it is."""
+def stage_file(exported: Path) -> Staged:
+    """Stage an ONNX file an exporter wrote in the staging folder. A self-contained file stays as it
+    is (it is published byte for byte); a model over 2 GB, for which torch wrote one file per tensor
+    beside it, gets its weights gathered into ``data_file(exported)``."""
     import onnx
     from onnx.external_data_helper import load_external_data_for_model
 
     proto = onnx.load(str(exported), load_external_data=False)
-    inline = None
-    if _has_external(proto):  # a model over 2 GB: torch wrote one file per tensor beside it
-        load_external_data_for_model(proto, str(exported.parent))
-    else:
-        inline = exported
-    path = folder / name
-    move_weights_out(proto, data_file(path))
-    onnx.save_model(proto, str(path))
-    return Staged(path, proto, inline)
+    if not _has_external(proto):
+        return Staged(exported, proto, self_contained=True)
+    load_external_data_for_model(proto, str(exported.parent))
+    move_weights_out(proto, data_file(exported))
+    staged = Staged(exported, proto)
+    staged.save_graph()
+    return staged
 
 
 def move_weights_out(proto, data: Path, alignment: int = 4096) -> None:
@@ -213,26 +212,28 @@ def publish(staged: Staged, destination: Path, overwrite: bool, external_data: b
     ``None`` and the model is over 2 GB) the graph plus its data file. Returns the data file written,
     if any."""
     import onnx
+    from onnx.external_data_helper import convert_model_from_external_data
 
-    too_big = staged.weight_bytes + staged.proto.ByteSize() > MAX_PROTO_BYTES
+    too_big = staged.size > MAX_PROTO_BYTES
     if external_data is None:
         external_data = too_big
     if not external_data:
         if too_big:
             raise PoolportError(
-                f"the model is {staged.weight_bytes / 2**30:.1f} GiB, over protobuf's 2 GB limit for one file; "
+                f"the model is {staged.size / 2**30:.1f} GiB, over protobuf's 2 GB limit for one file; "
                 "export with external_data=True (--external-data): the weights then go to "
                 f"{data_file(destination).name} beside it."
             )
-        if staged.inline is not None:
-            _place(staged.inline, destination, overwrite)
+        if staged.self_contained:
+            _place(staged.path, destination, overwrite)
             return None
         full = onnx.load(str(staged.path))  # reads the data file back into the graph
-        from onnx.external_data_helper import convert_model_from_external_data
-
         convert_model_from_external_data(full)
         write_atomically(full.SerializeToString(), destination, overwrite)
         return None
+    if staged.path.name != destination.name:
+        raise PoolportError(f"internal: staged as {staged.path.name}, publishing as {destination.name}")
+    staged.externalize()
     staged_data = data_file(staged.path)
     if not overwrite and destination.exists():
         raise PoolportError(f"{destination} already exists; pass overwrite=True (--force) to replace it.")
