@@ -169,3 +169,26 @@ def test_runtime_before_and_after(runtime, pattern):
     fixed = poolport.legalize(model, runtime)
     after = RUNNERS[runtime](fixed, feeds)[0]
     np.testing.assert_allclose(after.reshape(reference.shape), reference, rtol=1e-5, atol=1e-6)
+
+
+def test_cli_keeps_external_data_external(tmp_path, capsys):
+    """A model whose weights live in a data file comes out the same way, and equals the original."""
+    rng = np.random.default_rng(0)
+    w = helper.make_tensor("w", TensorProto.FLOAT, [16, 2, 3, 3], rng.standard_normal(288).astype(np.float32).tobytes(), raw=True)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("AveragePool", ["c"], ["y"], name="pool", kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "c", "h", "w"])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    src, dst = tmp_path / "in.onnx", tmp_path / "out.onnx"
+    onnx.save(model, str(src), save_as_external_data=True, location="in.onnx.data", size_threshold=1024)
+    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
+    assert main(["legalize", str(src), "-o", str(dst), "--target", "ncnn"]) == 0
+    assert "out.onnx + out.onnx.data" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.onnx", "in.onnx.data", "out.onnx", "out.onnx.data"]
+    assert {p: hashlib.sha256((tmp_path / p).read_bytes()).hexdigest() for p in digests} == digests
+    feeds = {"x": rng.standard_normal((1, 2, 8, 8)).astype(np.float32)}
+    np.testing.assert_allclose(RUNNERS["onnxruntime"](dst, feeds)[0], RUNNERS["onnxruntime"](src, feeds)[0],
+                               rtol=1e-5, atol=1e-6)
+    assert "AveragePool" in {n.op_type for n in onnx.load(str(dst)).graph.node}

@@ -27,7 +27,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..export.staging import check_destination, write_atomically
+    import onnx
+
+    from ..export.staging import Staged, check_destination, data_file, move_weights_out, publish, staging_folder
     from ..legalizer import legalize
     from ..legalizer.legalize import Change
 
@@ -36,10 +38,23 @@ def run(args) -> int:
         raise PoolportError(f"{dst} is the input file; legalize never overwrites its input, choose another -o.")
     check_destination(dst, args.force)
     model, changes = legalize(src, args.target, verify=not args.no_verify, return_changes=True)
-    write_atomically(model.SerializeToString(), dst, args.force)
+    # weights that came in a data file leave in one (<output>.data); a self-contained input stays one file
+    external = _uses_external_data(onnx.load(str(src), load_external_data=False))
+    with staging_folder(dst) as folder:
+        staged = Staged(folder / dst.name, model)
+        move_weights_out(model, data_file(staged.path))
+        staged.save_graph()
+        written = publish(staged, dst, args.force, external_data=True if external else None)
     rewritten = [c for c in changes if isinstance(c, Change)]
-    print(f"{src} -> {dst} (target {args.target}): {len(rewritten)} pooling node(s) rewritten"
+    print(f"{src} -> {dst}{f' + {written.name}' if written else ''} (target {args.target}): "
+          f"{len(rewritten)} pooling node(s) rewritten"
           + ("" if args.no_verify or not rewritten else ", verified against the original"))
     for c in changes:
         print(f"  {c}")
     return 0
+
+
+def _uses_external_data(proto) -> bool:
+    from onnx.external_data_helper import uses_external_data
+
+    return any(uses_external_data(t) for t in proto.graph.initializer)
