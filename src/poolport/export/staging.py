@@ -42,6 +42,8 @@ def check_destination(f, overwrite: bool, external_data: bool | None = False) ->
         raise PoolportError(f"{data_file(path)} already exists; pass overwrite=True (--force) to replace it.")
     if not path.parent.exists():
         raise PoolportError(f"folder {path.parent} does not exist.")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise PoolportError(f"cannot write to folder {path.parent}; choose another output path.")
     return path
 
 
