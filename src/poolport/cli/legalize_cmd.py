@@ -29,7 +29,14 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import onnx
 
-    from ..export.staging import Staged, check_destination, data_file, move_weights_out, publish, staging_folder
+    from ..export.staging import (
+        Staged,
+        check_destination,
+        data_file,
+        move_weights_out,
+        publish,
+        staging_folder,
+    )
     from ..legalizer import legalize
     from ..legalizer.legalize import Change
 

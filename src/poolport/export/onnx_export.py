@@ -30,7 +30,15 @@ from ..torchscript import is_scripted
 from ..verify import as_args, run_recorded, site_problems
 from .graph import op_counts
 from .report import Check, Report
-from .staging import Staged, check, check_destination, publish, stage_file, stage_program, staging_folder
+from .staging import (
+    Staged,
+    check,
+    check_destination,
+    publish,
+    stage_file,
+    stage_program,
+    staging_folder,
+)
 
 EXPORTERS = ("dynamo", "torchscript")
 DEFAULT_OPSET = {"dynamo": 18, "torchscript": 17}
