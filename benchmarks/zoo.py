@@ -223,6 +223,7 @@ def summarize(results: list[Path], md: Path) -> None:
         "`... --only timm --out docs/zoo/timm.jsonl`, then `... --summarize docs/zoo.md` (reads docs/zoo/*.jsonl). Random weights, batch 1, square inputs; poolport verifies every "
         "export in ONNX Runtime (example + 1 random input, max abs error <= 1e-4 x output scale).",
         "",
+        f"Architectures swept: {architectures_swept(rows)}. "
         f"Pairs (model, size) recorded: {len(rows)} "
         f"({', '.join(f'{k}: {v}' for k, v in sorted(per_source.items()))} that run).",
         "",
@@ -244,6 +245,19 @@ def summarize(results: list[Path], md: Path) -> None:
         lines.append(f"- {m} @ {s} ({e}): {err}")
     md.write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:20]))
+
+
+def architectures_swept(rows: list[dict]) -> str:
+    """"torchvision 80 of 80, timm 190 of 190": models with every size recorded, against the sample."""
+    sizes = {}
+    for r in rows:
+        sizes.setdefault(r["model"], set()).add(r["size"])
+    complete = Counter(m.split(":")[0] for m, s in sizes.items() if set(SIZES) <= s)
+    try:
+        totals = {"torchvision": len(torchvision_models()), "timm": len(timm_models())}
+    except ImportError:
+        totals = {}
+    return ", ".join(f"{src} {complete[src]} of {totals.get(src, '?')}" for src in ("torchvision", "timm"))
 
 
 def main() -> None:
