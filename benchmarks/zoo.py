@@ -3,8 +3,10 @@ poolport, at several input sizes, with both exporters.
 
 For each (model, input size) it records whether plain torch.onnx.export succeeds with each exporter,
 whether poolport's export succeeds and verifies in ONNX Runtime, the pooling sites and their plans,
-and the ONNX node count. Results are appended to a JSON-lines file as they come (a rerun skips pairs
-already done), and `--summarize` writes the markdown table with the totals.
+and the ONNX node count. Results are appended to a JSON-lines file as they come, and `--summarize`
+writes the markdown table with the totals. A rerun skips pairs recorded in any ``*.jsonl`` beside
+``--out``, so parallel workers (``--shard 0/2``, ``--shard 1/2``, each with its own ``--out`` file)
+share one folder.
 
     .venv/bin/python benchmarks/zoo.py --only torchvision --out docs/zoo/torchvision.jsonl   # hours
     .venv/bin/python benchmarks/zoo.py --only timm --out docs/zoo/timm.jsonl                 # hours
@@ -140,9 +142,9 @@ def poolport_export(model, x, exporter: str, folder: str) -> dict:
 
 
 def sweep(models, sizes, exporters, out: Path, per_pair_timeout: int) -> None:
-    done = set()
-    if out.exists():
-        for line in out.read_text().splitlines():
+    done = set()  # pairs recorded in any results file beside `out` (other shards' too)
+    for path in out.parent.glob("*.jsonl"):
+        for line in path.read_text().splitlines():
             r = json.loads(line)
             done.add((r["model"], r["size"]))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -268,6 +270,8 @@ def main() -> None:
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
     ap.add_argument("--exporters", default=",".join(EXPORTERS))
     ap.add_argument("--per-family", type=int, default=2, help="timm architectures per module")
+    ap.add_argument("--shard", default="0/1", metavar="I/N",
+                    help="sweep only every N-th model starting at I (parallel workers, one --out file each)")
     ap.add_argument("--timeout", type=int, default=300, help="seconds per export attempt")
     ap.add_argument("--summarize", metavar="MD", help="write the markdown summary of docs/zoo/*.jsonl and exit")
     args = ap.parse_args()
@@ -281,6 +285,8 @@ def main() -> None:
         models = ([] if args.only == "timm" else torchvision_models()) + (
             [] if args.only == "torchvision" else timm_models(args.per_family)
         )
+    i, n = (int(v) for v in args.shard.split("/"))
+    models = models[i::n]
     print(f"{len(models)} models", file=sys.stderr)
     sweep(models, [int(s) for s in args.sizes.split(",")], args.exporters.split(","), Path(args.out), args.timeout)
 
