@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 
 from .errors import PoolportError
+from .export.staging import has_external_data
 
 
 def available(name: str) -> bool:
@@ -46,7 +47,7 @@ def as_file(model: Model, self_contained: bool = False):
     ``self_contained``, a model whose weights are external data is copied into one file (for tools
     that read only the graph file)."""
     if isinstance(model, (str, os.PathLike)):
-        if not self_contained or not _has_external_data(onnx.load(str(model), load_external_data=False)):
+        if not self_contained or not has_external_data(onnx.load(str(model), load_external_data=False)):
             yield Path(model)
             return
         model = onnx.load(str(model))
@@ -57,12 +58,6 @@ def as_file(model: Model, self_contained: bool = False):
         path = Path(d) / "model.onnx"
         onnx.save(model, str(path))
         yield path
-
-
-def _has_external_data(proto) -> bool:
-    from onnx.external_data_helper import uses_external_data
-
-    return any(uses_external_data(t) for t in proto.graph.initializer)
 
 
 def run_onnxruntime(model: Model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -30,11 +30,10 @@ def run(args) -> int:
     import onnx
 
     from ..export.staging import (
-        Staged,
         check_destination,
-        data_file,
-        move_weights_out,
+        has_external_data,
         publish,
+        stage_proto,
         staging_folder,
     )
     from ..legalizer import legalize
@@ -46,11 +45,9 @@ def run(args) -> int:
     check_destination(dst, args.force)
     model, changes = legalize(src, args.target, verify=not args.no_verify, return_changes=True)
     # weights that came in a data file leave in one (<output>.data); a self-contained input stays one file
-    external = _uses_external_data(onnx.load(str(src), load_external_data=False))
+    external = has_external_data(onnx.load(str(src), load_external_data=False))
     with staging_folder(dst) as folder:
-        staged = Staged(folder / dst.name, model)
-        move_weights_out(model, data_file(staged.path))
-        staged.save_graph()
+        staged = stage_proto(model, folder, dst.name)
         written = publish(staged, dst, args.force, external_data=True if external else None)
     rewritten = [c for c in changes if isinstance(c, Change)]
     print(f"{src} -> {dst}{f' + {written.name}' if written else ''} (target {args.target}): "
@@ -59,9 +56,3 @@ def run(args) -> int:
     for c in changes:
         print(f"  {c}")
     return 0
-
-
-def _uses_external_data(proto) -> bool:
-    from onnx.external_data_helper import uses_external_data
-
-    return any(uses_external_data(t) for t in proto.graph.initializer)

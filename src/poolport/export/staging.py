@@ -138,7 +138,8 @@ def _patch_ir_version(path: Path, ir_version: int) -> bool:
     return True
 
 
-def _has_external(proto) -> bool:
+def has_external_data(proto) -> bool:
+    """Whether any initializer of ``proto`` keeps its data in an external file."""
     from onnx.external_data_helper import uses_external_data
 
     return any(uses_external_data(t) for t in proto.graph.initializer)
@@ -154,6 +155,14 @@ def stage_program(program, folder: Path, name: str) -> Staged:
     return Staged(path, onnx.load(str(path), load_external_data=False))
 
 
+def stage_proto(proto, folder: Path, name: str) -> Staged:
+    """Stage an in-memory ModelProto (weights inline) as ``name`` + ``name.data``."""
+    staged = Staged(folder / name, proto)
+    move_weights_out(proto, data_file(staged.path))
+    staged.save_graph()
+    return staged
+
+
 def stage_file(exported: Path) -> Staged:
     """Stage an ONNX file an exporter wrote in the staging folder. A self-contained file stays as it
     is (it is published byte for byte); a model over 2 GB, for which torch wrote one file per tensor
@@ -162,7 +171,7 @@ def stage_file(exported: Path) -> Staged:
     from onnx.external_data_helper import load_external_data_for_model
 
     proto = onnx.load(str(exported), load_external_data=False)
-    if not _has_external(proto):
+    if not has_external_data(proto):
         return Staged(exported, proto, self_contained=True)
     load_external_data_for_model(proto, str(exported.parent))
     move_weights_out(proto, data_file(exported))
