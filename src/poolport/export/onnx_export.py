@@ -142,9 +142,10 @@ def quiet():
 
 def torch_export(model, args, exporter: str, opset: int, folder: Path, name: str, input_names=None,
                  output_names=None, dynamic_batch: bool = False) -> Staged:
-    """Run torch.onnx.export and stage the result in ``folder`` as ``name`` (graph) plus
-    ``name.data`` (weights). With ``dynamic_batch``, dimension 0 of every tensor input and output is
-    a symbol ("batch")."""
+    """Run torch.onnx.export and stage the result in ``folder`` as ``name``: the dynamo exporter's
+    weights go to ``name.data``, a TorchScript export stays the one file torch wrote (see
+    ``staging``). With ``dynamic_batch``, dimension 0 of every tensor input and output is a symbol
+    ("batch")."""
     _lazy_onnx()
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
     exported = folder / name

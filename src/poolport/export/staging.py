@@ -174,10 +174,7 @@ def stage_file(exported: Path) -> Staged:
     if not has_external_data(proto):
         return Staged(exported, proto, self_contained=True)
     load_external_data_for_model(proto, str(exported.parent))
-    move_weights_out(proto, data_file(exported))
-    staged = Staged(exported, proto)
-    staged.save_graph()
-    return staged
+    return stage_proto(proto, exported.parent, exported.name)
 
 
 def move_weights_out(proto, data: Path, alignment: int = 4096) -> None:
