@@ -226,13 +226,14 @@ def summarize(results: list[Path], md: Path) -> None:
         "export in ONNX Runtime (example + 1 random input, max abs error <= 1e-4 x output scale).",
         "",
         f"Architectures swept: {architectures_swept(rows)}. "
-        f"Pairs (model, size) recorded: {len(rows)} "
-        f"({', '.join(f'{k}: {v}' for k, v in sorted(per_source.items()))} that run).",
+        f"Pairs (model, size) recorded: {len(rows)}, of which {sum(per_source.values())} run "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(per_source.items()))}).",
         "",
         "| count | value |",
         "|---|---|",
     ]
     lines += [f"| {k} | {v} |" for k, v in sorted(total.items())]
+    lines += ["", *accuracy_and_time(rows)]
     lines += ["", f"Pairs unblocked by poolport (plain export fails, poolport verifies, the model has adaptive "
               f"pooling sites): {len(unblocked)}", ""]
     for m, s, e in unblocked:
@@ -262,6 +263,45 @@ def summarize(results: list[Path], md: Path) -> None:
         lines.append(f"- {m} @ {s} ({e}): {err}")
     md.write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:20]))
+
+
+def accuracy_and_time(rows: list[dict]) -> list[str]:
+    """What the verified exports measured: the error against PyTorch, the non-global sites among them,
+    and poolport's export time (verification included) against plain export's."""
+    errors, ratios, non_global = [], {e: [] for e in EXPORTERS}, Counter()
+    for r in rows:
+        for e in EXPORTERS:
+            p, q = r.get(f"plain_{e}") or {}, r.get(f"poolport_{e}") or {}
+            if not q.get("verified"):
+                continue
+            errors.append((q["max_rel_error"], f"{r['model']} @ {r['size']} ({e})"))
+            if any(site.get("kind") != "global" for site in q.get("sites", [])):
+                non_global[e] += 1
+            if p.get("ok") and p.get("seconds") and q.get("seconds"):
+                ratios[e].append(q["seconds"] / p["seconds"])
+    if not errors:
+        return []
+    errors.sort()
+    median = errors[len(errors) // 2][0]
+    lines = [
+        f"Verified exports: {len(errors)}. Model-level error against PyTorch (max abs error / output scale, "
+        f"ONNX Runtime, example and random inputs): median {median:.2g}, worst {errors[-1][0]:.2g} "
+        f"({errors[-1][1]}). Of these, {sum(non_global.values())} have at least one non-global adaptive "
+        f"pooling site ({', '.join(f'{e} {n}' for e, n in sorted(non_global.items()))}).",
+        "",
+        "Export time, poolport (verification included, one file) / plain torch.onnx.export (torch's default "
+        "output: graph + .data for dynamo), per pair where both wrote a file. Indicative only: rows were "
+        "recorded over several sessions while verification got cheaper, with two sweep workers sharing 2 "
+        "cores; docs/bench-export.md is the controlled benchmark.",
+        "",
+        "| exporter | pairs | median | 90th percentile |",
+        "|---|---|---|---|",
+    ]
+    for e, rs in sorted(ratios.items()):
+        if rs:
+            rs.sort()
+            lines.append(f"| {e} | {len(rs)} | {rs[len(rs) // 2]:.2f} | {rs[int(len(rs) * 0.9)]:.2f} |")
+    return lines
 
 
 def architectures_swept(rows: list[dict]) -> str:
