@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -82,8 +83,11 @@ def time_limit(seconds: int):
         signal.signal(signal.SIGALRM, old)
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # torch.onnx colours its messages
+
+
 def short(e: BaseException) -> str:
-    text = " ".join(str(e).split())
+    text = " ".join(ANSI.sub("", str(e)).split())
     for key in ("not factor of input size", "No ONNX function found for", "Unsupported", "over "):
         if key in text:
             i = text.index(key)
@@ -258,9 +262,11 @@ def summarize(results: list[Path], md: Path) -> None:
     lines += ["", f"Timed out (over --timeout on a loaded 2-core machine; rerun alone): {len(timeouts)}", ""]
     for m, s, e, err in timeouts:
         lines.append(f"- {m} @ {s} ({e}): {err}")
-    lines += ["", f"Still failing with poolport where the model has pooling sites: {len(still_blocked)}", ""]
+    lines += ["", f"Pairs with pooling sites where plain export and poolport's both fail: {len(still_blocked)}. "
+              "torch's exporter fails on another part of the model (poolport's error says which exporter "
+              "step failed; plain export's error is recorded in the JSON lines).", ""]
     for m, s, e, err in still_blocked:
-        lines.append(f"- {m} @ {s} ({e}): {err}")
+        lines.append(f"- {m} @ {s} ({e}): {ANSI.sub('', err)[:300]}")
     md.write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:20]))
 
