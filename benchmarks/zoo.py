@@ -265,7 +265,7 @@ def summarize(results: list[Path], md: Path) -> None:
     lines += ["", f"Pairs with pooling sites where plain export and poolport's both fail: {len(still_blocked)} "
               "(plain export's error is in the JSON lines)", ""]
     for m, s, e, err in still_blocked:
-        why = " [torch's exporter fails on a part of the model that has no pooling]" if "does not rewrite" in err else ""
+        why = " [plain export fails too: the failing part is not a pooling site]" if "does not rewrite" in err else ""
         lines.append(f"- {m} @ {s} ({e}): {ANSI.sub('', err)[:300]}{why}")
     md.write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:20]))
