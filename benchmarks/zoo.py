@@ -87,7 +87,13 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")  # torch.onnx colours its messages
 
 
 def short(e: BaseException) -> str:
-    text = " ".join(ANSI.sub("", str(e)).split())
+    raw = ANSI.sub("", str(e))
+    # the dynamo exporter's ConversionError lists its chain of causes as "<class 'X'>: message" lines;
+    # the first is the root cause
+    causes = [line for line in raw.splitlines() if line.startswith("<class '")]
+    if causes:
+        return f"{type(e).__name__}: {' '.join(causes[0].split())[:240]}"
+    text = " ".join(raw.split())
     for key in ("not factor of input size", "No ONNX function found for", "Unsupported", "over "):
         if key in text:
             i = text.index(key)
