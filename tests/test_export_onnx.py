@@ -158,3 +158,56 @@ def test_dynamic_batch(exporter, tmp_path):
     (y,) = sess.run(None, {sess.get_inputs()[0].name: x5.numpy()})
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(y), model(x5), rtol=1e-4, atol=1e-5)
+
+
+@torch.library.custom_op("poolport_test::opaque", mutates_args=())
+def _opaque(x: torch.Tensor) -> torch.Tensor:
+    """An operator no ONNX exporter knows: the part of a model poolport cannot help with."""
+    return x * 2
+
+
+@_opaque.register_fake
+def _(x):
+    return torch.empty_like(x)
+
+
+class _PoolThenOpaque(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(3)
+
+    def forward(self, x):
+        return _opaque(self.pool(x))
+
+
+@pytest.mark.parametrize(
+    "exporter,cause",
+    [
+        ("dynamo", r"DispatchError: No ONNX function found for .*poolport_test\.opaque"),
+        ("torchscript", r"UnsupportedOperatorError: .*poolport_test::opaque"),
+    ],
+)
+def test_an_exporter_failure_elsewhere_names_its_root_cause(exporter, cause, tmp_path):
+    """The dynamo exporter's ConversionError opens with generic advice in terminal colours; the error
+    must name the operator that failed, and write nothing."""
+    out = tmp_path / "m.onnx"
+    with pytest.raises(PoolportError, match=rf"\({exporter} exporter\) failed on a part of the model poolport "
+                       rf"does not rewrite: {cause}") as info:
+        poolport.export_onnx(_PoolThenOpaque().eval(), torch.randn(1, 2, 7, 7), out, exporter=exporter)
+    message = str(info.value)
+    assert "\x1b[" not in message and ".." not in message and "Try --exporter" in message
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_exporter_failure_reports_the_first_cause_of_a_chain():
+    from poolport.export.onnx_export import exporter_failure
+
+    chained = RuntimeError(
+        "Failed to convert the exported program. \x1b[96mThis is step 3/3\x1b[0m. Next steps:\n"
+        "- If there is a missing ONNX function, implement it.\n"
+        "<class 'AssertionError'>: only 4D query, key, and value are supported\n"
+        "<class 'torch.onnx._internal.exporter._errors.ConversionError'>: Error when translating node"
+    )
+    assert exporter_failure(chained) == "AssertionError: only 4D query, key, and value are supported."
+    assert exporter_failure(ValueError("bad shape.\nmore detail")) == "ValueError: bad shape."
+    assert exporter_failure(KeyError()) == "KeyError."

@@ -12,6 +12,7 @@ import copy
 import io
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -175,15 +176,31 @@ def torch_export(model, args, exporter: str, opset: int, folder: Path, name: str
     except PoolportError:
         raise
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise PoolportError(
             f"torch.onnx.export ({exporter} exporter) failed on a part of the model poolport does not "
-            f"rewrite: {type(e).__name__}: {first[:400]}. Try --exporter "
-            f"{'torchscript' if exporter == 'dynamo' else 'dynamo'}."
+            f"rewrite: {exporter_failure(e)} Try --exporter {'torchscript' if exporter == 'dynamo' else 'dynamo'}."
         ) from e
     if program is not None:
         return stage_program(program, folder, name)
     return stage_file(exported)
+
+
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def exporter_failure(e: BaseException) -> str:
+    """What went wrong in torch.onnx.export, in one sentence. The dynamo exporter's ConversionError
+    opens with generic advice (in terminal colours) and lists its chain of causes as
+    "<class 'X'>: message" lines, the root cause first: report that one."""
+    text = ANSI_COLOUR.sub("", str(e)).strip()
+    causes = [line for line in text.splitlines() if line.startswith("<class '")]
+    if causes:
+        name, _, message = causes[0].partition(">: ")
+        what = f"{name.removeprefix('<class ').strip(chr(39)).rsplit('.', 1)[-1]}: {message}"
+    else:
+        what = f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+    what = " ".join(what.split())[:400].rstrip(" .:")
+    return what + "."
 
 
 def torch_export_to_proto(model, args, exporter: str, opset: int, input_names=None, output_names=None,
