@@ -139,3 +139,35 @@ def test_a_real_model_over_2gb(exporter, tmp_path):
     assert report.sites[0].plan.kind == "single" and report.onnx_ops.get("AveragePool") == 1
     onnx.checker.check_model(str(out))
     np.testing.assert_allclose(run_by_path(out, x), torch_out(model, x), rtol=1e-4, atol=1e-4)
+
+
+def _dangling_input_model():
+    """What torch's dynamo exporter wrote for timm gemma4_vit_167m: a Clip reading a value that no node
+    and no initializer produces."""
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])
+    nodes = [
+        onnx.helper.make_node("Relu", ["x"], ["r"], name="node_Relu_0"),
+        onnx.helper.make_node("Clip", ["r", "mul_2_min_1"], ["y"], name="node_Clip_4680"),
+    ]
+    graph = onnx.helper.make_graph(nodes, "g", [x], [y])
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
+
+
+def test_a_model_failing_the_checker_is_refused_naming_the_node(tmp_path):
+    """onnx.checker spreads its finding over lines; the error keeps all of it: which value, which node."""
+    proto = _dangling_input_model()
+    path = tmp_path / "bad.onnx"
+    onnx.save(proto, str(path))
+    with pytest.raises(PoolportError, match=r"fails onnx.checker: .*'mul_2_min_1' .*name: node_Clip_4680 "
+                       r"OpType: Clip is not output of any previous nodes\.$"):
+        staging.check(staging.Staged(path, proto, self_contained=True))
+    with pytest.raises(PoolportError, match=r"the input model fails onnx.checker: .*node_Clip_4680"):
+        poolport.legalize(proto, target="ncnn")
+
+
+def test_one_line():
+    from poolport.errors import one_line
+
+    assert one_line("a\n  b:\n c.\n") == "a b: c"
+    assert one_line("x" * 50, limit=10) == "xxxxxxx..."

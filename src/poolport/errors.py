@@ -7,3 +7,12 @@ class PoolportError(ValueError):
     Every message names the layer or function, the sizes involved and what to do about it.
     Subclasses ``ValueError`` so that code catching torch's own argument errors keeps working.
     """
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """A tool's multi-line message (onnx.checker splits its findings over lines) as one line for a
+    PoolportError, whitespace collapsed, at most ``limit`` characters, without trailing punctuation."""
+    flat = " ".join(str(text).split())
+    if len(flat) > limit:
+        return flat[: limit - 3].rstrip(" .:") + "..."
+    return flat.rstrip(" .:")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..backend.onnx_symbolic import portable_symbolics
-from ..errors import PoolportError
+from ..errors import PoolportError, one_line
 from ..portable import make_portable
 from ..sites import Site
 from ..torchscript import is_scripted
@@ -199,8 +199,7 @@ def exporter_failure(e: BaseException) -> str:
         what = f"{name.removeprefix('<class ').strip(chr(39)).rsplit('.', 1)[-1]}: {message}"
     else:
         what = f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
-    what = " ".join(what.split())[:400].rstrip(" .:")
-    return what + "."
+    return one_line(what) + "."
 
 
 def torch_export_to_proto(model, args, exporter: str, opset: int, input_names=None, output_names=None,

@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import PoolportError
+from ..errors import PoolportError, one_line
 
 MAX_PROTO_BYTES = 2**31 - 1  # protobuf cannot serialise a message larger than this
 EXTERNAL_THRESHOLD = 1024  # tensors of at least this many bytes go to the data file
@@ -212,7 +212,7 @@ def check(staged: Staged) -> None:
     try:
         onnx.checker.check_model(str(staged.path))
     except onnx.checker.ValidationError as e:
-        raise PoolportError(f"the exported model fails onnx.checker: {str(e).splitlines()[0]}") from e
+        raise PoolportError(f"the exported model fails onnx.checker: {one_line(e)}.") from e
 
 
 def publish(staged: Staged, destination: Path, overwrite: bool, external_data: bool | None = None) -> Path | None:
