@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import signal
 import sys
 import tempfile
@@ -29,6 +28,8 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+
+from poolport.export.onnx_export import ANSI_COLOUR, exporter_failure
 
 SIZES = (193, 224, 256, 299, 320)
 EXPORTERS = ("torchscript", "dynamo")
@@ -83,16 +84,10 @@ def time_limit(seconds: int):
         signal.signal(signal.SIGALRM, old)
 
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")  # torch.onnx colours its messages
-
-
 def short(e: BaseException) -> str:
-    raw = ANSI.sub("", str(e))
-    # the dynamo exporter's ConversionError lists its chain of causes as "<class 'X'>: message" lines;
-    # the first is the root cause
-    causes = [line for line in raw.splitlines() if line.startswith("<class '")]
-    if causes:
-        return f"{type(e).__name__}: {' '.join(causes[0].split())[:240]}"
+    raw = ANSI_COLOUR.sub("", str(e))
+    if "\n<class '" in raw:  # the dynamo exporter's chain of causes: keep the root cause
+        return f"{type(e).__name__}: {exporter_failure(e)}"
     text = " ".join(raw.split())
     for key in ("not factor of input size", "No ONNX function found for", "Unsupported", "over "):
         if key in text:
@@ -274,7 +269,7 @@ def summarize(results: list[Path], md: Path) -> None:
               "(plain export's error is in the JSON lines)", ""]
     for m, s, e, err in still_blocked:
         why = " [plain export fails too: the failing part is not a pooling site]" if "does not rewrite" in err else ""
-        lines.append(f"- {m} @ {s} ({e}): {ANSI.sub('', err)[:300]}{why}")
+        lines.append(f"- {m} @ {s} ({e}): {ANSI_COLOUR.sub('', err)[:300]}{why}")
     md.write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:20]))
 
