@@ -186,6 +186,7 @@ def torch_export(model, args, exporter: str, opset: int, folder: Path, name: str
 
 
 ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+CAUSE = re.compile(r"^<class '(?:[\w.]*\.)?(\w+)'>: (.*)$", re.MULTILINE)  # "<class 'pkg.Error'>: message"
 
 
 def exporter_failure(e: BaseException) -> str:
@@ -193,10 +194,9 @@ def exporter_failure(e: BaseException) -> str:
     opens with generic advice (in terminal colours) and lists its chain of causes as
     "<class 'X'>: message" lines, the root cause first: report that one."""
     text = ANSI_COLOUR.sub("", str(e)).strip()
-    causes = [line for line in text.splitlines() if line.startswith("<class '")]
-    if causes:
-        name, _, message = causes[0].partition(">: ")
-        what = f"{name.removeprefix('<class ').strip(chr(39)).rsplit('.', 1)[-1]}: {message}"
+    cause = CAUSE.search(text)
+    if cause:
+        what = f"{cause[1]}: {cause[2]}"
     else:
         what = f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
     return one_line(what) + "."
