@@ -34,6 +34,9 @@ MODELS = [("resnet18", 224), ("densenet121", 224), ("mobilenet_v3_small", 224), 
 # label, exporter, torch.onnx.export keyword arguments, poolport.export_onnx keyword arguments
 SETUPS = [
     ("torchscript, one file", "torchscript", {"dynamo": False}, {"exporter": "torchscript"}),
+    # what the user can trade: no random input set, only the example inputs are verified
+    ("torchscript, one file, --random-checks 0", "torchscript", {"dynamo": False},
+     {"exporter": "torchscript", "random_checks": 0}),
     ("dynamo, graph + .data", "dynamo", {"dynamo": True}, {"exporter": "dynamo", "external_data": True}),
     ("dynamo, one file", "dynamo", {"dynamo": True, "external_data": False}, {"exporter": "dynamo"}),
 ]
