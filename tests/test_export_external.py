@@ -169,5 +169,6 @@ def test_a_model_failing_the_checker_is_refused_naming_the_node(tmp_path):
 def test_one_line():
     from poolport.errors import one_line
 
-    assert one_line("a\n  b:\n c.\n") == "a b: c"
+    assert one_line("a\n  b:\n c.\n") == "a b: c."
     assert one_line("x" * 50, limit=10) == "xxxxxxx..."
+    assert one_line("first: " + "x" * 50, limit=10) == "first..."

@@ -10,9 +10,10 @@ class PoolportError(ValueError):
 
 
 def one_line(text: str, limit: int = 400) -> str:
-    """A tool's multi-line message (onnx.checker splits its findings over lines) as one line for a
-    PoolportError, whitespace collapsed, at most ``limit`` characters, without trailing punctuation."""
+    """A tool's multi-line message (onnx.checker splits its findings over lines) as one sentence for a
+    PoolportError: whitespace collapsed, at most ``limit`` characters, ending in "." (or "..." where
+    it was cut)."""
     flat = " ".join(str(text).split())
     if len(flat) > limit:
         return flat[: limit - 3].rstrip(" .:") + "..."
-    return flat.rstrip(" .:")
+    return flat.rstrip(" .:") + "."

@@ -199,7 +199,7 @@ def exporter_failure(e: BaseException) -> str:
         what = f"{cause[1]}: {cause[2]}"
     else:
         what = f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
-    return one_line(what) + "."
+    return one_line(what)
 
 
 def torch_export_to_proto(model, args, exporter: str, opset: int, input_names=None, output_names=None,

@@ -212,7 +212,7 @@ def check(staged: Staged) -> None:
     try:
         onnx.checker.check_model(str(staged.path))
     except onnx.checker.ValidationError as e:
-        raise PoolportError(f"the exported model fails onnx.checker: {one_line(e)}.") from e
+        raise PoolportError(f"the exported model fails onnx.checker: {one_line(e)}") from e
 
 
 def publish(staged: Staged, destination: Path, overwrite: bool, external_data: bool | None = None) -> Path | None:

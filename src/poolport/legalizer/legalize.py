@@ -82,7 +82,7 @@ def legalize(model, target: str = "all", *, verify: bool = True, return_changes:
     try:
         onnx.checker.check_model(original)
     except onnx.checker.ValidationError as e:
-        raise PoolportError(f"the input model fails onnx.checker: {one_line(e)}.") from e
+        raise PoolportError(f"the input model fails onnx.checker: {one_line(e)}") from e
     proto = copy.deepcopy(original)
     rules = rules_for(target)
     shapes = _shapes(proto)
@@ -126,7 +126,7 @@ def legalize(model, target: str = "all", *, verify: bool = True, return_changes:
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as e:
-        raise PoolportError(f"legalized model fails onnx.checker: {one_line(e)}.") from e
+        raise PoolportError(f"legalized model fails onnx.checker: {one_line(e)}") from e
     if verify and any(isinstance(c, Change) for c in changes):
         verify_equivalent(original, proto, seed)
     return (proto, changes) if return_changes else proto
