@@ -12,14 +12,18 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	touch $(STAMP)
 
-.PHONY: venv demo test test-slow bench
+.PHONY: venv demo test test-slow lint bench
 venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/poolport demo
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

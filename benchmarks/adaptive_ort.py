@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+from timing import interleaved_medians
 
 import poolport
-from timing import interleaved_medians
 
 CASES = [
     ((1, 64, 128, 128), 14),

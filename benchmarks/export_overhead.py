@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 import torch
+from timing import interleaved_medians
 
 import poolport
-from timing import interleaved_medians
-from poolport.export.onnx_export import quiet
+from poolport.cli.terminal import quiet
 
 MODELS = [("resnet18", 224), ("densenet121", 224), ("mobilenet_v3_small", 224), ("efficientnet_b0", 224),
           ("squeezenet1_0", 224), ("vgg11", 224)]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from poolport.export.onnx_export import ANSI_COLOUR, exporter_failure
+from poolport.export.torch_onnx import ANSI_COLOUR, exporter_failure
 
 SIZES = (193, 224, 256, 299, 320)
 EXPORTERS = ("torchscript", "dynamo")
@@ -99,7 +99,7 @@ def short(e: BaseException) -> str:
 def plain_export(model, x, exporter: str, folder: str) -> dict:
     import onnx
 
-    from poolport.export.onnx_export import quiet
+    from poolport.cli.terminal import quiet
 
     path = os.path.join(folder, f"plain-{exporter}.onnx")
     t = time.perf_counter()

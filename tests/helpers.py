@@ -4,7 +4,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from poolport import reference
+from poolport.testing import reference
 
 NATIVE = {
     ("avg", 1): F.adaptive_avg_pool1d,

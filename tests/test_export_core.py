@@ -6,10 +6,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from helpers import NATIVE
 
 import poolport
 from poolport.export.graph import NON_PORTABLE_OPS, PORTABLE_POOLING_OPS, op_counts
-from helpers import NATIVE
 
 CASES = [
     # (d, op, input shape, output size): non-uniform, uniform-not-divisible, global, output > input

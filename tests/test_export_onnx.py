@@ -116,7 +116,7 @@ def test_pooling_sites_emit_only_portable_operators(tmp_path):
 
 @pytest.mark.runtime
 def test_verify_in_openvino_and_ncnn(tmp_path):
-    from poolport.runtimes import available
+    from poolport.verify.runtimes import available
 
     if not (available("openvino") and available("ncnn")):
         pytest.skip("pip install 'poolport[runtimes]'")
@@ -133,7 +133,7 @@ class ReduceMaxHead(nn.Module):
 
 @pytest.mark.runtime
 def test_a_runtime_that_refuses_the_model_fails_verification(tmp_path):
-    from poolport.runtimes import available
+    from poolport.verify.runtimes import available
 
     if not available("ncnn"):
         pytest.skip("pip install 'poolport[runtimes]'")
@@ -200,7 +200,7 @@ def test_an_exporter_failure_elsewhere_names_its_root_cause(exporter, cause, tmp
 
 
 def test_exporter_failure_reports_the_first_cause_of_a_chain():
-    from poolport.export.onnx_export import exporter_failure
+    from poolport.export.torch_onnx import exporter_failure
 
     chained = RuntimeError(
         "Failed to convert the exported program. \x1b[96mThis is step 3/3\x1b[0m. Next steps:\n"

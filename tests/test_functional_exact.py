@@ -2,13 +2,13 @@
 
 import pytest
 import torch
+from helpers import assert_matches_oracles
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import poolport
 import poolport.functional as PF
 from poolport.functional.adaptive import adaptive_pool
-from helpers import assert_matches_oracles
 
 FUNCS = {
     ("avg", 1): PF.adaptive_avg_pool1d,

@@ -13,8 +13,8 @@ from onnx.reference import ReferenceEvaluator
 import poolport
 from poolport import PoolportError
 from poolport.cli.main import main
-from poolport.legalizer.legalize import Change, Kept, random_feeds
-from poolport.runtimes import RUNNERS, available
+from poolport.legalizer.legalize import Kept, PoolRewrite, random_feeds
+from poolport.verify.runtimes import RUNNERS, available
 
 
 def pool_model(op, shape, opset=17, dtype=TensorProto.FLOAT, **attrs):
@@ -52,9 +52,10 @@ def from_pattern(i):
 @pytest.mark.parametrize("target", ["all", "ncnn", "openvino", "onnxruntime"])
 def test_rewrites_equal_the_original(name, op, shape, attrs, targets, target):
     model = pool_model(op, shape, **attrs)
-    fixed, changes = poolport.legalize(model, target, return_changes=True)
+    result = poolport.legalize(model, target)
+    fixed, changes = result.model, result.changes
     rewritten = target == "all" or target in targets
-    assert [type(c) for c in changes] == ([Change] if rewritten else [])
+    assert [type(c) for c in changes] == ([PoolRewrite] if rewritten else [])
     ops = [n.op_type for n in fixed.graph.node]
     if rewritten:
         assert ops != [op]  # the node was replaced by its explicit form
@@ -75,20 +76,21 @@ def test_rewrites_equal_the_original(name, op, shape, attrs, targets, target):
 def test_float16_models_get_float16_corrections():
     model = pool_model("AveragePool", (1, 2, 7, 7), dtype=TensorProto.FLOAT16,
                        kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1])
-    fixed = poolport.legalize(model, "ncnn")
+    fixed = poolport.legalize(model, "ncnn").model
     assert {i.data_type for i in fixed.graph.initializer if i.name.endswith("correction")} == {TensorProto.FLOAT16}
 
 
 def test_opset_10_pads_as_attributes():
     model = pool_model("MaxPool", (1, 2, 8, 8), opset=10, kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER")
-    fixed = poolport.legalize(model, "ncnn")
+    fixed = poolport.legalize(model, "ncnn").model
     pad = next(n for n in fixed.graph.node if n.op_type == "Pad")
     assert [a.name for a in pad.attribute if a.name == "pads"] == ["pads"]
 
 
 def test_dynamic_spatial_sizes_are_kept_and_reported():
     model = pool_model("AveragePool", ("n", 2, "h", "w"), kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER")
-    fixed, changes = poolport.legalize(model, "ncnn", return_changes=True)
+    result = poolport.legalize(model, "ncnn")
+    fixed, changes = result.model, result.changes
     assert [type(c) for c in changes] == [Kept] and "not static" in str(changes[0])
     assert [n.op_type for n in fixed.graph.node] == ["AveragePool"]
 
@@ -166,7 +168,7 @@ def test_runtime_before_and_after(runtime, pattern):
     except PoolportError:
         before_err = float("inf")  # refused to convert or load: also a failure
     assert before_err > 1e-2, f"{runtime} now computes {pattern} correctly: update WRONG_TODAY"
-    fixed = poolport.legalize(model, runtime)
+    fixed = poolport.legalize(model, runtime).model
     after = RUNNERS[runtime](fixed, feeds)[0]
     np.testing.assert_allclose(after.reshape(reference.shape), reference, rtol=1e-5, atol=1e-6)
 

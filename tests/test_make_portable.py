@@ -12,8 +12,8 @@ from torch import nn
 
 import poolport
 from poolport.export.graph import NON_PORTABLE_OPS, op_counts
-from poolport.intercept import intercepted_functions
-from poolport.verify import run_recorded
+from poolport.routing.intercept import intercepted_functions
+from poolport.verify.in_pytorch import run_recorded
 
 
 class SubclassPool(nn.AdaptiveAvgPool2d):
@@ -191,8 +191,8 @@ def test_structural_copy_for_export_leaves_the_original_alone(model):
 
 def test_site_check_bound_follows_the_site_dtype():
     from poolport.plan import plan_pool
-    from poolport.sites import Site
-    from poolport.verify import site_problems
+    from poolport.verify.in_pytorch import site_problems
+    from poolport.verify.recorder import Site
 
     plan = plan_pool("avg", (9, 9), (7, 7))
     half = Site("a", "adaptive_avg_pool2d", (1, 1, 9, 9), (7, 7), plan, 1, 1e-3, 5e-4, dtype=torch.float16)

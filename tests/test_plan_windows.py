@@ -1,7 +1,7 @@
 """The torch-free planning layer: windows, the per-axis plan, the copied formula's verdict."""
 
-from fractions import Fraction
 import math
+from fractions import Fraction
 
 import pytest
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import poolport
-from poolport.export.onnx_export import torch_export_to_proto
-from poolport.runtimes import RUNNERS, available
+from poolport.export.torch_onnx import torch_export_to_proto
+from poolport.verify.runtimes import RUNNERS, available
 
 CASES = [
     ("avg", (1, 8, 9, 9), 7),  # runs x runs
@@ -48,7 +48,7 @@ def test_adaptive_plans_in_runtime(runtime, op, shape, out):
 def test_same_pooling_in_runtime(runtime, op):
     if not available(runtime):
         pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]')")
-    from poolport import reference
+    from poolport.testing import reference
 
     cls = poolport.nn.AvgPool2dSame if op == "avg" else poolport.nn.MaxPool2dSame
     for size, k, s in [((8, 9), 3, 2), ((7, 7), 3, 2), ((6, 6), 2, 2)]:
@@ -88,7 +88,7 @@ def test_patch_around_pnnx_export_to_ncnn(tmp_path, monkeypatch):
     import pnnx
 
     from poolport.demo.models import build
-    from poolport.runtimes import run_ncnn_files
+    from poolport.verify.runtimes import run_ncnn_files
 
     model, x = build("pspnet_style")
     monkeypatch.chdir(tmp_path)  # pnnx writes its files next to the .pt

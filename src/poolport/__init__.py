@@ -16,12 +16,12 @@ _LAZY = {
     "functional": ("poolport.functional", None),
     "nn": ("poolport.nn", None),
     "plan": ("poolport.plan", None),
-    "always_portable": ("poolport.dispatch", "always_portable"),
-    "make_portable": ("poolport.portable", "make_portable"),
-    "patch": ("poolport.intercept", "patch"),
+    "always_portable": ("poolport.functional.dispatch", "always_portable"),
+    "make_portable": ("poolport.routing.portable", "make_portable"),
+    "patch": ("poolport.routing.intercept", "patch"),
     "export_onnx": ("poolport.export.onnx_export", "export_onnx"),
     "Report": ("poolport.export.report", "Report"),
-    "verify_sites": ("poolport.verify", "verify_sites"),
+    "verify_sites": ("poolport.verify.in_pytorch", "verify_sites"),
     "legalize": ("poolport.legalizer", "legalize"),
 }
 

@@ -1,2 +1,7 @@
-"""Backends turn a plan from ``poolport.plan`` into operations: ``torch_ops`` into torch calls (which
-export to portable ONNX operators), ``onnx_nodes`` into ONNX nodes directly (used by the legalizer)."""
+"""Backends turn a plan from ``poolport.plan`` into operations:
+
+* ``execute``       -- the one walk over an adaptive plan, shared by the backends below;
+* ``torch_ops``     -- torch calls (which export to portable ONNX operators);
+* ``onnx_symbolic`` -- ONNX nodes inside torch's TorchScript exporter (custom symbolics);
+* ``onnx_nodes``    -- ONNX nodes written directly (the legalizer's explicit forms).
+"""

@@ -9,13 +9,19 @@ from ..plan import PoolPlan
 
 
 class Ops(Protocol):
-    def slice(self, x: Any, dim: int, start: int, stop: int) -> Any: ...
+    """What a backend implements for ``execute``: slice, pool (no padding), concat and copy."""
 
-    def pool(self, x: Any, op: str, kernel: tuple[int, ...], stride: tuple[int, ...]) -> Any: ...
+    def slice(self, x: Any, dim: int, start: int, stop: int) -> Any:
+        """``x[start:stop]`` along ``dim``."""
 
-    def concat(self, parts: list, dim: int) -> Any: ...
+    def pool(self, x: Any, op: str, kernel: tuple[int, ...], stride: tuple[int, ...]) -> Any:
+        """``op`` pooling with ``kernel``/``stride`` per spatial axis, no padding."""
 
-    def copy(self, x: Any) -> Any: ...
+    def concat(self, parts: list, dim: int) -> Any:
+        """Concatenate ``parts`` along ``dim``."""
+
+    def copy(self, x: Any) -> Any:
+        """``x`` unchanged (an identity plan)."""
 
 
 def execute(plan: PoolPlan, x: Any, ops: Ops, rank: int) -> Any:

@@ -14,8 +14,9 @@ from ..plan.pooling import ONNX_POOL
 from .execute import execute
 
 
-
 class SymbolicOps:
+    """``execute``'s operations as ONNX nodes in a TorchScript export graph ``g``."""
+
     def __init__(self, g, opset: int):
         self.g, self.opset = g, opset
 
@@ -23,15 +24,19 @@ class SymbolicOps:
         return self.g.op("Constant", value_t=torch.tensor(list(values), dtype=torch.int64))
 
     def slice(self, x, dim, start, stop):
+        """ONNX Slice with constant bounds."""
         return self.g.op("Slice", x, self._ints([start]), self._ints([stop]), self._ints([dim]))
 
     def pool(self, x, op, kernel, stride):
+        """AveragePool/MaxPool without padding."""
         return self.g.op(ONNX_POOL[op], x, kernel_shape_i=list(kernel), strides_i=list(stride))
 
     def concat(self, parts, dim):
+        """ONNX Concat."""
         return self.g.op("Concat", *parts, axis_i=dim)
 
     def copy(self, x):
+        """ONNX Identity."""
         return self.g.op("Identity", x)
 
 

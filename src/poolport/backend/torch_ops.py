@@ -1,5 +1,9 @@
-"""Apply an adaptive ``PoolPlan`` to a tensor with portable torch ops only: ``avg_pool``/``max_pool``
-without padding (AveragePool/MaxPool), basic slicing (ONNX Slice) and ``cat`` (Concat).
+"""Plans applied with portable torch ops only.
+
+* an adaptive ``PoolPlan``: ``avg_pool``/``max_pool`` without padding (AveragePool/MaxPool), basic
+  slicing (ONNX Slice) and ``cat`` (Concat), walked by ``execute``;
+* a TF-style ``SamePlan``: one pooling op with symmetric padding or ``ceil_mode`` where that lands on
+  TF's windows, else its ``ExplicitPool`` form: ``F.pad`` + pool + a constant divisor correction.
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..plan import PoolPlan
+from ..plan.padding import ExplicitPool, SamePlan
 from .execute import execute
 
 POOL = {  # (op, spatial dims) -> torch's pooling function
@@ -21,14 +26,17 @@ POOL = {  # (op, spatial dims) -> torch's pooling function
 
 
 class TorchOps:
+    """``execute``'s operations as torch calls that export to portable ONNX operators."""
+
     @staticmethod
     def slice(x, dim, start, stop):
-        # basic indexing, not narrow(): both export to ONNX Slice, but pnnx converts TorchScript's
-        # aten::slice to ncnn and leaves aten::narrow unconverted (measured with pnnx 20261020)
+        """Basic indexing, not ``narrow()``: both export to ONNX Slice, but pnnx converts TorchScript's
+        aten::slice to ncnn and leaves aten::narrow unconverted (measured with pnnx 20261020)."""
         return x[(slice(None),) * dim + (slice(start, stop),)]
 
     @staticmethod
     def pool(x, op, kernel, stride):
+        """``avg_pool``/``max_pool`` without padding (float32 accumulation for half 3d average on CPU)."""
         fn = POOL[op, len(kernel)]
         if op == "avg" and len(kernel) == 3 and x.dtype in (torch.float16, torch.bfloat16) and x.device.type == "cpu":
             # ATen has no half avg_pool3d kernel on CPU; accumulate in float32 as the native op does
@@ -37,10 +45,12 @@ class TorchOps:
 
     @staticmethod
     def concat(parts, dim):
+        """``torch.cat``."""
         return torch.cat(parts, dim)
 
     @staticmethod
     def copy(x):
+        """``x.clone()``, so that an identity plan never aliases its input."""
         return x.clone()
 
 
@@ -51,3 +61,43 @@ def apply_plan(x: torch.Tensor, plan: PoolPlan) -> torch.Tensor:
         x = x.float()  # round once at the end, as the native op does, not after every pass
     y = execute(plan, x, TorchOps, x.dim())
     return y if y.dtype == dtype else y.to(dtype)
+
+
+def correction_tensor(plan: ExplicitPool, like: torch.Tensor) -> torch.Tensor:
+    """The outer product of ``plan``'s per-axis divisor factors, shaped like the pooled output."""
+    factor = None
+    for i, axis in enumerate(plan.factors):
+        shape = [1] * len(plan.factors)
+        shape[i] = len(axis)
+        f = torch.tensor(axis, dtype=torch.float64).reshape(shape)
+        factor = f if factor is None else factor * f
+    return factor.to(dtype=like.dtype, device=like.device)
+
+
+def apply_explicit(x: torch.Tensor, plan: ExplicitPool) -> torch.Tensor:
+    """Pad (zeros for average, edge values for max) + plain pool + divisor correction."""
+    pool = POOL[plan.op, len(plan.kernel)]
+    pads = []
+    for b, a in zip(reversed(plan.pads_before), reversed(plan.pads_after)):  # F.pad wants the last axis first
+        pads += [b, a]
+    if plan.op == "max":
+        return pool(F.pad(x, pads, mode="replicate") if plan.padded else x, plan.kernel, plan.stride)
+    y = pool(F.pad(x, pads) if plan.padded else x, plan.kernel, plan.stride)
+    return y * correction_tensor(plan, y) if plan.corrected else y
+
+
+def apply_same_plan(x: torch.Tensor, plan: SamePlan) -> torch.Tensor:
+    """Run a TF-style ``plan`` on ``x`` of shape (N, C, *spatial)."""
+    pool = POOL[plan.op, len(plan.axes)]
+    k, s = plan.kernel, plan.stride
+    before = tuple(a.before for a in plan.axes)
+    avg = plan.op == "avg"
+    if plan.kind == "plain":
+        return pool(x, k, s)
+    if plan.kind in ("symmetric", "ceil"):
+        ceil = plan.kind == "ceil"
+        pad = before if (avg or not ceil) else 0
+        if avg:
+            return pool(x, k, s, pad, ceil_mode=ceil, count_include_pad=False)
+        return pool(x, k, s, pad, ceil_mode=ceil)
+    return apply_explicit(x, plan.explicit())

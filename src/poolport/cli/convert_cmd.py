@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import PoolportError
-from ..targets import TARGETS
+from ..legalizer.targets import TARGETS
 from .plan_cmd import parse_size
 from .progress import Progress
+from .terminal import quiet
 
 DTYPES = {"float32": "float32", "float": "float32", "float16": "float16", "half": "float16",
           "bfloat16": "bfloat16", "float64": "float64", "int64": "int64", "long": "int64", "int32": "int32",
@@ -34,6 +35,7 @@ def parse_input(text: str):
 
 
 def add_parser(sub) -> None:
+    """Register ``poolport convert``."""
     p = sub.add_parser(
         "convert",
         help="export a PyTorch model to ONNX with exact portable pooling, verified",
@@ -70,15 +72,15 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    """Run ``poolport convert``; returns the exit code."""
     from ..export.onnx_export import export_onnx
     from ..export.staging import check_destination
-    from ..loaders import load_model, parse_kwargs
-    from ..torchscript import is_scripted
+    from ..loading import is_scripted, load_model, parse_kwargs
 
     out_path = check_destination(args.output, args.force, args.external_data or None)
     if args.report:
         check_destination(args.report, args.force)
-    with Progress(enabled=not args.quiet) as progress:
+    with Progress(enabled=not args.quiet) as progress, quiet():
         progress(f"loading {args.model}")
         loaded = load_model(args.model, parse_kwargs(args.kwargs), allow_pickle=args.trust_pickle)
         if args.input:

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from ..errors import PoolportError
 from .progress import Progress
+from .terminal import quiet
 
 
 def add_parser(sub) -> None:
+    """Register ``poolport demo``."""
     p = sub.add_parser(
         "demo",
         help="convert the embedded example models (VGG-style, PSPNet pyramid, adaptive max) and show reports",
@@ -40,7 +42,6 @@ def try_plain_export(model, x, exporter: str, folder: Path) -> str:
     import torch
 
     from ..export.graph import NON_PORTABLE_OPS, op_counts
-    from ..export.onnx_export import quiet
 
     path = folder / f"plain-{exporter}.onnx"
     try:
@@ -58,10 +59,11 @@ def try_plain_export(model, x, exporter: str, folder: Path) -> str:
 
 
 def run(args) -> int:
+    """Run ``poolport demo``; returns the exit code."""
     from ..demo.models import DEMOS, build
     from ..export.onnx_export import export_onnx
     from ..export.table import format_table
-    from ..runtimes import available
+    from ..verify.runtimes import available
 
     names = args.only or list(DEMOS)
     unknown = [n for n in names if n not in DEMOS]
@@ -80,7 +82,7 @@ def run(args) -> int:
             plain = {e: try_plain_export(model, x, e, Path(scratch)) for e in ("torchscript", "dynamo")}
         for e, verdict in plain.items():
             print(f"plain torch.onnx.export, {e} exporter: {verdict}")
-        with Progress(enabled=not args.quiet) as progress:
+        with Progress(enabled=not args.quiet) as progress, quiet():
             report = export_onnx(
                 model, (x,), out_dir / f"{name}.onnx", exporter=args.exporter, overwrite=args.force,
                 name=name, progress=progress, runtimes=runtimes,

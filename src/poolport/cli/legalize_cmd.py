@@ -7,10 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import PoolportError
-from ..targets import TARGETS
+from ..legalizer.targets import TARGETS
 
 
 def add_parser(sub) -> None:
+    """Register ``poolport legalize``."""
     p = sub.add_parser(
         "legalize",
         help="rewrite ONNX pooling attributes a runtime computes wrongly (auto_pad SAME, ceil_mode, asymmetric pads)",
@@ -27,6 +28,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    """Run ``poolport legalize``; returns the exit code."""
     import onnx
 
     from ..export.staging import (
@@ -37,22 +39,21 @@ def run(args) -> int:
         staging_folder,
     )
     from ..legalizer import legalize
-    from ..legalizer.legalize import Change
 
     src, dst = Path(args.input), Path(args.output)
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
         raise PoolportError(f"{dst} is the input file; legalize never overwrites its input, choose another -o.")
     check_destination(dst, args.force)
-    model, changes = legalize(src, args.target, verify=not args.no_verify, return_changes=True)
+    result = legalize(src, args.target, verify=not args.no_verify)
     # weights that came in a data file leave in one (<output>.data); a self-contained input stays one file
     external = has_external_data(onnx.load(str(src), load_external_data=False))
     with staging_folder(dst) as folder:
-        staged = stage_proto(model, folder, dst.name)
+        staged = stage_proto(result.model, folder, dst.name)
         written = publish(staged, dst, args.force, external_data=True if external else None)
-    rewritten = [c for c in changes if isinstance(c, Change)]
+    rewritten = result.rewritten
     print(f"{src} -> {dst}{f' + {written.name}' if written else ''} (target {args.target}): "
           f"{len(rewritten)} pooling node(s) rewritten"
           + ("" if args.no_verify or not rewritten else ", verified against the original"))
-    for c in changes:
+    for c in result.changes:
         print(f"  {c}")
     return 0

@@ -12,6 +12,7 @@ COMMANDS = [demo_cmd, convert_cmd, legalize_cmd, plan_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every command."""
     parser = argparse.ArgumentParser(
         prog="poolport",
         description="Every PyTorch pooling layer, exactly, on every inference runtime.",
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``poolport`` command: run one command, print PoolportErrors as one line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

@@ -22,6 +22,7 @@ def parse_size(text: str, what: str) -> tuple[int, ...]:
 
 
 def add_parser(sub) -> None:
+    """Register ``poolport plan``."""
     p = sub.add_parser(
         "plan",
         help="show the windows, the plan and the copied formula's verdict for N -> O",
@@ -52,6 +53,7 @@ def formula_error(n: int, o: int, op: str, seed: int) -> float | None:
 
 
 def build(in_size, out_size, op: str, seed: int) -> dict:
+    """The plan and, per axis, the windows and the copied formula's verdict."""
     if len(in_size) != len(out_size):
         raise PoolportError(
             f"input size {tuple_str(in_size)} and output size {tuple_str(out_size)} need the same number of axes."
@@ -80,6 +82,7 @@ def build(in_size, out_size, op: str, seed: int) -> dict:
 
 
 def render(result: dict) -> str:
+    """``build``'s result as text."""
     plan = result["plan"]
     lines = [str(plan), ""]
     for a in result["axes"]:
@@ -94,6 +97,7 @@ def render(result: dict) -> str:
 
 
 def plot(result: dict, path: str) -> None:
+    """Draw the true windows against the copied formula's into the PNG ``path``."""
     try:
         import matplotlib
 
@@ -140,6 +144,7 @@ def plot(result: dict, path: str) -> None:
 
 
 def run(args) -> int:
+    """Run ``poolport plan``; returns the exit code."""
     in_size = parse_size(args.input_size, "input size")
     out_size = parse_size(args.output_size, "output size")
     result = build(in_size, out_size, args.op, args.seed)

@@ -1,15 +1,27 @@
-"""Progress for long exports: stage lines with elapsed time; on a terminal, a ticking clock."""
+"""Progress for long exports: stage lines with elapsed time; on a terminal, a ticking clock.
+
+It writes to its own duplicate of the standard error descriptor, so that it keeps showing while
+``terminal.quiet()`` sends everything that other libraries write to descriptor 2 elsewhere."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
 
 
 class Progress:
+    """Stage lines with elapsed time (a ticking clock on a terminal); call it with each stage's name."""
+
     def __init__(self, stream=None, enabled: bool = True):
-        self.stream = stream or sys.stderr
+        self._own = None
+        if stream is None and enabled:
+            try:
+                self._own = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+            except (AttributeError, OSError, ValueError):  # no real descriptor (captured in tests)
+                self._own = None
+        self.stream = stream or self._own or sys.stderr
         self.enabled = enabled
         self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
         self.start = time.perf_counter()
@@ -43,13 +55,18 @@ class Progress:
     def _finish_line(self) -> None:
         if self.tty and self.stage:
             self.stream.write("\n")
+            self.stream.flush()
 
     def close(self) -> None:
+        """Stop the clock and release the stream."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         self._finish_line()
         self.stage = ""
+        if self._own is not None:
+            self._own.close()
+            self._own = None
 
     def __enter__(self):
         return self

@@ -20,6 +20,8 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class VGGStyle(nn.Module):
+    """torchvision's VGG layout, slimmed: five conv stages, ``AdaptiveAvgPool2d(7)``, an MLP head."""
+
     def __init__(self, num_classes: int = 10, widths=(16, 32, 64, 64, 64)):
         super().__init__()
         layers, cin = [], 3
@@ -31,10 +33,13 @@ class VGGStyle(nn.Module):
         self.classifier = nn.Sequential(nn.Linear(cin * 49, 128), nn.ReLU(inplace=True), nn.Linear(128, num_classes))
 
     def forward(self, x):
+        """Logits (N, num_classes)."""
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
 class PyramidPooling(nn.Module):
+    """PSPNet's pyramid pooling module: adaptive average bins, 1x1 convs, upsampled and concatenated."""
+
     def __init__(self, cin: int, bins=(1, 2, 3, 6)):
         super().__init__()
         cout = cin // len(bins)
@@ -44,12 +49,15 @@ class PyramidPooling(nn.Module):
         )
 
     def forward(self, x):
+        """The input and every upsampled bin, concatenated on channels."""
         h, w = x.shape[-2:]
         pyramid = [F.interpolate(s(x), size=(h, w), mode="bilinear", align_corners=False) for s in self.stages]
         return torch.cat([x, *pyramid], 1)
 
 
 class PSPNetStyle(nn.Module):
+    """A small backbone, PSPNet's pyramid pooling head and a per-pixel classifier."""
+
     def __init__(self, num_classes: int = 5):
         super().__init__()
         self.backbone = nn.Sequential(_conv(3, 16, 2), _conv(16, 32, 2), _conv(32, 64, 2))
@@ -57,11 +65,14 @@ class PSPNetStyle(nn.Module):
         self.head = nn.Conv2d(128, num_classes, 1)
 
     def forward(self, x):
+        """Per-pixel logits at the input's size."""
         size = x.shape[-2:]
         return F.interpolate(self.head(self.ppm(self.backbone(x))), size=size, mode="bilinear", align_corners=False)
 
 
 class MaxPoolStyle(nn.Module):
+    """Adaptive max pooling as a module and timm's 'catavgmax' head."""
+
     def __init__(self, num_classes: int = 10):
         super().__init__()
         self.features = nn.Sequential(_conv(3, 16, 2), _conv(16, 32, 2))
@@ -69,6 +80,7 @@ class MaxPoolStyle(nn.Module):
         self.fc = nn.Linear(32 * 25 + 64, num_classes)
 
     def forward(self, x):
+        """Logits (N, num_classes)."""
         f = self.features(x)
         local = self.pool(f).flatten(1)
         # timm's 'catavgmax' head: global average and max, concatenated
@@ -77,14 +89,17 @@ class MaxPoolStyle(nn.Module):
 
 
 def vgg_style(**kwargs) -> nn.Module:
+    """A ``VGGStyle`` model (random weights)."""
     return VGGStyle(**kwargs)
 
 
 def pspnet_style(**kwargs) -> nn.Module:
+    """A ``PSPNetStyle`` model (random weights)."""
     return PSPNetStyle(**kwargs)
 
 
 def maxpool_style(**kwargs) -> nn.Module:
+    """A ``MaxPoolStyle`` model (random weights)."""
     return MaxPoolStyle(**kwargs)
 
 
@@ -97,6 +112,7 @@ DEMOS = {
 
 
 def build(name: str) -> tuple[nn.Module, torch.Tensor]:
+    """Demo model ``name`` in eval mode (seeded weights) and its example input."""
     factory, shape, _ = DEMOS[name]
     torch.manual_seed(0)
     model = factory().eval()

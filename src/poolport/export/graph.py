@@ -36,3 +36,8 @@ def op_counts(model) -> Counter:
     for f in model.functions:
         counts.update(n.op_type for n in f.node)
     return counts
+
+
+def opset_of(model, default: int | None = None) -> int | None:
+    """The default-domain ("" / "ai.onnx") opset an ``onnx.ModelProto`` imports, or ``default``."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default)

@@ -6,27 +6,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from ..sites import Site
+from ..verify.compare import Check
+from ..verify.recorder import Site
 from .table import format_table
 
 
 @dataclass
-class Check:
-    """One comparison of the exported model (in a runtime) against the original PyTorch model."""
-
-    inputs: str  # "example inputs" | "random inputs #1" ...
-    runtime: str
-    max_abs_error: float
-    max_rel_error: float  # relative to max |reference output|
-    passed: bool
-    note: str = ""  # why the runtime could not run the model, if it could not
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-@dataclass
 class Report:
+    """What ``export_onnx`` did: the pooling sites and their measured errors, the runtime checks, the ONNX operators and the time spent. ``print(report)`` shows tables; ``to_json()`` is for scripts."""
+
     model: str
     output: str | None
     exporter: str
@@ -45,17 +33,21 @@ class Report:
 
     @property
     def max_abs_error(self) -> float:
+        """The largest absolute error over all checks."""
         return max((c.max_abs_error for c in self.checks), default=0.0)
 
     @property
     def max_rel_error(self) -> float:
+        """The largest error relative to the output scale over all checks."""
         return max((c.max_rel_error for c in self.checks), default=0.0)
 
     @property
     def passed(self) -> bool:
+        """Whether every check passed."""
         return all(c.passed for c in self.checks)
 
     def to_dict(self) -> dict:
+        """The report as plain data (what ``to_json`` writes)."""
         return {
             "model": self.model,
             "output": self.output,
@@ -78,9 +70,11 @@ class Report:
         }
 
     def to_json(self, indent: int = 2) -> str:
+        """The report as JSON text."""
         return json.dumps(self.to_dict(), indent=indent)
 
     def table(self) -> str:
+        """The report as terminal tables."""
         head = (
             f"{self.model} -> {self.output or '(not written)'}"
             f"{f' + {self.external_data}' if self.external_data else ''}  [{self.exporter} exporter, opset {self.opset}, "

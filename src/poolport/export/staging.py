@@ -22,17 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PoolportError, one_line
+from ..verify.model_files import data_file, has_external_data
+from .graph import opset_of
 
 MAX_PROTO_BYTES = 2**31 - 1  # protobuf cannot serialise a message larger than this
 EXTERNAL_THRESHOLD = 1024  # tensors of at least this many bytes go to the data file
 
 
-def data_file(path: Path) -> Path:
-    """Where the external data of the model at ``path`` lives (torch.onnx's own naming)."""
-    return path.with_name(path.name + ".data")
-
-
 def check_destination(f, overwrite: bool, external_data: bool | None = False) -> Path:
+    """``f`` as a Path, or a PoolportError if it cannot be written without losing something: a folder, an existing file (unless ``overwrite``), a missing or read-only folder."""
     path = Path(f)
     if path.is_dir():
         raise PoolportError(f"{path} is a folder; give a file name such as {path / 'model.onnx'}.")
@@ -104,11 +102,13 @@ class Staged:
         return self.path.stat().st_size + (0 if self.self_contained or not data.exists() else data.stat().st_size)
 
     def save_graph(self) -> None:
+        """Write ``proto`` back to ``path`` (the weights stay where they are)."""
         import onnx
 
         onnx.save_model(self.proto, str(self.path))
 
     def set_ir_version(self, ir_version: int) -> None:
+        """Set the model's IR version, patching the file's header in place where it can."""
         if self.proto.ir_version == ir_version:
             return
         self.proto.ir_version = ir_version
@@ -136,13 +136,6 @@ def _patch_ir_version(path: Path, ir_version: int) -> bool:
         f.seek(1)
         f.write(bytes([ir_version]))
     return True
-
-
-def has_external_data(proto) -> bool:
-    """Whether any initializer of ``proto`` keeps its data in an external file."""
-    from onnx.external_data_helper import uses_external_data
-
-    return any(uses_external_data(t) for t in proto.graph.initializer)
 
 
 def stage_program(program, folder: Path, name: str) -> Staged:
@@ -207,6 +200,7 @@ def move_weights_out(proto, data: Path, alignment: int = 4096) -> None:
 
 
 def check(staged: Staged) -> None:
+    """onnx.checker on the staged model, by path; a PoolportError with its whole finding if it fails."""
     import onnx
 
     try:
@@ -256,3 +250,26 @@ def publish(staged: Staged, destination: Path, overwrite: bool, external_data: b
             data_file(destination).unlink()
         raise
     return data_file(destination) if staged_data is not None else None
+
+
+def minimal_ir_version(opset: int) -> int:
+    """The oldest ONNX IR version that carries ``opset``: what the most runtimes load."""
+    import onnx
+
+    return min(ir for _release, ir, ai_onnx, *_ in onnx.helper.VERSION_TABLE if ai_onnx >= opset)
+
+
+def check_lowest_ir(staged: Staged) -> None:
+    """onnx.checker on the staged model, at the oldest IR version that carries its opset (what the
+    most runtimes load: pnnx's ONNX Runtime takes IR <= 13) when the model allows, else at the
+    exporter's own version."""
+    original = staged.proto.ir_version
+    opset = opset_of(staged.proto)
+    if opset is not None and minimal_ir_version(opset) < original:
+        staged.set_ir_version(minimal_ir_version(opset))
+        try:
+            check(staged)
+            return
+        except PoolportError:  # a newer-IR feature is in use: keep the exporter's version
+            staged.set_ir_version(original)
+    check(staged)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 def format_table(headers: list[str], rows: list[list[str]], max_width: int = 60) -> str:
+    """``rows`` under ``headers`` as aligned plain text, cells clipped at ``max_width``."""
     def clip(cell: str) -> str:
         cell = str(cell)
         return cell if len(cell) <= max_width else cell[: max_width - 1] + "…"

@@ -8,16 +8,15 @@ from .adaptive import (
     adaptive_max_pool2d,
     adaptive_max_pool3d,
 )
-
 from .same import (
     avg_pool1d_same,
     avg_pool2d_same,
     avg_pool3d_same,
+    global_avg_pool,
+    global_max_pool,
     max_pool1d_same,
     max_pool2d_same,
     max_pool3d_same,
-    global_avg_pool,
-    global_max_pool,
 )
 
 __all__ = [

@@ -1,7 +1,7 @@
 """Exact adaptive pooling with the signatures of ``torch.nn.functional.adaptive_*``.
 
 Eager calls on plain tensors use PyTorch's native op (same numbers, no overhead); anything that traces,
-exports or compiles gets the portable path built from the plan (see ``poolport.dispatch``).
+exports or compiles gets the portable path built from the plan (see ``poolport.functional.dispatch``).
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from ..backend.torch_ops import apply_plan
-from ..dispatch import use_portable
 from ..errors import PoolportError
 from ..plan import plan_pool
-from ..sites import active_recorder
-from .shapes import static_size
 from ..plan.pooling import tuple_str
+from .dispatch import active_observer, use_portable
+from .shapes import static_size
+from .validate import check_pool_input
 
 NATIVE = {  # (op, d) -> torch's native adaptive pooling
     ("avg", 1): F.adaptive_avg_pool1d,
@@ -29,6 +29,8 @@ NATIVE = {  # (op, d) -> torch's native adaptive pooling
 }
 
 
+OutputSize = int | Sequence[int | None]  # torch's output_size: None keeps that axis
+
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
@@ -37,7 +39,7 @@ def _name(op: str, d: int) -> str:
 
 
 def resolve_output_size(
-    in_size: Sequence[int], output_size, d: int, where: str
+    in_size: Sequence[int], output_size: OutputSize, d: int, where: str
 ) -> tuple[int, ...]:
     """torch's rules: an int applies to every axis; a sequence has one entry per axis, where
     ``None`` keeps that axis's input size."""
@@ -71,24 +73,7 @@ def resolve_output_size(
 
 def check_input(x, op: str, d: int, where: str) -> None:
     """Raise a PoolportError for inputs torch would reject with a deep traceback (or accept wrongly)."""
-    if not isinstance(x, torch.Tensor):
-        raise PoolportError(f"{where}: expected a torch.Tensor, got {type(x).__name__}.")
-    if x.dim() not in (d + 1, d + 2):
-        raise PoolportError(
-            f"{where}: expected a {d + 1}D (C, {'spatial' if d > 1 else 'L'}) or {d + 2}D (N, C, ...) input, "
-            f"got {x.dim()}D with shape {tuple(x.shape)}."
-        )
-    if not (x.dtype.is_floating_point):
-        raise PoolportError(
-            f"{where}: input dtype {x.dtype} is not supported: adaptive {op} pooling needs a floating "
-            f"dtype (float32, float16, bfloat16, float64); cast the input, e.g. x.float()."
-        )
-    first_non_batch = 1 if x.dim() == d + 2 else 0
-    if any(s == 0 for s in x.shape[first_non_batch:]):
-        raise PoolportError(
-            f"{where}: input of shape {tuple(x.shape)} has an empty non-batch dimension; "
-            f"only the batch dimension may be 0."
-        )
+    check_pool_input(x, where, d=d, needs_float=True, what=f"adaptive {op} pooling")
 
 
 def _all_positive(output_size) -> bool:
@@ -101,14 +86,16 @@ def _all_positive(output_size) -> bool:
 
 
 def adaptive_pool(
-    x: torch.Tensor, output_size, op: str, d: int, *, portable: bool | None = None, site: str | None = None
+    x: torch.Tensor, output_size: OutputSize, op: str, d: int, *, portable: bool | None = None,
+    site: str | None = None,
 ) -> torch.Tensor:
-    """Adaptive ``op`` pooling over the last ``d`` axes. ``portable=None`` decides by context;
-    ``site`` names the call in verification reports (a module path)."""
+    """Adaptive ``op`` ("avg" or "max") pooling over the last ``d`` axes: the one implementation behind
+    every public function and module. ``portable=None`` decides by context (native op in plain eager
+    mode, the plan's portable ops otherwise); ``site`` names the call in verification reports."""
     where = _name(op, d)
     if portable is None:
         portable = use_portable(x)
-    if not portable and active_recorder() is None and _all_positive(output_size):
+    if not portable and active_observer() is None and _all_positive(output_size):
         # plain eager: the native op, validated by torch; on failure, say it poolport's way
         try:
             return NATIVE[op, d](x, output_size)
@@ -129,19 +116,16 @@ def adaptive_pool(
         layout = _CHANNELS_LAST.get(x.dim())
         if layout is not None and not x.is_contiguous() and x.is_contiguous(memory_format=layout):
             out = out.contiguous(memory_format=layout)  # keep the layout, as the native op does
-    recorder = None if torch.compiler.is_compiling() else active_recorder()
-    if recorder is not None and type(x) is torch.Tensor and not torch.jit.is_tracing():
-        # verification pass: measure this site against the native op on the very same input, then
-        # continue with the native result so that every site sees what the original model feeds it
-        # (errors do not accumulate, and the pass's output is the original model's output)
-        with torch._C.DisableTorchFunction():  # the native op itself, not an intercepted one
-            native = NATIVE[op, d](x, out_size)
-        recorder.record(site, _name(op, d), x, out_size, plan, out, native)
-        return native
+    observer = None if torch.compiler.is_compiling() else active_observer()
+    if observer is not None and type(x) is torch.Tensor and not torch.jit.is_tracing():
+        # e.g. a verification pass (poolport.verify): it sees the portable result and chooses what the
+        # model continues with
+        return observer(site, where, x, out_size, plan, out)
     return out
 
 
 def no_indices_error(d: int) -> PoolportError:
+    """The error for ``adaptive_max_pool{d}d(return_indices=True)``, with the reason and what to do."""
     return PoolportError(
         f"{_name('max', d)}(return_indices=True): the argmax indices are not portable. They need "
         f"data-dependent index arithmetic (ONNX MaxPool's Indices output or Gather), which ncnn and "
@@ -151,31 +135,70 @@ def no_indices_error(d: int) -> PoolportError:
     )
 
 
-def adaptive_avg_pool1d(input: torch.Tensor, output_size) -> torch.Tensor:
+_DOC = """Adaptive {what} pooling over the last {d} ax{es}, exactly as
+``torch.nn.functional.adaptive_{op}_pool{d}d``, from portable operators when traced or exported.
+
+Output cell ``i`` of ``o`` along an axis of ``n`` inputs {reduces} the window
+``[floor(i*n/o), ceil((i+1)*n/o))``. Plain eager calls run torch's native op; tracing, exporting and
+compiling take poolport's portable path (see ``poolport.functional.dispatch``).
+
+Args:
+    input: ``({shape_unbatched})`` or ``(N, {shape_unbatched})``, floating dtype.
+    output_size: an int for every axis, or {d} entr{ies}; ``None`` keeps that axis's input size.
+    {extra}
+Returns:
+    ``(N, C, {out_shape})`` (or without N), same dtype{layout}.
+
+Raises:
+    PoolportError: for a non-tensor, a wrong number of dimensions, a non-floating dtype, an empty
+        non-batch dimension or an output size < 1{raises_extra}.
+"""
+
+
+def _doc(op: str, d: int) -> str:
+    shape = {1: "C, L", 2: "C, H, W", 3: "C, D, H, W"}[d]
+    out_shape = {1: "L_out", 2: "H_out, W_out", 3: "D_out, H_out, W_out"}[d]
+    return _DOC.format(
+        what="average" if op == "avg" else "max", op=op, d=d, es="is" if d == 1 else "es",
+        reduces="averages" if op == "avg" else "takes the maximum of", shape_unbatched=shape,
+        ies="y" if d == 1 else "ies", out_shape=out_shape,
+        extra="return_indices: must be False (argmax indices are not portable).\n" if op == "max" else "",
+        layout=", channels-last layout kept" if d > 1 else "",
+        raises_extra="; for ``return_indices=True``" if op == "max" else "",
+    )
+
+
+def adaptive_avg_pool1d(input: torch.Tensor, output_size: OutputSize) -> torch.Tensor:
     return adaptive_pool(input, output_size, "avg", 1)
 
 
-def adaptive_avg_pool2d(input: torch.Tensor, output_size) -> torch.Tensor:
+def adaptive_avg_pool2d(input: torch.Tensor, output_size: OutputSize) -> torch.Tensor:
     return adaptive_pool(input, output_size, "avg", 2)
 
 
-def adaptive_avg_pool3d(input: torch.Tensor, output_size) -> torch.Tensor:
+def adaptive_avg_pool3d(input: torch.Tensor, output_size: OutputSize) -> torch.Tensor:
     return adaptive_pool(input, output_size, "avg", 3)
 
 
-def adaptive_max_pool1d(input: torch.Tensor, output_size, return_indices: bool = False) -> torch.Tensor:
+def adaptive_max_pool1d(input: torch.Tensor, output_size: OutputSize, return_indices: bool = False) -> torch.Tensor:
     if return_indices:
         raise no_indices_error(1)
     return adaptive_pool(input, output_size, "max", 1)
 
 
-def adaptive_max_pool2d(input: torch.Tensor, output_size, return_indices: bool = False) -> torch.Tensor:
+def adaptive_max_pool2d(input: torch.Tensor, output_size: OutputSize, return_indices: bool = False) -> torch.Tensor:
     if return_indices:
         raise no_indices_error(2)
     return adaptive_pool(input, output_size, "max", 2)
 
 
-def adaptive_max_pool3d(input: torch.Tensor, output_size, return_indices: bool = False) -> torch.Tensor:
+def adaptive_max_pool3d(input: torch.Tensor, output_size: OutputSize, return_indices: bool = False) -> torch.Tensor:
     if return_indices:
         raise no_indices_error(3)
     return adaptive_pool(input, output_size, "max", 3)
+
+
+for _f in (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
+           adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d):
+    _f.__doc__ = _doc(_f.__name__[9:12], int(_f.__name__[-2]))
+del _f

@@ -9,12 +9,13 @@ constant correction for average). Also Keras-style global pooling with a ``keepd
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from ..backend.torch_ops import POOL
+from ..backend.torch_ops import POOL, apply_same_plan
 from ..errors import PoolportError
-from ..plan.padding import SamePlan, plan_same
+from ..plan.padding import plan_same
 from .shapes import static_size
+from .validate import check_pool_input
+
 
 def _tuple(v, d: int, what: str, where: str) -> tuple[int, ...]:
     if isinstance(v, int) and not isinstance(v, bool):
@@ -24,56 +25,14 @@ def _tuple(v, d: int, what: str, where: str) -> tuple[int, ...]:
     raise PoolportError(f"{where}: {what} must be an int or {d} ints, got {v!r}.")
 
 
-def _check(x, op: str, d: int, where: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise PoolportError(f"{where}: expected a torch.Tensor, got {type(x).__name__}.")
-    if x.dim() not in (d + 1, d + 2):
-        raise PoolportError(
-            f"{where}: expected a {d + 1}D or {d + 2}D channels-first input, got shape {tuple(x.shape)}."
-        )
-    if op == "avg" and not x.dtype.is_floating_point:
-        raise PoolportError(f"{where}: average pooling needs a floating dtype, got {x.dtype}; cast with x.float().")
+Size = int | tuple[int, ...]
 
 
-def correction_tensor(plan: SamePlan, like: torch.Tensor) -> torch.Tensor:
-    """Outer product of the per-axis k / real-cells factors, shaped like the pooled output."""
-    factor = None
-    for i, axis in enumerate(plan.axes):
-        shape = [1] * len(plan.axes)
-        shape[i] = axis.out
-        f = torch.tensor(axis.correction(), dtype=torch.float64).reshape(shape)
-        factor = f if factor is None else factor * f
-    return factor.to(dtype=like.dtype, device=like.device)
-
-
-def apply_same_plan(x: torch.Tensor, plan: SamePlan) -> torch.Tensor:
-    """Run ``plan`` on ``x`` of shape (N, C, *spatial)."""
-    d = len(plan.axes)
-    pool = POOL[plan.op, d]
-    k, s = plan.kernel, plan.stride
-    before = tuple(a.before for a in plan.axes)
-    avg = plan.op == "avg"
-    if plan.kind == "plain":
-        return pool(x, k, s)
-    if plan.kind in ("symmetric", "ceil"):
-        ceil = plan.kind == "ceil"
-        pad = before if (avg or not ceil) else 0
-        if avg:
-            return pool(x, k, s, pad, ceil_mode=ceil, count_include_pad=False)
-        return pool(x, k, s, pad, ceil_mode=ceil)
-    pads = []
-    for a in reversed(plan.axes):  # F.pad wants the last axis first
-        pads += [a.before, a.after]
-    if avg:
-        y = pool(F.pad(x, pads), k, s)
-        return y * correction_tensor(plan, y)
-    # max: replicate the edge; every window holds a real cell, so the maximum does not change
-    return pool(F.pad(x, pads, mode="replicate"), k, s)
-
-
-def pool_same(x: torch.Tensor, kernel_size, stride=None, padding: str = "SAME", *, op: str, d: int) -> torch.Tensor:
+def pool_same(x: torch.Tensor, kernel_size: Size, stride: Size | None = None, padding: str = "SAME", *,
+              op: str, d: int) -> torch.Tensor:
+    """TF-style ``op`` pooling over the last ``d`` axes: the implementation behind ``*_pool*d_same``."""
     where = f"{op}_pool{d}d_same"
-    _check(x, op, d, where)
+    check_pool_input(x, where, d=d, needs_float=op == "avg", what="average pooling")
     k = _tuple(kernel_size, d, "kernel_size", where)
     s = k if stride is None else _tuple(stride, d, "stride", where)
     in_size = static_size(x, d)
@@ -86,41 +45,67 @@ def pool_same(x: torch.Tensor, kernel_size, stride=None, padding: str = "SAME", 
     return apply_same_plan(x, plan)
 
 
-def avg_pool1d_same(x, kernel_size, stride=None, padding="SAME"):
+def avg_pool1d_same(x: torch.Tensor, kernel_size: Size, stride: Size | None = None, padding: str = "SAME") -> torch.Tensor:
     return pool_same(x, kernel_size, stride, padding, op="avg", d=1)
 
 
-def avg_pool2d_same(x, kernel_size, stride=None, padding="SAME"):
+def avg_pool2d_same(x: torch.Tensor, kernel_size: Size, stride: Size | None = None, padding: str = "SAME") -> torch.Tensor:
     return pool_same(x, kernel_size, stride, padding, op="avg", d=2)
 
 
-def avg_pool3d_same(x, kernel_size, stride=None, padding="SAME"):
+def avg_pool3d_same(x: torch.Tensor, kernel_size: Size, stride: Size | None = None, padding: str = "SAME") -> torch.Tensor:
     return pool_same(x, kernel_size, stride, padding, op="avg", d=3)
 
 
-def max_pool1d_same(x, kernel_size, stride=None, padding="SAME"):
+def max_pool1d_same(x: torch.Tensor, kernel_size: Size, stride: Size | None = None, padding: str = "SAME") -> torch.Tensor:
     return pool_same(x, kernel_size, stride, padding, op="max", d=1)
 
 
-def max_pool2d_same(x, kernel_size, stride=None, padding="SAME"):
+def max_pool2d_same(x: torch.Tensor, kernel_size: Size, stride: Size | None = None, padding: str = "SAME") -> torch.Tensor:
     return pool_same(x, kernel_size, stride, padding, op="max", d=2)
 
 
-def max_pool3d_same(x, kernel_size, stride=None, padding="SAME"):
+def max_pool3d_same(x: torch.Tensor, kernel_size: Size, stride: Size | None = None, padding: str = "SAME") -> torch.Tensor:
     return pool_same(x, kernel_size, stride, padding, op="max", d=3)
+
+
+_SAME_DOC = """TensorFlow's ``tf.nn.{tf}`` with ``padding`` 'SAME' or 'VALID', for channels-first tensors.
+
+'SAME': ``out = ceil(n / s)``; ``max((out - 1) * s + k - n, 0)`` padding cells in total, half (rounded
+down) before, the rest after; {how}. 'VALID': ``out = ceil((n - k + 1) / s)``, no padding.
+Exports to one pooling op where padding is symmetric or ``ceil_mode`` lands on TF's windows, else to
+Pad + pooling{mul}.
+
+Args:
+    x: ``(C, {sp})`` or ``(N, C, {sp})``{dtype}.
+    kernel_size, stride: an int or {d} ints; ``stride=None`` means the kernel size.
+    padding: 'SAME' or 'VALID' (any case).
+
+Raises:
+    PoolportError: for a bad shape{dtype_err}, a non-positive kernel or stride, an unknown padding,
+        or a 'VALID' kernel larger than the input.
+"""
+for _op in ("avg", "max"):
+    for _d in (1, 2, 3):
+        globals()[f"{_op}_pool{_d}d_same"].__doc__ = _SAME_DOC.format(
+            tf="avg_pool" if _op == "avg" else "max_pool", d=_d,
+            sp={1: "L", 2: "H, W", 3: "D, H, W"}[_d],
+            how="an average divides by the real (unpadded) cells of its window" if _op == "avg"
+            else "the maximum ignores the padding",
+            mul=" + a constant divisor correction (Mul)" if _op == "avg" else " (edge values)",
+            dtype=", floating dtype" if _op == "avg" else "",
+            dtype_err=", a non-floating dtype" if _op == "avg" else "",
+        )
+del _op, _d
 
 
 def global_pool(x: torch.Tensor, op: str, keepdims: bool = False, data_format: str = "channels_first") -> torch.Tensor:
     """Keras ``GlobalAveragePooling*D`` / ``GlobalMaxPooling*D``: mean (max) over every spatial axis;
     (N, C) unless ``keepdims``. Exports to one whole-plane AveragePool / MaxPool."""
     where = f"global_{op}_pool"
-    if not isinstance(x, torch.Tensor) or x.dim() < 3:
-        raise PoolportError(f"{where}: expected a tensor with batch, channel and spatial axes, got "
-                            f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}.")
+    check_pool_input(x, where, d=None, needs_float=op == "avg", what="average pooling")
     if data_format not in ("channels_first", "channels_last"):
         raise PoolportError(f"{where}: data_format must be 'channels_first' or 'channels_last', got {data_format!r}.")
-    if op == "avg" and not x.dtype.is_floating_point:
-        raise PoolportError(f"{where}: average pooling needs a floating dtype, got {x.dtype}.")
     # a pooling op over the whole plane, channels first (ncnn mishandles ReduceMean/ReduceMax)
     cf = x if data_format == "channels_first" else x.movedim(-1, 1)
     plane = static_size(cf, cf.dim() - 2)
@@ -130,9 +115,15 @@ def global_pool(x: torch.Tensor, op: str, keepdims: bool = False, data_format: s
     return y if data_format == "channels_first" else y.movedim(1, -1)
 
 
-def global_avg_pool(x, keepdims: bool = False, data_format: str = "channels_first"):
+def global_avg_pool(x: torch.Tensor, keepdims: bool = False, data_format: str = "channels_first") -> torch.Tensor:
+    """Keras ``GlobalAveragePooling{1,2,3}D``: the mean over every spatial axis, dividing by the whole
+    plane. ``x``: (N, C, *spatial) (or (N, *spatial, C) with ``data_format="channels_last"``); returns
+    (N, C), or keeps the pooled axes as size 1 with ``keepdims``. Raises PoolportError for fewer than 3
+    dimensions, a non-floating dtype or an unknown ``data_format``."""
     return global_pool(x, "avg", keepdims, data_format)
 
 
-def global_max_pool(x, keepdims: bool = False, data_format: str = "channels_first"):
+def global_max_pool(x: torch.Tensor, keepdims: bool = False, data_format: str = "channels_first") -> torch.Tensor:
+    """Keras ``GlobalMaxPooling{1,2,3}D``: the maximum over every spatial axis; shapes as
+    ``global_avg_pool``. Raises PoolportError for fewer than 3 dimensions or an unknown ``data_format``."""
     return global_pool(x, "max", keepdims, data_format)

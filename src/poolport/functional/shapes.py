@@ -10,6 +10,7 @@ import torch
 
 
 def static_size(x: torch.Tensor, d: int) -> tuple[int, ...]:
+    """The last ``d`` sizes of ``x`` as Python ints (a trace is specialised to them)."""
     if torch.jit.is_tracing():
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)

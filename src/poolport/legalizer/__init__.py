@@ -1,6 +1,6 @@
 """``poolport.legalize``: rewrite ONNX pooling nodes a target runtime computes wrongly into explicit,
 equivalent forms, and verify the result against the original."""
 
-from .legalize import Change, legalize
+from .legalize import Kept, LegalizeResult, PoolRewrite, legalize
 
-__all__ = ["Change", "legalize"]
+__all__ = ["Kept", "LegalizeResult", "PoolRewrite", "legalize"]

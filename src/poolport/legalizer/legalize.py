@@ -13,13 +13,16 @@ import onnx
 from onnx import shape_inference
 
 from ..errors import PoolportError, one_line
+from ..export.graph import opset_of
 from .rules import TARGETS, explicit_form, read_attrs, rules_for
 
 POOL_OPS = ("AveragePool", "MaxPool")
 
 
 @dataclass(frozen=True)
-class Change:
+class PoolRewrite:
+    """A pooling node the legalizer replaced by its explicit form, and the rules that asked for it."""
+
     node: str
     rules: tuple[str, ...]
     before: str
@@ -31,6 +34,8 @@ class Change:
 
 @dataclass(frozen=True)
 class Kept:
+    """A pooling node a rule matched but the legalizer left as it was, and why."""
+
     node: str
     reason: str
 
@@ -38,7 +43,28 @@ class Kept:
         return f"{self.node}: kept ({self.reason})"
 
 
+@dataclass
+class LegalizeResult:
+    """What ``legalize`` returns: the legalized model and, per matched node, what was done with it."""
+
+    model: onnx.ModelProto
+    changes: list  # PoolRewrite | Kept, in graph order
+    target: str
+    verified: bool  # compared with the original under the reference evaluator and ONNX Runtime
+
+    @property
+    def rewritten(self) -> list[PoolRewrite]:
+        """The nodes replaced by their explicit form."""
+        return [c for c in self.changes if isinstance(c, PoolRewrite)]
+
+    @property
+    def kept(self) -> list[Kept]:
+        """The nodes a rule matched but that were left as they were."""
+        return [c for c in self.changes if isinstance(c, Kept)]
+
+
 def load(model) -> onnx.ModelProto:
+    """A copy of ``model`` (a ModelProto or a path) with its weights loaded."""
     if isinstance(model, onnx.ModelProto):
         return copy.deepcopy(model)
     path = Path(model)
@@ -64,17 +90,19 @@ def _shapes(proto: onnx.ModelProto) -> dict[str, tuple[tuple[int | None, ...], i
     return table
 
 
-def _opset(proto: onnx.ModelProto) -> int:
-    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
+def legalize(model: onnx.ModelProto | str | Path, target: str = "all", *, verify: bool = True,
+             seed: int = 0) -> LegalizeResult:
+    """Rewrite the AveragePool/MaxPool nodes of ``model`` (a ModelProto or a path; never modified) that
+    ``target`` ("all", "onnxruntime", "openvino", "tflite", "ncnn", "mnn") computes wrongly into explicit
+    equivalent forms.
 
+    Returns a ``LegalizeResult``: ``.model`` (a new ModelProto), ``.changes`` (each node rewritten, or
+    kept and why). With ``verify`` (default) the result is compared with the original under the ONNX
+    reference evaluator and ONNX Runtime on random inputs.
 
-def legalize(model, target: str = "all", *, verify: bool = True, return_changes: bool = False, seed: int = 0):
-    """Return a copy of ``model`` (ModelProto or path) whose AveragePool/MaxPool nodes compute the same
-    numbers on ``target`` ("all", "onnxruntime", "openvino", "tflite", "ncnn", "mnn").
-
-    With ``return_changes`` the result is ``(model, changes)``: what was rewritten and what was kept
-    (and why). With ``verify`` (default) the result is checked against the original with the ONNX
-    reference evaluator and ONNX Runtime; a mismatch raises PoolportError.
+    Raises:
+        PoolportError: unknown target, a file that is not an ONNX model, a model that fails
+            onnx.checker, or a legalized model that differs from the original.
     """
     if target not in TARGETS:
         raise PoolportError(f"target must be one of {TARGETS}, got {target!r}.")
@@ -86,7 +114,7 @@ def legalize(model, target: str = "all", *, verify: bool = True, return_changes:
     proto = copy.deepcopy(original)
     rules = rules_for(target)
     shapes = _shapes(proto)
-    opset = _opset(proto)
+    opset = opset_of(proto, 1)
     changes: list = []
     new_nodes = []
     for i, node in enumerate(proto.graph.node):
@@ -120,19 +148,21 @@ def legalize(model, target: str = "all", *, verify: bool = True, return_changes:
         nodes, inits, summary = explicit_form(node, attrs, tuple(shape), opset, prefix, elem_type)
         new_nodes.extend(nodes)
         proto.graph.initializer.extend(inits)
-        changes.append(Change(name, tuple(hit), attrs.describe(), summary))
+        changes.append(PoolRewrite(name, tuple(hit), attrs.describe(), summary))
     del proto.graph.node[:]
     proto.graph.node.extend(new_nodes)
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as e:
         raise PoolportError(f"legalized model fails onnx.checker: {one_line(e)}") from e
-    if verify and any(isinstance(c, Change) for c in changes):
+    verified = verify and any(isinstance(c, PoolRewrite) for c in changes)
+    if verified:
         verify_equivalent(original, proto, seed)
-    return (proto, changes) if return_changes else proto
+    return LegalizeResult(proto, changes, target, verified)
 
 
 def random_feeds(proto: onnx.ModelProto, seed: int) -> dict[str, np.ndarray]:
+    """Random inputs for every graph input (dynamic dimensions as 1)."""
     rng = np.random.default_rng(seed)
     inits = {i.name for i in proto.graph.initializer}
     feeds = {}

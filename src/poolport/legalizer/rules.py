@@ -25,17 +25,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
-from ..plan.padding import torch_output, torch_windows
-
-from ..targets import TARGETS  # noqa: F401  (re-exported)
+from ..backend.onnx_nodes import explicit_nodes
+from ..plan.padding import explicit_torch_pool, onnx_same_pads, torch_output
+from .targets import TARGETS  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
 class PoolAttrs:
+    """An AveragePool/MaxPool node's attributes, with ``auto_pad`` resolved into explicit pads where the input size is static."""
+
     op: str  # "AveragePool" | "MaxPool"
     kernel: tuple[int, ...]
     strides: tuple[int, ...]
@@ -48,9 +49,11 @@ class PoolAttrs:
 
     @property
     def asymmetric(self) -> bool:
+        """Whether some axis pads differently before and after."""
         return self.pads_before != self.pads_after
 
     def describe(self) -> str:
+        """The attributes as a short text for reports."""
         parts = [f"k={list(self.kernel)}", f"s={list(self.strides)}"]
         if self.auto_pad not in ("NOTSET", ""):
             parts.append(f"auto_pad={self.auto_pad}")
@@ -64,6 +67,7 @@ class PoolAttrs:
 
 
 def read_attrs(node: onnx.NodeProto, spatial: tuple[int, ...] | None) -> PoolAttrs:
+    """The attributes of ``node``; ``spatial`` (the static input size) resolves ``auto_pad`` SAME_*."""
     a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
     kernel = tuple(a["kernel_shape"])
     d = len(kernel)
@@ -72,15 +76,10 @@ def read_attrs(node: onnx.NodeProto, spatial: tuple[int, ...] | None) -> PoolAtt
     auto_pad = a.get("auto_pad", b"NOTSET")
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
     before, after = pads[:d], pads[d:]
+    dilations = tuple(a.get("dilations", [1] * d))
     if auto_pad in ("SAME_UPPER", "SAME_LOWER") and spatial is not None:
-        b, e = [], []
-        for n, k, s in zip(spatial, kernel, strides):
-            out = -(-n // s)
-            total = max((out - 1) * s + k - n, 0)
-            small = total // 2
-            b.append(small if auto_pad == "SAME_UPPER" else total - small)
-            e.append(total - b[-1])
-        before, after = tuple(b), tuple(e)
+        pairs = [onnx_same_pads(n, k, s, auto_pad, dl) for n, k, s, dl in zip(spatial, kernel, strides, dilations)]
+        before, after = tuple(b for b, _ in pairs), tuple(e for _, e in pairs)
     elif auto_pad == "VALID":
         before, after = (0,) * d, (0,) * d
     return PoolAttrs(
@@ -92,7 +91,7 @@ def read_attrs(node: onnx.NodeProto, spatial: tuple[int, ...] | None) -> PoolAtt
         auto_pad=auto_pad,
         ceil_mode=bool(a.get("ceil_mode", 0)),
         count_include_pad=bool(a.get("count_include_pad", 0)),
-        dilations=tuple(a.get("dilations", [1] * d)),
+        dilations=dilations,
     )
 
 
@@ -109,6 +108,8 @@ def overhangs(p: PoolAttrs, spatial: tuple[int, ...]) -> bool:
 
 @dataclass(frozen=True)
 class Rule:
+    """A legalizer rule: which attribute combinations (``pattern``) some ``targets`` compute wrongly, and why."""
+
     name: str
     targets: frozenset[str]
     why: str
@@ -130,6 +131,7 @@ RULES = (
 
 
 def rules_for(target: str) -> list[Rule]:
+    """The rules that apply to ``target`` (every rule for all)."""
     if target == "all":
         return list(RULES)
     return [r for r in RULES if target in r.targets]
@@ -137,44 +139,11 @@ def rules_for(target: str) -> list[Rule]:
 
 def explicit_form(node: onnx.NodeProto, p: PoolAttrs, shape: tuple[int, ...], opset: int, prefix: str,
                   elem_type: int = onnx.TensorProto.FLOAT):
-    """Nodes and initializers computing ``node`` as Pad + plain pool (+ Mul). ``shape`` is the full
-    static input shape (N, C, *spatial); ``elem_type`` the input's ONNX element type."""
-    spatial = shape[2:]
-    outs, after_new, factors = [], [], []
-    for n, k, s, b, e in zip(spatial, p.kernel, p.strides, p.pads_before, p.pads_after):
-        out = torch_output(n, k, s, b, e, p.ceil_mode)
-        outs.append(out)
-        after_new.append(max((out - 1) * s + k - n - b, 0))
-        if p.op == "AveragePool":
-            windows = torch_windows(n, k, s, b, e, p.ceil_mode, p.count_include_pad)
-            factors.append(np.array([k / w.divisor for w in windows], dtype=np.float64))
-    x, y = node.input[0], node.output[0]
-    nodes, inits = [], []
-    pads = [0, 0, *p.pads_before, 0, 0, *after_new]
-    padded = f"{prefix}_padded"
-    mode = "constant" if p.op == "AveragePool" else "edge"
-    if any(pads):
-        if opset >= 11:
-            pads_name = f"{prefix}_pads"
-            inits.append(numpy_helper.from_array(np.array(pads, dtype=np.int64), pads_name))
-            nodes.append(helper.make_node("Pad", [x, pads_name], [padded], name=f"{prefix}_pad", mode=mode))
-        else:
-            nodes.append(helper.make_node("Pad", [x], [padded], name=f"{prefix}_pad", mode=mode, pads=pads))
-    else:
-        padded = x
-    correction = None
-    if factors:
-        grid = factors[0]
-        for f in factors[1:]:
-            grid = np.multiply.outer(grid, f)
-        if not np.allclose(grid, 1.0, rtol=0, atol=0):
-            correction = grid.reshape((1, 1, *outs))
-    pooled = f"{prefix}_pooled" if correction is not None else y
-    nodes.append(helper.make_node(p.op, [padded], [pooled], name=f"{prefix}_pool",
-                                  kernel_shape=list(p.kernel), strides=list(p.strides)))
-    if correction is not None:
-        c_name = f"{prefix}_correction"
-        np_type = helper.tensor_dtype_to_np_dtype(elem_type)
-        inits.append(numpy_helper.from_array(correction.astype(np_type), c_name))
-        nodes.append(helper.make_node("Mul", [pooled, c_name], [y], name=f"{prefix}_divisor"))
-    return nodes, inits, f"{'Pad + ' if any(pads) else ''}{p.op}{' + Mul' if correction is not None else ''}"
+    """Nodes and initializers computing ``node`` as Pad + plain pool (+ Mul): the shared
+    ``plan.padding.ExplicitPool`` plan, written by ``backend.onnx_nodes``. ``shape`` is the full static
+    input shape (N, C, *spatial); ``elem_type`` the input's ONNX element type."""
+    op = "avg" if p.op == "AveragePool" else "max"
+    plan = explicit_torch_pool(op, tuple(shape[2:]), p.kernel, p.strides, p.pads_before, p.pads_after,
+                               p.ceil_mode, p.count_include_pad)
+    nodes, inits = explicit_nodes(plan, node.input[0], node.output[0], opset, prefix, elem_type)
+    return nodes, inits, " + ".join(plan.steps())

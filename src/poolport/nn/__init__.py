@@ -8,16 +8,15 @@ from .adaptive import (
     AdaptiveMaxPool2d,
     AdaptiveMaxPool3d,
 )
-
 from .same import (
     AvgPool1dSame,
     AvgPool2dSame,
     AvgPool3dSame,
+    GlobalAvgPool,
+    GlobalMaxPool,
     MaxPool1dSame,
     MaxPool2dSame,
     MaxPool3dSame,
-    GlobalAvgPool,
-    GlobalMaxPool,
 )
 
 __all__ = [

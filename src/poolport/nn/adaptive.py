@@ -6,10 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..dispatch import use_portable
 from ..errors import PoolportError
 from ..functional.adaptive import NATIVE, adaptive_pool, no_indices_error
-from ..sites import active_recorder
+from ..functional.dispatch import active_observer, use_portable
 
 
 def check_output_size(output_size, d: int, cls: str) -> None:
@@ -20,10 +19,13 @@ def check_output_size(output_size, d: int, cls: str) -> None:
 
 
 def plain_eager(x) -> bool:
-    return type(x) is torch.Tensor and not use_portable(x) and active_recorder() is None
+    """True for a plain eager call with nothing recording or observing: the native op answers it."""
+    return type(x) is torch.Tensor and not use_portable(x) and active_observer() is None
 
 
 class _Site:
+    """Shared by the drop-in modules: checks ``output_size`` at construction and carries the site name."""
+
     # the module's path in its model, set by poolport.make_portable; names the site in reports
     _poolport_site: str | None = None
     _d: int
@@ -34,6 +36,10 @@ class _Site:
 
 
 class AdaptiveAvgPool1d(_Site, nn.AdaptiveAvgPool1d):
+    """Drop-in ``torch.nn.AdaptiveAvgPool1d`` (same constructor, state and repr): see
+    ``poolport.functional.adaptive_avg_pool1d`` for what it computes and raises. Plain eager calls run torch's
+    native op; traced, exported or compiled, it is poolport's exact portable formulation."""
+
     _d = 1
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
@@ -43,6 +49,10 @@ class AdaptiveAvgPool1d(_Site, nn.AdaptiveAvgPool1d):
 
 
 class AdaptiveAvgPool2d(_Site, nn.AdaptiveAvgPool2d):
+    """Drop-in ``torch.nn.AdaptiveAvgPool2d`` (same constructor, state and repr): see
+    ``poolport.functional.adaptive_avg_pool2d`` for what it computes and raises. Plain eager calls run torch's
+    native op; traced, exported or compiled, it is poolport's exact portable formulation."""
+
     _d = 2
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
@@ -52,6 +62,10 @@ class AdaptiveAvgPool2d(_Site, nn.AdaptiveAvgPool2d):
 
 
 class AdaptiveAvgPool3d(_Site, nn.AdaptiveAvgPool3d):
+    """Drop-in ``torch.nn.AdaptiveAvgPool3d`` (same constructor, state and repr): see
+    ``poolport.functional.adaptive_avg_pool3d`` for what it computes and raises. Plain eager calls run torch's
+    native op; traced, exported or compiled, it is poolport's exact portable formulation."""
+
     _d = 3
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
@@ -73,12 +87,24 @@ class _PortableMaxMixin(_Site):
 
 
 class AdaptiveMaxPool1d(_PortableMaxMixin, nn.AdaptiveMaxPool1d):
+    """Drop-in ``torch.nn.AdaptiveMaxPool1d`` (same constructor, state and repr): see
+    ``poolport.functional.adaptive_max_pool1d`` for what it computes and raises. Plain eager calls run torch's
+    native op; traced, exported or compiled, it is poolport's exact portable formulation."""
+
     _d = 1
 
 
 class AdaptiveMaxPool2d(_PortableMaxMixin, nn.AdaptiveMaxPool2d):
+    """Drop-in ``torch.nn.AdaptiveMaxPool2d`` (same constructor, state and repr): see
+    ``poolport.functional.adaptive_max_pool2d`` for what it computes and raises. Plain eager calls run torch's
+    native op; traced, exported or compiled, it is poolport's exact portable formulation."""
+
     _d = 2
 
 
 class AdaptiveMaxPool3d(_PortableMaxMixin, nn.AdaptiveMaxPool3d):
+    """Drop-in ``torch.nn.AdaptiveMaxPool3d`` (same constructor, state and repr): see
+    ``poolport.functional.adaptive_max_pool3d`` for what it computes and raises. Plain eager calls run torch's
+    native op; traced, exported or compiled, it is poolport's exact portable formulation."""
+
     _d = 3

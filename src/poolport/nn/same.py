@@ -9,10 +9,14 @@ from ..functional.same import global_pool, pool_same
 
 
 class _PoolSame(nn.Module):
+    """TensorFlow/Keras pooling with 'SAME' or 'VALID' padding over ``_d`` channels-first axes; see
+    ``poolport.functional.avg_pool2d_same`` for the definition."""
+
     _op: str
     _d: int
 
-    def __init__(self, kernel_size, stride=None, padding: str = "SAME"):
+    def __init__(self, kernel_size: int | tuple[int, ...], stride: int | tuple[int, ...] | None = None,
+                 padding: str = "SAME"):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
@@ -24,30 +28,50 @@ class _PoolSame(nn.Module):
 
 
 class AvgPool1dSame(_PoolSame):
+    """TF ``AveragePooling1D`` semantics, channels first: average (dividing by the real cells of each window) pooling with
+    TF's 'SAME' or 'VALID' padding; ``poolport.functional.avg_pool1d_same``."""
+
     _op, _d = "avg", 1
 
 
 class AvgPool2dSame(_PoolSame):
+    """TF ``AveragePooling2D`` semantics, channels first: average (dividing by the real cells of each window) pooling with
+    TF's 'SAME' or 'VALID' padding; ``poolport.functional.avg_pool2d_same``."""
+
     _op, _d = "avg", 2
 
 
 class AvgPool3dSame(_PoolSame):
+    """TF ``AveragePooling3D`` semantics, channels first: average (dividing by the real cells of each window) pooling with
+    TF's 'SAME' or 'VALID' padding; ``poolport.functional.avg_pool3d_same``."""
+
     _op, _d = "avg", 3
 
 
 class MaxPool1dSame(_PoolSame):
+    """TF ``MaxPooling1D`` semantics, channels first: max pooling with
+    TF's 'SAME' or 'VALID' padding; ``poolport.functional.max_pool1d_same``."""
+
     _op, _d = "max", 1
 
 
 class MaxPool2dSame(_PoolSame):
+    """TF ``MaxPooling2D`` semantics, channels first: max pooling with
+    TF's 'SAME' or 'VALID' padding; ``poolport.functional.max_pool2d_same``."""
+
     _op, _d = "max", 2
 
 
 class MaxPool3dSame(_PoolSame):
+    """TF ``MaxPooling3D`` semantics, channels first: max pooling with
+    TF's 'SAME' or 'VALID' padding; ``poolport.functional.max_pool3d_same``."""
+
     _op, _d = "max", 3
 
 
 class _GlobalPool(nn.Module):
+    """Keras global pooling over every spatial axis; see ``poolport.functional.global_avg_pool``."""
+
     _op: str
 
     def __init__(self, keepdims: bool = False, data_format: str = "channels_first"):
@@ -68,4 +92,6 @@ class GlobalAvgPool(_GlobalPool):
 
 
 class GlobalMaxPool(_GlobalPool):
+    """Keras ``GlobalMaxPooling{1,2,3}D``: max over the whole plane; (N, C) unless keepdims."""
+
     _op = "max"

@@ -36,6 +36,7 @@ class Run:
 
     @property
     def stop(self) -> int:
+        """One past the last input the run reads."""
         return self.start + (self.count - 1) * self.stride + self.kernel
 
     @property
@@ -49,6 +50,7 @@ class Run:
         return 1 if self.stride > 0 else self.count
 
     def windows(self) -> tuple[Window, ...]:
+        """The run's windows as ``(start, stop)`` pairs."""
         return tuple(
             (self.start + j * self.stride, self.start + j * self.stride + self.kernel)
             for j in range(self.count)
@@ -65,6 +67,8 @@ class Run:
 
 @dataclass(frozen=True)
 class AxisPlan:
+    """How one axis of ``n`` inputs pools to ``o`` outputs: ``kind`` and the runs (see the module docstring)."""
+
     n: int
     o: int
     kind: str  # "identity" | "global" | "uniform" | "runs"
@@ -72,6 +76,7 @@ class AxisPlan:
 
     @property
     def windows(self) -> tuple[Window, ...]:
+        """PyTorch's windows for this axis."""
         return adaptive_windows(self.n, self.o)
 
     @property
@@ -86,6 +91,7 @@ class AxisPlan:
 
     @property
     def stride(self) -> int:
+        """Stride of the single op (meaningful when ``single_op``)."""
         return self.runs[0].stride
 
     def __str__(self) -> str:

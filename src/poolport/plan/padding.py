@@ -21,6 +21,8 @@ from ..errors import PoolportError
 
 @dataclass(frozen=True)
 class Window:
+    """One output cell's window: positions ``[start, stop)`` (possibly in padding) and its average's divisor."""
+
     start: int  # may be negative (in the padding before)
     stop: int  # may exceed n (in the padding after, or the ceil_mode overhang)
     divisor: int  # what an average divides the window's sum by
@@ -31,6 +33,7 @@ class Window:
 
 
 def check_pool_args(n: int, k: int, s: int, where: str, d: int = 1) -> None:
+    """Raise a PoolportError unless kernel, stride and dilation are positive ints and ``n`` is not empty."""
     for name, v in (("kernel size", k), ("stride", s), ("dilation", d)):
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise PoolportError(f"{where}: {name} must be a positive int, got {v!r}.")
@@ -111,6 +114,70 @@ def torch_windows(
 
 
 @dataclass(frozen=True)
+class ExplicitPool:
+    """Any pooling with static sizes written as three plain steps, the form every runtime computes:
+
+    ``Pad(before, after)`` (zeros for average, edge values for max: every window holds a real cell, so a
+    replicated edge never changes a maximum) -> a pooling op with ``kernel``/``stride`` and no padding
+    -> for average, a constant per-cell factor ``k / divisor`` (per axis; the factors multiply), which
+    turns each window's sum / k into sum / divisor.
+
+    ``after`` is chosen so that the plain pool yields exactly ``out_size`` cells.
+    """
+
+    op: str  # "avg" | "max"
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    pads_before: tuple[int, ...]
+    pads_after: tuple[int, ...]
+    out_size: tuple[int, ...]
+    factors: tuple[tuple[float, ...], ...]  # per axis, per output cell: k / divisor (avg); () for max
+
+    @property
+    def padded(self) -> bool:
+        """Whether a Pad step is needed."""
+        return any(self.pads_before) or any(self.pads_after)
+
+    @property
+    def corrected(self) -> bool:
+        """Whether the divisor correction is needed (some factor is not 1)."""
+        return any(f != 1.0 for axis in self.factors for f in axis)
+
+    def steps(self) -> list[str]:
+        """The ONNX operators of this form, in order."""
+        pool = "AveragePool" if self.op == "avg" else "MaxPool"
+        return (["Pad"] if self.padded else []) + [pool] + (["Mul"] if self.corrected else [])
+
+
+def explicit_pool(op: str, spatial: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+                  windows: tuple[tuple[Window, ...], ...]) -> ExplicitPool:
+    """The explicit form of a pooling whose windows (per axis, as ``tf_windows``/``torch_windows`` give
+    them) start at ``-before`` and step by the stride."""
+    before, after, outs, factors = [], [], [], []
+    for n, k, s, axis in zip(spatial, kernel, stride, windows):
+        b, out = -axis[0].start, len(axis)
+        before.append(b)
+        outs.append(out)
+        after.append(max((out - 1) * s + k - n - b, 0))
+        if op == "avg":
+            factors.append(tuple(k / w.divisor for w in axis))
+    return ExplicitPool(op, tuple(kernel), tuple(stride), tuple(before), tuple(after), tuple(outs), tuple(factors))
+
+
+@lru_cache(maxsize=4096)
+def explicit_torch_pool(op: str, spatial: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+                        pads_before: tuple[int, ...], pads_after: tuple[int, ...], ceil_mode: bool,
+                        count_include_pad: bool) -> ExplicitPool:
+    """The explicit form of PyTorch/ONNX pooling with explicit pads and ``ceil_mode`` (divisors as
+    ``torch_windows``: padding counted only with ``count_include_pad``, the overhang never)."""
+    windows = tuple(
+        torch_windows(n, k, s, b, e, ceil_mode, count_include_pad)
+        for n, k, s, b, e in zip(spatial, kernel, stride, pads_before, pads_after)
+    )
+    return explicit_pool(op, spatial, kernel, stride, windows)
+
+
+@dataclass(frozen=True)
 class SameAxis:
     """How one axis of TF 'SAME'/'VALID' pooling maps onto a native pooling op."""
 
@@ -123,6 +190,7 @@ class SameAxis:
 
     @property
     def symmetric(self) -> bool:
+        """Whether the axis pads as much before as after."""
         return self.before == self.after
 
     def ceil_mode_matches(self) -> bool:
@@ -134,9 +202,9 @@ class SameAxis:
         torch_w = torch_windows(self.n, self.k, self.s, self.before, self.before, True, False)
         return torch_w == tf_windows(self.n, self.k, self.s, "SAME")
 
-    def correction(self) -> tuple[float, ...]:
-        """k / real cells, per output: turns an average over zero padding into TF's average."""
-        return tuple(self.k / w.divisor for w in tf_windows(self.n, self.k, self.s, "SAME"))
+    def windows(self, padding: str) -> tuple[Window, ...]:
+        """TF's windows for this axis under ``padding``."""
+        return tf_windows(self.n, self.k, self.s, padding)
 
 
 @dataclass(frozen=True)
@@ -159,21 +227,29 @@ class SamePlan:
 
     @property
     def kernel(self) -> tuple[int, ...]:
+        """Kernel size per axis."""
         return tuple(a.k for a in self.axes)
 
     @property
     def stride(self) -> tuple[int, ...]:
+        """Stride per axis."""
         return tuple(a.s for a in self.axes)
 
     @property
     def out_size(self) -> tuple[int, ...]:
+        """Output size per axis."""
         return tuple(a.out for a in self.axes)
 
+    def explicit(self) -> ExplicitPool:
+        """This pooling as Pad + plain pool (+ divisor correction): see ``ExplicitPool``."""
+        windows = tuple(a.windows(self.padding) for a in self.axes)
+        return explicit_pool(self.op, tuple(a.n for a in self.axes), self.kernel, self.stride, windows)
+
     def onnx_ops(self) -> list[str]:
-        pool = "AveragePool" if self.op == "avg" else "MaxPool"
+        """The ONNX operators this plan exports to."""
         if self.kind != "explicit":
-            return [pool]
-        return ["Pad", pool] + (["Mul"] if self.op == "avg" else [])
+            return ["AveragePool" if self.op == "avg" else "MaxPool"]
+        return self.explicit().steps()
 
     def __str__(self) -> str:
         axes = ", ".join(f"{a.n}: k{a.k} s{a.s} pad ({a.before}, {a.after}) -> {a.out}" for a in self.axes)
@@ -181,8 +257,17 @@ class SamePlan:
 
 
 @lru_cache(maxsize=4096)
+def onnx_same_pads(n: int, k: int, s: int, auto_pad: str, d: int = 1) -> tuple[int, int]:
+    """ONNX ``auto_pad`` SAME_UPPER / SAME_LOWER: ``(before, after)``. SAME_UPPER is TensorFlow's 'SAME'
+    (the extra cell at the end); SAME_LOWER puts it at the start."""
+    before, after, _ = same_padding(n, k, s, d)
+    return (before, after) if auto_pad == "SAME_UPPER" else (after, before)
+
+
+@lru_cache(maxsize=4096)
 def plan_same(op: str, in_size: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
               padding: str = "SAME") -> SamePlan:
+    """Plan TF-style ``padding`` ('SAME' or 'VALID') ``op`` pooling over ``in_size``; see ``SamePlan``."""
     if op not in ("avg", "max"):
         raise PoolportError(f"op must be 'avg' or 'max', got {op!r}.")
     padding = padding.upper() if isinstance(padding, str) else padding

@@ -56,6 +56,8 @@ class Pass:
 
 @dataclass(frozen=True)
 class PoolPlan:
+    """Adaptive ``op`` pooling of ``in_size`` to ``out_size``: the per-axis plans and the passes that compute them. ``print(plan)`` shows it; ``to_dict()`` is plain data."""
+
     op: str  # "avg" | "max"
     in_size: tuple[int, ...]
     out_size: tuple[int, ...]
@@ -65,6 +67,7 @@ class PoolPlan:
 
     @property
     def ndim(self) -> int:
+        """Number of pooled axes."""
         return len(self.in_size)
 
     def onnx_ops(self) -> Counter:
@@ -90,6 +93,7 @@ class PoolPlan:
         return ops
 
     def describe_ops(self) -> str:
+        """``onnx_ops`` as a short text, e.g. ``AveragePool x6, Concat x2, Slice x6``."""
         ops = self.onnx_ops()
         if not ops:
             return "none (identity)"
@@ -128,6 +132,7 @@ class PoolPlan:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
+        """The plan as plain data (for JSON)."""
         return {
             "op": self.op,
             "in_size": list(self.in_size),
@@ -150,10 +155,12 @@ class PoolPlan:
 
 
 def axis_names(ndim: int) -> tuple[str, ...]:
+    """``L``, ``H W`` or ``D H W``."""
     return {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}.get(ndim, tuple(f"d{i}" for i in range(ndim)))
 
 
 def tuple_str(size: tuple[int, ...]) -> str:
+    """``(9, 9)`` as ``9x9``."""
     return "x".join(str(s) for s in size)
 
 

@@ -54,18 +54,22 @@ class CopiedFormula:
 
     @property
     def defined(self) -> bool:
+        """False when the formula is undefined (output larger than input)."""
         return self.stride is not None and self.stride > 0
 
     @property
     def exact(self) -> bool:
+        """Whether the formula lands on PyTorch's windows."""
         return self.defined and not self.differing
 
     def windows(self) -> tuple[Window, ...]:
+        """The formula's windows (empty when undefined)."""
         if not self.defined:
             return ()
         return tuple((i * self.stride, i * self.stride + self.kernel) for i in range(self.o))
 
     def verdict(self) -> str:
+        """The verdict in words."""
         if not self.defined:
             return f"undefined: stride = {self.n} // {self.o} = 0 (output larger than input)"
         if self.exact:

@@ -33,10 +33,12 @@ PATTERNS = {
 
 
 def poolport_adaptive_avg(x, output_size, d: int, site: str | None = None):
+    """What a rewritten ``aten.adaptive_avg_pool*`` node calls."""
     return adaptive_pool(x, list(output_size), "avg", d, site=site)
 
 
 def poolport_adaptive_max(x, output_size, d: int, site: str | None = None):
+    """What a rewritten ``aten.adaptive_max_pool*`` node calls (values only)."""
     return adaptive_pool(x, list(output_size), "max", d, site=site)
 
 
@@ -45,7 +47,9 @@ torch.fx.wrap("poolport_adaptive_max")
 
 
 @dataclass(frozen=True)
-class Change:
+class FxNodeRewrite:
+    """An aten adaptive pooling node of an FX graph: rewritten to poolport's, or kept and why."""
+
     node: str
     target: str
     action: str  # "rewritten" | "kept: indices used"
@@ -54,10 +58,10 @@ class Change:
         return f"{self.node} ({self.target}): {self.action}"
 
 
-def rewrite_adaptive(gm: torch.fx.GraphModule) -> list[Change]:
+def rewrite_adaptive(gm: torch.fx.GraphModule) -> list[FxNodeRewrite]:
     """Apply the rule to every matching node of ``gm`` in place; returns what it did."""
     graph = gm.graph
-    changes: list[Change] = []
+    changes: list[FxNodeRewrite] = []
     for node in list(graph.nodes):
         if node.op != "call_function" or node.target not in PATTERNS:
             continue
@@ -69,7 +73,7 @@ def rewrite_adaptive(gm: torch.fx.GraphModule) -> list[Change]:
             if any(not (u.target is operator.getitem and u.args[1] in (0, 1)) for u in users) or any(
                 u.args[1] == 1 and u.users for u in users
             ):
-                changes.append(Change(node.name, str(node.target), "kept: indices used (not portable)"))
+                changes.append(FxNodeRewrite(node.name, str(node.target), "kept: indices used (not portable)"))
                 continue
             with graph.inserting_before(node):
                 values = graph.call_function(fn, (x, output_size, d), {"site": f"node {node.name}"})
@@ -83,7 +87,7 @@ def rewrite_adaptive(gm: torch.fx.GraphModule) -> list[Change]:
                 values = graph.call_function(fn, (x, output_size, d), {"site": f"node {node.name}"})
             node.replace_all_uses_with(values)
             graph.erase_node(node)
-        changes.append(Change(node.name, str(node.target), "rewritten"))
+        changes.append(FxNodeRewrite(node.name, str(node.target), "rewritten"))
     graph.lint()
     gm.recompile()
     return changes

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from .dispatch import always_portable
-from .functional.adaptive import adaptive_pool
+from ..functional.adaptive import adaptive_pool
+from ..functional.dispatch import always_portable
+from .swap import restore_modules, swap_modules
 
 # func -> (op, d, returns (values, indices): True, False, or None = as its return_indices argument says)
 _TABLE: dict = {}
@@ -49,6 +50,7 @@ def intercepted_functions() -> list:
 
 
 def _output_size(args, kwargs):
+    """The ``output_size`` argument of an intercepted call, given by position or by name."""
     if len(args) > 1:
         return args[1]
     if "output_size" in kwargs:
@@ -88,20 +90,9 @@ def patch(model: torch.nn.Module | None = None):
     on exit). Converters that recognise ``nn.AdaptiveAvgPool2d`` by its class and expect the native op
     inside (pnnx crashes otherwise) then see a module they trace through instead.
     """
-    from .portable import SWAP
-
-    swapped = []
-    if model is not None:
-        for name, module in model.named_modules():
-            cls = SWAP.get(type(module))
-            if cls is not None and not getattr(module, "return_indices", False):
-                swapped.append((module, type(module)))
-                module.__class__ = cls
-                module._poolport_site = name or "<root>"
+    swapped = swap_modules(model) if model is not None else []
     try:
         with always_portable(), PortableFunctionMode():
             yield
     finally:
-        for module, cls in swapped:
-            module.__class__ = cls
-            del module._poolport_site
+        restore_modules(swapped)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 
 import torch
 
@@ -46,3 +47,26 @@ def graph_is_recorded() -> bool:
 def use_portable(x: torch.Tensor) -> bool:
     """True unless this is a plain eager call on a plain tensor with nothing recording."""
     return graph_is_recorded() or type(x) is not torch.Tensor
+
+
+# An observer sees every portable pooling call and chooses the tensor the model continues with.
+# ``poolport.verify`` installs one for its verification pass (it compares each call with the native
+# op); the primitives only know that somebody may be watching, not what for.
+Observer = Callable[..., torch.Tensor]
+
+
+def active_observer() -> Observer | None:
+    """The observer installed by ``observing()`` on this thread, if any."""
+    return getattr(_state, "observer", None)
+
+
+@contextlib.contextmanager
+def observing(observer: Observer):
+    """Install ``observer`` for the block. It is called as ``observer(site, name, x, out_size, plan,
+    portable)`` after each portable pooling call, eager only, and returns the tensor to continue with."""
+    previous = active_observer()
+    _state.observer = observer
+    try:
+        yield observer
+    finally:
+        _state.observer = previous

@@ -22,20 +22,10 @@ import torch
 import torch.fx
 from torch import nn
 
-from . import nn as pnn
-from .dispatch import graph_is_recorded
-from .errors import PoolportError
+from ..errors import PoolportError
+from ..functional.dispatch import active_observer, graph_is_recorded
 from .intercept import PortableFunctionMode
-from .sites import active_recorder
-
-SWAP = {
-    nn.AdaptiveAvgPool1d: pnn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d: pnn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d: pnn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d: pnn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d: pnn.AdaptiveMaxPool2d,
-    nn.AdaptiveMaxPool3d: pnn.AdaptiveMaxPool3d,
-}
+from .swap import swap_modules
 
 _hooks = threading.local()
 
@@ -43,7 +33,7 @@ _hooks = threading.local()
 def _routing_needed(args) -> bool:
     if torch.compiler.is_dynamo_compiling():
         return False  # Dynamo ignores modes entered here; module swaps still apply
-    if active_recorder() is not None:
+    if active_observer() is not None:
         return True
     if graph_is_recorded():
         return True
@@ -68,20 +58,8 @@ def _exit(module, args, output):
 
 
 def is_portable(model: nn.Module) -> bool:
+    """Whether ``model`` is a copy made by ``make_portable``."""
     return bool(getattr(model, "_poolport_portable", False))
-
-
-def convert_modules(model: nn.Module) -> list[str]:
-    """Swap torch's adaptive pooling modules for poolport's, in place; returns the converted paths."""
-    converted = []
-    for name, module in model.named_modules():
-        cls = SWAP.get(type(module))
-        if cls is None or getattr(module, "return_indices", False):
-            continue  # subclasses and return_indices=True stay; the function mode covers their calls
-        module.__class__ = cls
-        module._poolport_site = name or "<root>"
-        converted.append(name)
-    return converted
 
 
 def structural_copy(module: nn.Module) -> nn.Module:
@@ -118,12 +96,12 @@ def make_portable(model: nn.Module, example_inputs=None, *, share_weights: bool 
     shallow_ok = share_weights and not any(isinstance(m, torch.fx.GraphModule) for m in model.modules())
     portable = structural_copy(model) if shallow_ok else copy.deepcopy(model)
     if not is_portable(portable):
-        convert_modules(portable)
+        swap_modules(portable)
         portable.register_forward_pre_hook(_enter)
         portable.register_forward_hook(_exit, always_call=True)
         portable._poolport_portable = True
     if example_inputs is not None:
-        from .verify import verify_sites
+        from ..verify.in_pytorch import verify_sites
 
         verify_sites(portable, example_inputs)
     return portable

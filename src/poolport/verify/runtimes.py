@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -16,13 +15,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
 
-from .errors import PoolportError
-from .export.staging import has_external_data
+from ..errors import PoolportError
+from .model_files import Model, as_file
 
 
 def available(name: str) -> bool:
+    """Whether the runtime ``name`` (onnxruntime, openvino, ncnn) can be imported here."""
     try:
         if name == "openvino":
             import openvino  # noqa: F401
@@ -38,29 +37,8 @@ def available(name: str) -> bool:
         return False
 
 
-Model = "onnx.ModelProto | str | os.PathLike"
-
-
-@contextlib.contextmanager
-def as_file(model: Model, self_contained: bool = False):
-    """A path to ``model``: the file itself, or a temporary copy of a ModelProto. With
-    ``self_contained``, a model whose weights are external data is copied into one file (for tools
-    that read only the graph file)."""
-    if isinstance(model, (str, os.PathLike)):
-        if not self_contained or not has_external_data(onnx.load(str(model), load_external_data=False)):
-            yield Path(model)
-            return
-        model = onnx.load(str(model))
-        from onnx.external_data_helper import convert_model_from_external_data
-
-        convert_model_from_external_data(model)
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "model.onnx"
-        onnx.save(model, str(path))
-        yield path
-
-
 def run_onnxruntime(model: Model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """``model`` in ONNX Runtime (CPU) on ``feeds``."""
     import onnxruntime as ort
 
     source = str(model) if isinstance(model, (str, os.PathLike)) else model.SerializeToString()
@@ -69,6 +47,7 @@ def run_onnxruntime(model: Model, feeds: dict[str, np.ndarray]) -> list[np.ndarr
 
 
 def run_openvino(model: Model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """``model`` in OpenVINO (CPU, f32 precision hint) on ``feeds``."""
     import openvino as ov
 
     core = ov.Core()
@@ -85,6 +64,7 @@ def _pnnx_exe() -> str:
 
 
 def run_ncnn(model: Model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """``model`` converted by pnnx (``fp16=0``) and run in ncnn on ``feeds``."""
     arrays = list(feeds.values())
     with as_file(model, self_contained=True) as source, tempfile.TemporaryDirectory() as d:
         path = Path(d) / "m.onnx"

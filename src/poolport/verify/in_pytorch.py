@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from .dispatch import always_portable
-from .errors import PoolportError
-from .sites import Site, recording
+from ..errors import PoolportError
+from ..functional.dispatch import always_portable
+from .recorder import Site, recording
 
 # per-site bound on |portable - native| / max|input|: max pooling must be bit-exact
 SITE_RTOL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 2e-2}
 
 
 def as_args(example_inputs) -> tuple:
+    """Example inputs as a tuple of positional arguments (a tensor, a list or a tuple)."""
     if isinstance(example_inputs, torch.Tensor):
         return (example_inputs,)
     if isinstance(example_inputs, list):
@@ -33,6 +34,7 @@ def run_recorded(model: torch.nn.Module, args: tuple) -> tuple[object, list[Site
 
 
 def site_problems(sites: list[Site]) -> list[str]:
+    """What is wrong at each site: max pooling not bit-exact, average beyond ``SITE_RTOL`` for its dtype."""
     problems = []
     for s in sites:
         if s.op.startswith("adaptive_max") and s.max_abs_error != 0:

@@ -1,5 +1,8 @@
 """Load the MODEL argument of ``poolport convert``: a Python factory, a torch.export archive (.pt2)
-or a TorchScript file. Never unpickles arbitrary objects unless explicitly allowed."""
+or a TorchScript file. Never unpickles arbitrary objects unless explicitly allowed.
+
+TorchScript files keep their graphs out of Python's reach: their adaptive pooling is converted by
+custom ONNX symbolics (``backend.onnx_symbolic``) during the TorchScript exporter."""
 
 from __future__ import annotations
 
@@ -12,11 +15,13 @@ from pathlib import Path
 
 import torch
 
-from .errors import PoolportError
+from ..errors import PoolportError
 
 
 @dataclass
 class Loaded:
+    """A model loaded from the command line, with what poolport learnt while loading it."""
+
     model: torch.nn.Module
     kind: str  # "factory" | "torch.export" | "torchscript" | "pickle"
     name: str
@@ -25,6 +30,7 @@ class Loaded:
 
 
 def parse_kwargs(text: str | None) -> dict:
+    """``--kwargs`` JSON as a dict of keyword arguments for a factory."""
     if not text:
         return {}
     try:
@@ -73,7 +79,8 @@ def load_factory(spec: str, kwargs: dict) -> Loaded:
 
 
 def load_export_archive(path: Path) -> Loaded:
-    from .rewrite.fx_adaptive import rewrite_adaptive
+    """A torch.export archive as a GraphModule, its adaptive pooling nodes rewritten to poolport's."""
+    from ..rewrite.fx_adaptive import rewrite_adaptive
 
     try:
         ep = torch.export.load(str(path))
@@ -89,6 +96,7 @@ def load_export_archive(path: Path) -> Loaded:
 
 
 def is_torchscript(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (a zip with code/ and constants.pkl)."""
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as z:
@@ -99,6 +107,8 @@ def is_torchscript(path: Path) -> bool:
 
 
 def load_model(spec: str, kwargs: dict | None = None, allow_pickle: bool = False) -> Loaded:
+    """Load MODEL: ``package.module:callable``, ``file.py:callable``, a ``.pt2`` archive, a TorchScript
+    file or (only with ``allow_pickle``) a pickled ``nn.Module``."""
     path = Path(spec)
     if path.suffix == ".pt2":
         if not path.is_file():
@@ -108,14 +118,13 @@ def load_model(spec: str, kwargs: dict | None = None, allow_pickle: bool = False
         if not path.is_file():
             raise PoolportError(f"{path} does not exist.")
         if is_torchscript(path):
-            from .torchscript import load_torchscript
-
             return load_torchscript(path)
         return load_pickle(path, allow_pickle)
     return load_factory(spec, kwargs or {})
 
 
 def load_pickle(path: Path, allow_pickle: bool) -> Loaded:
+    """A pickled ``nn.Module``, loaded weights-only unless the user trusts the file."""
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=not allow_pickle)
     except Exception as e:
@@ -134,3 +143,17 @@ def load_pickle(path: Path, allow_pickle: bool) -> Loaded:
             f"the model instead, e.g. torchvision.models:resnet18."
         )
     raise PoolportError(f"{path} holds a {type(obj).__name__}, not a model.")
+
+
+def load_torchscript(path: Path) -> Loaded:
+    """A TorchScript file, in eval mode."""
+    try:
+        model = torch.jit.load(str(path), map_location="cpu")
+    except Exception as e:
+        raise PoolportError(f"{path} is not a loadable TorchScript file: {type(e).__name__}: {e}") from None
+    return Loaded(model.eval(), "torchscript", path.stem, notes=["TorchScript: pooling converted by ONNX symbolics"])
+
+
+def is_scripted(model) -> bool:
+    """Whether ``model`` is a TorchScript module (exported with the TorchScript exporter only)."""
+    return isinstance(model, torch.jit.ScriptModule)

@@ -11,22 +11,23 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import threading
 from dataclasses import dataclass, field
 
 import torch
 
-from .plan import PoolPlan
-from .plan.pooling import tuple_str
+from ..functional.adaptive import NATIVE
+from ..functional.dispatch import active_observer, observing
+from ..plan import PoolPlan
+from ..plan.pooling import tuple_str
 
-_state = threading.local()
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _DEMO_DIR = os.path.join(_PKG_DIR, "demo") + os.sep  # poolport's own example models are user code
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 
 
 @dataclass
 class Site:
+    """One pooling site of a model: where it is, what it pools, the plan, and the error measured there."""
     where: str
     op: str  # e.g. "adaptive_avg_pool2d"
     input_shape: tuple[int, ...]
@@ -40,9 +41,11 @@ class Site:
 
     @property
     def onnx_ops(self) -> str:
+        """The plan's ONNX operators as text."""
         return self.plan.describe_ops()
 
     def to_dict(self) -> dict:
+        """The site as plain data."""
         return {
             "where": self.where,
             "op": self.op,
@@ -57,6 +60,7 @@ class Site:
         }
 
     def row(self) -> list[str]:
+        """The site as a row of the report's table."""
         return [
             self.where,
             self.op,
@@ -70,11 +74,25 @@ class Site:
 
 @dataclass
 class SiteRecorder:
+    """Observer of a verification pass (``poolport.functional.dispatch.observing``): for every portable
+    pooling call it computes torch's native op on the very same input, records the difference under
+    the site's name and hands the native result on, so every site sees what the original model feeds
+    it (errors do not accumulate) and the pass's output is the original model's."""
+
     module_names: dict[int, str] = field(default_factory=dict)  # id(module) -> qualified name
     sites: dict[tuple, Site] = field(default_factory=dict)
 
+    def __call__(self, where: str | None, op: str, x: torch.Tensor, out_size, plan: PoolPlan,
+                 portable: torch.Tensor) -> torch.Tensor:
+        d = len(out_size)
+        with torch._C.DisableTorchFunction():  # the native op itself, not an intercepted one
+            native = NATIVE[op.split("_")[1], d](x, out_size)
+        self.record(where, op, x, out_size, plan, portable, native)
+        return native
+
     def record(self, where: str | None, op: str, x: torch.Tensor, out_size, plan: PoolPlan,
                portable: torch.Tensor, native: torch.Tensor) -> None:
+        """Record one call's difference between the portable and the native result."""
         where = where or self.call_site()
         key = (where, op, tuple(x.shape), tuple(out_size))
         site = self.sites.get(key)
@@ -104,11 +122,14 @@ class SiteRecorder:
         return f"{module or '<root>'} @ {caller or '?'}"
 
     def ordered(self) -> list[Site]:
+        """The sites in the order they were first seen."""
         return list(self.sites.values())
 
 
 def active_recorder() -> SiteRecorder | None:
-    return getattr(_state, "recorder", None)
+    """The recorder of the verification pass running on this thread, if any."""
+    observer = active_observer()
+    return observer if isinstance(observer, SiteRecorder) else None
 
 
 @contextlib.contextmanager
@@ -117,9 +138,5 @@ def recording(model: torch.nn.Module | None = None):
     rec = SiteRecorder()
     if model is not None:
         rec.module_names = {id(m): name for name, m in model.named_modules()}
-    previous = active_recorder()
-    _state.recorder = rec
-    try:
+    with observing(rec):
         yield rec
-    finally:
-        _state.recorder = previous

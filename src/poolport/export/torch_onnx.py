@@ -1,0 +1,90 @@
+"""The torch.onnx exporters, called the way poolport needs them: staged on disk, a dynamic batch on
+request, and a failure told as its root cause."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import PoolportError, one_line
+from ..verify.compare import flatten_outputs
+from ..verify.model_files import require_onnx
+from .staging import Staged, stage_file, stage_program
+
+EXPORTERS = ("dynamo", "torchscript")
+DEFAULT_OPSET = {"dynamo": 18, "torchscript": 17}
+
+
+def torch_export(model, args, exporter: str, opset: int, folder: Path, name: str, input_names=None,
+                 output_names=None, dynamic_batch: bool = False) -> Staged:
+    """Run torch.onnx.export and stage the result in ``folder`` as ``name``: the dynamo exporter's
+    weights go to ``name.data``, a TorchScript export stays the one file torch wrote (see
+    ``staging``). With ``dynamic_batch``, dimension 0 of every tensor input and output is a symbol
+    ("batch")."""
+    require_onnx()
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    exported = folder / name
+    try:
+        with torch.no_grad():
+            if exporter == "dynamo":
+                dynamic_shapes = None
+                if dynamic_batch:
+                    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+                    dynamic_shapes = tuple({0: batch} if isinstance(a, torch.Tensor) else None for a in args)
+                program = torch.onnx.export(
+                    model, args, dynamo=True, opset_version=opset, input_names=input_names, verbose=False,
+                    output_names=output_names, dynamic_shapes=dynamic_shapes,
+                )
+            else:
+                program = None
+                dynamic_axes = None
+                if dynamic_batch:
+                    input_names = input_names or [f"input{i}" for i in range(len(tensors))]
+                    n_out = len(flatten_outputs(model(*args)))
+                    output_names = output_names or [f"output{i}" for i in range(n_out)]
+                    dynamic_axes = {n: {0: "batch"} for n in [*input_names, *output_names]}
+                torch.onnx.export(
+                    model, args, str(exported), dynamo=False, opset_version=opset, input_names=input_names,
+                    output_names=output_names, dynamic_axes=dynamic_axes,
+                )
+    except PoolportError:
+        raise
+    except Exception as e:
+        raise PoolportError(
+            f"torch.onnx.export ({exporter} exporter) failed on a part of the model poolport does not "
+            f"rewrite: {exporter_failure(e)} Try --exporter {'torchscript' if exporter == 'dynamo' else 'dynamo'}."
+        ) from e
+    if program is not None:
+        return stage_program(program, folder, name)
+    return stage_file(exported)
+
+
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+CAUSE = re.compile(r"^<class '(?:[\w.]*\.)?(\w+)'>: (.*)$", re.MULTILINE)  # "<class 'pkg.Error'>: message"
+
+
+def exporter_failure(e: BaseException) -> str:
+    """What went wrong in torch.onnx.export, in one sentence. The dynamo exporter's ConversionError
+    opens with generic advice (in terminal colours) and lists its chain of causes as
+    "<class 'X'>: message" lines, the root cause first: report that one."""
+    text = ANSI_COLOUR.sub("", str(e)).strip()
+    cause = CAUSE.search(text)
+    if cause:
+        what = f"{cause[1]}: {cause[2]}"
+    else:
+        what = f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+    return one_line(what)
+
+
+def torch_export_to_proto(model, args, exporter: str, opset: int, input_names=None, output_names=None,
+                          dynamic_batch: bool = False):
+    """torch.onnx.export as a ModelProto with its weights inline (for models under 2 GB)."""
+    import onnx
+
+    with tempfile.TemporaryDirectory() as d:
+        staged = torch_export(model, args, exporter, opset, Path(d), "model.onnx", input_names, output_names,
+                              dynamic_batch)
+        return onnx.load(str(staged.path))

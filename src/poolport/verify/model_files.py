@@ -1,0 +1,59 @@
+"""ONNX model files as the runtimes read them: whether onnx and onnxruntime are there, where a model's
+external data lives, and a path to any model (a file, or a temporary copy of a ModelProto)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import PoolportError
+
+
+def require_onnx():
+    """``(onnx, onnxruntime)``, or a PoolportError saying how to install them."""
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as e:
+        raise PoolportError(
+            f"ONNX export needs onnx and onnxruntime ({e.name} is missing): pip install 'poolport[onnx]'."
+        ) from None
+    return onnx, onnxruntime
+
+
+def data_file(path: Path) -> Path:
+    """Where the external data of the model at ``path`` lives (torch.onnx's own naming)."""
+    return path.with_name(path.name + ".data")
+
+
+def has_external_data(proto) -> bool:
+    """Whether any initializer of ``proto`` keeps its data in an external file."""
+    from onnx.external_data_helper import uses_external_data
+
+    return any(uses_external_data(t) for t in proto.graph.initializer)
+
+
+Model = "onnx.ModelProto | str | os.PathLike"
+
+
+@contextlib.contextmanager
+def as_file(model: Model, self_contained: bool = False):
+    """A path to ``model``: the file itself, or a temporary copy of a ModelProto. With
+    ``self_contained``, a model whose weights are external data is copied into one file (for tools
+    that read only the graph file)."""
+    import onnx
+
+    if isinstance(model, (str, os.PathLike)):
+        if not self_contained or not has_external_data(onnx.load(str(model), load_external_data=False)):
+            yield Path(model)
+            return
+        model = onnx.load(str(model))
+        from onnx.external_data_helper import convert_model_from_external_data
+
+        convert_model_from_external_data(model)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "model.onnx"
+        onnx.save(model, str(path))
+        yield path
