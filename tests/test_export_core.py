@@ -55,12 +55,22 @@ def _check(y, expected, op):
         assert (y - expected).abs().max().item() <= 1e-6 * max(1.0, expected.abs().max().item())
 
 
+def _other_size(shape):
+    """The same batch and channels, every spatial size changed (prime or odd, some smaller)."""
+    return (*shape[:2], *[n + 6 if n < 8 else n * 2 + 3 for n in shape[2:]])
+
+
 @pytest.mark.parametrize("d,op,shape,out", CASES, ids=IDS)
-def test_jit_trace(d, op, shape, out):
+def test_jit_trace_keeps_torchs_op_and_is_exact_at_other_sizes(d, op, shape, out):
+    # A plain trace (OpenVINO and pnnx trace like this) cannot tell whether its sizes will be dynamic:
+    # poolport leaves torch's own op, which those tools compute exactly at every size. A static plan
+    # in the trace would be silently wrong at every other size.
     m, x, expected = _setup(d, op, shape, out)
     traced = torch.jit.trace(m, (x,))
-    assert "aten::adaptive" not in str(traced.inlined_graph)
+    assert f"aten::adaptive_{op}_pool{d}d" in str(traced.inlined_graph)
     _check(traced(x), expected, op)
+    other = torch.randn(*_other_size(shape))
+    _check(traced(other), NATIVE[op, d](other, out), op)
 
 
 @pytest.mark.parametrize("d,op,shape,out", CASES, ids=IDS)

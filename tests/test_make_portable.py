@@ -112,9 +112,11 @@ def test_plain_model_fails_to_export(model, tmp_path):
         torch.onnx.export(model, (X,), str(tmp_path / "m.onnx"), dynamo=False)
 
 
-def test_jit_trace_of_portable_model_has_no_native_adaptive_op(model):
+def test_jit_trace_of_portable_model_keeps_torchs_op_exact_at_other_sizes(model):
+    # a plain trace may be run or converted at other sizes (OpenVINO makes inputs dynamic): the native
+    # op computes every size exactly there, a static plan would not
     traced = torch.jit.trace(poolport.make_portable(model), (X,))
-    assert "aten::adaptive" not in str(traced.inlined_graph)
+    assert "aten::adaptive" in str(traced.inlined_graph)
     with torch.no_grad():
         torch.testing.assert_close(traced(X), model(X), rtol=0, atol=1e-5)
 

@@ -1,6 +1,13 @@
-"""A plan emitted as ONNX nodes inside torch's TorchScript exporter (a custom symbolic for
-``aten::adaptive_*``): how TorchScript files, whose graphs Python cannot intercept, get poolport's
-portable formulation."""
+"""Adaptive pooling emitted as ONNX nodes inside torch's TorchScript exporter, where the exporter knows
+which input sizes are dynamic. One symbolic serves two callers:
+
+* ``poolport::adaptive_pool`` (``traced_op``): what poolport's own code puts into the exporter's trace;
+* ``aten::adaptive_*`` of TorchScript files, whose graphs Python cannot intercept (registered only
+  for the duration of ``poolport.export_onnx``, by ``portable_symbolics``).
+
+Static pooled sizes get the static plan (``execute`` over ``SymbolicOps``); dynamic ones the
+size-generic plan (``onnx_generic``), exact at every size.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,12 @@ import contextlib
 
 import torch
 
-from ..errors import PoolportError
 from ..plan import plan_pool
+from ..plan.generic import plan_generic
 from ..plan.pooling import ONNX_POOL
 from .execute import execute
+from .onnx_generic import generic_nodes, scalar_type
+from .torch_ops import correction_tensor
 
 
 class SymbolicOps:
@@ -40,39 +49,127 @@ class SymbolicOps:
         return self.g.op("Identity", x)
 
 
+def export_opset() -> int:
+    """The opset the running TorchScript export writes."""
+    try:  # torch >= 2.9
+        from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
+    except ImportError:  # older torch
+        from torch.onnx._globals import GLOBALS
+    return GLOBALS.export_onnx_opset_version
+
+
+# what each export emitted, for the report: (op name, input sizes (None = dynamic), output size, plan)
+_emitted: list | None = None
+
+
+def emit(g, x, op: str, out_size: tuple[int | None, ...]):
+    """Nodes for adaptive ``op`` pooling of ``x`` to ``out_size`` (``None`` keeps an axis)."""
+    from torch.onnx import symbolic_helper as sh
+
+    d = len(out_size)
+    name = f"adaptive_{op}_pool{d}d"
+    sizes = sh._get_tensor_sizes(x)
+    opset = export_opset()
+    if sizes is None:
+        raise ValueError(f"{name}: the exporter does not know the rank of its input")
+    spatial = tuple(sizes[-d:])
+    if all(isinstance(n, int) for n in spatial):
+        resolved = tuple(n if o is None else o for n, o in zip(spatial, out_size))
+        plan = plan_pool(op, spatial, resolved)
+        y = execute(plan, x, SymbolicOps(g, opset), len(sizes))
+    else:
+        plan = plan_generic(op, tuple(out_size))
+        y = generic_nodes(g, x, plan, len(sizes), opset, name)
+    if _emitted is not None:
+        _emitted.append((name, tuple(sizes), tuple(out_size), plan))
+    return y
+
+
+_registered: list[bool] = []
+
+
+def ensure_custom_op_symbolic() -> None:
+    """Register the symbolics of ``poolport::adaptive_pool`` and ``poolport::pool_same`` (once;
+    poolport's own namespace, so nothing torch exports on its own changes)."""
+    if not _registered:
+        torch.onnx.register_custom_op_symbolic("poolport::adaptive_pool", custom_op_symbolic, 9)
+        torch.onnx.register_custom_op_symbolic("poolport::pool_same", same_symbolic, 9)
+        _registered.append(True)
+
+
+def same_symbolic(g, x, kernel, stride, padding, op):
+    """Symbolic of ``poolport::pool_same``: the static ``SamePlan`` where the sizes are static, else ONNX
+    pooling with ``auto_pad`` SAME_UPPER (average: ``count_include_pad=0``), TF's 'SAME' at any size."""
+    from torch.onnx import symbolic_helper as sh
+
+    from ..plan.padding import plan_same
+
+    k, s = list(sh._parse_arg(kernel, "is")), list(sh._parse_arg(stride, "is"))
+    padding, op = sh._parse_arg(padding, "s"), sh._parse_arg(op, "s")
+    sizes = sh._get_tensor_sizes(x)
+    pool = ONNX_POOL[op]
+    extra = {"count_include_pad_i": 0} if op == "avg" else {}
+    spatial = tuple(sizes[-len(k):]) if sizes is not None else (None,)
+    if not all(isinstance(n, int) for n in spatial):
+        if padding == "VALID":
+            return g.op(pool, x, kernel_shape_i=k, strides_i=s)
+        return g.op(pool, x, kernel_shape_i=k, strides_i=s, auto_pad_s="SAME_UPPER", **extra)
+    plan = plan_same(op, spatial, tuple(k), tuple(s), padding)
+    before = [a.before for a in plan.axes]
+    if plan.kind == "plain":
+        return g.op(pool, x, kernel_shape_i=k, strides_i=s)
+    if plan.kind in ("symmetric", "ceil"):
+        ceil = plan.kind == "ceil"
+        pads = before * 2 if (op == "avg" or not ceil) else [0] * (2 * len(k))
+        return g.op(pool, x, kernel_shape_i=k, strides_i=s, pads_i=pads, ceil_mode_i=int(ceil), **extra)
+    form = plan.explicit()
+    pads = [0, 0, *form.pads_before, 0, 0, *form.pads_after]
+    ints = g.op("Constant", value_t=torch.tensor(pads, dtype=torch.int64))
+    padded = g.op("Pad", x, ints, mode_s="constant" if op == "avg" else "edge") if form.padded else x
+    y = g.op(pool, padded, kernel_shape_i=k, strides_i=s)
+    if not form.corrected:
+        return y
+    correction = g.op("Constant", value_t=correction_tensor(form, scalar_type(x).dtype()))
+    return g.op("Mul", y, correction)
+
+
+def custom_op_symbolic(g, x, output_size, op):
+    """Symbolic of ``poolport::adaptive_pool(x, output_size, op)``."""
+    from torch.onnx import symbolic_helper as sh
+
+    size = tuple(None if o < 0 else o for o in sh._parse_arg(output_size, "is"))
+    return emit(g, x, sh._parse_arg(op, "s"), size)
+
+
 OPS = [(f"adaptive_{op}_pool{d}d", op, d) for op in ("avg", "max") for d in (1, 2, 3)]
 
 
-def _make_symbolic(op: str, d: int, opset: int, sites: list):
+def _aten_symbolic(op: str, d: int):
     from torch.onnx import symbolic_helper as sh
 
     def symbolic(g, x, output_size):
-        sizes = sh._get_tensor_sizes(x)
-        out = sh._parse_arg(output_size, "is")
-        name = f"adaptive_{op}_pool{d}d"
-        if sizes is None or any(s is None for s in sizes[-d:]):
-            raise PoolportError(f"{name} in a TorchScript model: the input sizes must be static, got {sizes}.")
-        in_size = tuple(sizes[-d:])
-        out = tuple(n if o is None else o for n, o in zip(in_size, out))
-        plan = plan_pool(op, in_size, out)
-        sites.append((name, tuple(sizes), out, plan))
-        y = execute(plan, x, SymbolicOps(g, opset), len(sizes))
+        out = tuple(sh._parse_arg(output_size, "is"))
+        y = emit(g, x, op, out)
         return (y, None) if op == "max" else y
 
     return symbolic
 
 
 @contextlib.contextmanager
-def portable_symbolics(opset: int):
-    """Register poolport's symbolics for every aten adaptive op during a TorchScript ONNX export;
-    yields the list of (op, input shape, output size, plan) the export emitted."""
+def portable_symbolics():
+    """During a TorchScript export: poolport's symbolics for every ``aten::adaptive_*`` op (TorchScript
+    files) and a record of every site emitted (yielded: a list of (op, sizes, output size, plan))."""
+    global _emitted
+    ensure_custom_op_symbolic()
     sites: list = []
+    previous, _emitted = _emitted, sites
     registered = []
     try:
         for name, op, d in OPS:
-            torch.onnx.register_custom_op_symbolic(f"aten::{name}", _make_symbolic(op, d, opset, sites), 9)
+            torch.onnx.register_custom_op_symbolic(f"aten::{name}", _aten_symbolic(op, d), 9)
             registered.append(name)
         yield sites
     finally:
+        _emitted = previous
         for name in registered:
             torch.onnx.unregister_custom_op_symbolic(f"aten::{name}", 9)

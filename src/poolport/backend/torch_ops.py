@@ -25,6 +25,16 @@ POOL = {  # (op, spatial dims) -> torch's pooling function
 }
 
 
+NATIVE = {  # (op, spatial dims) -> torch's native adaptive pooling
+    ("avg", 1): F.adaptive_avg_pool1d,
+    ("avg", 2): F.adaptive_avg_pool2d,
+    ("avg", 3): F.adaptive_avg_pool3d,
+    ("max", 1): F.adaptive_max_pool1d,
+    ("max", 2): F.adaptive_max_pool2d,
+    ("max", 3): F.adaptive_max_pool3d,
+}
+
+
 class TorchOps:
     """``execute``'s operations as torch calls that export to portable ONNX operators."""
 
@@ -63,15 +73,16 @@ def apply_plan(x: torch.Tensor, plan: PoolPlan) -> torch.Tensor:
     return y if y.dtype == dtype else y.to(dtype)
 
 
-def correction_tensor(plan: ExplicitPool, like: torch.Tensor) -> torch.Tensor:
-    """The outer product of ``plan``'s per-axis divisor factors, shaped like the pooled output."""
+def correction_tensor(plan: ExplicitPool, dtype: torch.dtype, device=None) -> torch.Tensor:
+    """The outer product of ``plan``'s per-axis divisor factors, shaped like the pooled output's spatial
+    axes (it broadcasts over N and C)."""
     factor = None
     for i, axis in enumerate(plan.factors):
         shape = [1] * len(plan.factors)
         shape[i] = len(axis)
         f = torch.tensor(axis, dtype=torch.float64).reshape(shape)
         factor = f if factor is None else factor * f
-    return factor.to(dtype=like.dtype, device=like.device)
+    return factor.to(dtype=dtype, device=device)
 
 
 def apply_explicit(x: torch.Tensor, plan: ExplicitPool) -> torch.Tensor:
@@ -83,7 +94,7 @@ def apply_explicit(x: torch.Tensor, plan: ExplicitPool) -> torch.Tensor:
     if plan.op == "max":
         return pool(F.pad(x, pads, mode="replicate") if plan.padded else x, plan.kernel, plan.stride)
     y = pool(F.pad(x, pads) if plan.padded else x, plan.kernel, plan.stride)
-    return y * correction_tensor(plan, y) if plan.corrected else y
+    return y * correction_tensor(plan, y.dtype, y.device) if plan.corrected else y
 
 
 def apply_same_plan(x: torch.Tensor, plan: SamePlan) -> torch.Tensor:

@@ -34,6 +34,18 @@ def parse_input(text: str):
     return torch.randint(0, 2, shape, generator=g, dtype=dtype)
 
 
+def spatial_dynamic_shapes(inputs: tuple) -> tuple:
+    """``--dynamic-spatial``: every axis from 2 on of every tensor input with spatial axes is dynamic, its
+    range inferred by the exporter (``Dim.DYNAMIC``: torch.export finds what the model accepts)."""
+    import torch
+
+    return tuple(
+        {axis: torch.export.Dim.DYNAMIC for axis in range(2, t.dim())} if isinstance(t, torch.Tensor) and t.dim() >= 3
+        else None
+        for t in inputs
+    )
+
+
 def add_parser(sub) -> None:
     """Register ``poolport convert``."""
     p = sub.add_parser(
@@ -60,6 +72,9 @@ def add_parser(sub) -> None:
                    help="also legalize pooling attributes this runtime computes wrongly")
     p.add_argument("--dynamic-batch", action="store_true",
                    help="make the batch dimension symbolic (verified at a second batch size too)")
+    p.add_argument("--dynamic-spatial", action="store_true",
+                   help="make every spatial axis (axis 2 on) of every input symbolic: adaptive pooling is then "
+                   "written to be exact at every size, and verified at several other sizes")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime verification (not recommended)")
     p.add_argument("--random-checks", type=int, default=1, metavar="N",
                    help="fresh random input sets verified besides the example inputs (default 1)")
@@ -102,6 +117,7 @@ def run(args) -> int:
             target=args.target,
             runtimes=tuple(r for r in args.verify_in.split(",") if r),
             dynamic_batch=args.dynamic_batch,
+            dynamic_shapes=spatial_dynamic_shapes(inputs) if args.dynamic_spatial else None,
             external_data=args.external_data or None,
             random_checks=args.random_checks,
             name=loaded.name,

@@ -55,6 +55,23 @@ class PyramidPooling(nn.Module):
         return torch.cat([x, *pyramid], 1)
 
 
+class PyramidHead(nn.Module):
+    """A PSPNet-style pooling head on its own: adaptive average bins 1, 2, 3, 6 and an adaptive max (3, 5),
+    each upsampled back to the input's size and concatenated with it. Fully convolutional: it runs at
+    every input size, which is what the dynamic-size tests and benchmarks need."""
+
+    def __init__(self):
+        super().__init__()
+        self.bins = nn.ModuleList(nn.AdaptiveAvgPool2d(b) for b in (1, 2, 3, 6))
+        self.max = nn.AdaptiveMaxPool2d((3, 5))
+
+    def forward(self, x):
+        """(N, C, H, W) -> (N, 6C, H, W)."""
+        size = x.shape[-2:]
+        pooled = [*(b(x) for b in self.bins), self.max(x)]
+        return torch.cat([x, *(F.interpolate(p, size=size, mode="nearest") for p in pooled)], 1)
+
+
 class PSPNetStyle(nn.Module):
     """A small backbone, PSPNet's pyramid pooling head and a per-pixel classifier."""
 

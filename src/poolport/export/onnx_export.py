@@ -18,12 +18,14 @@ import torch
 
 from ..backend.onnx_symbolic import portable_symbolics
 from ..errors import PoolportError
+from ..functional.dispatch import size_generic
 from ..loading import is_scripted
 from ..routing.portable import make_portable
 from ..verify.compare import verify_in_runtimes
 from ..verify.in_pytorch import as_args, run_recorded, site_problems
 from ..verify.model_files import require_onnx
 from ..verify.recorder import Site
+from .dynamic import parse_dynamic_shapes, verification_shapes
 from .graph import op_counts, opset_of
 from .report import Report
 from .staging import check_destination, check_lowest_ir, publish, staging_folder
@@ -48,6 +50,7 @@ def export_onnx(
     random_checks: int = 1,
     runtimes: tuple[str, ...] | list[str] = (),
     dynamic_batch: bool = False,
+    dynamic_shapes=None,
     rtol: float = 1e-4,
     external_data: bool | None = None,
     name: str | None = None,
@@ -61,8 +64,12 @@ def export_onnx(
     is an optional path for the report as JSON. ``runtimes`` ("openvino", "ncnn") are also run on the
     example inputs and must agree as well (optional extras). ``target`` ("ncnn", "openvino", ... or "all")
     additionally legalizes pooling attributes that target computes wrongly (``poolport.legalize``).
-    ``dynamic_batch`` makes dimension 0 of every input and output symbolic (pooling plans depend on the
-    spatial sizes only) and adds a check at another batch size. ``external_data``: write the weights
+    ``dynamic_batch`` makes dimension 0 of every input and output symbolic and adds a check at another
+    batch size. ``dynamic_shapes`` (torch.onnx.export's format: per input ``{axis: torch.export.Dim or
+    name}``, by position or by ``forward``'s parameter names) makes those axes dynamic for either
+    exporter; adaptive pooling over a dynamic spatial size is written in the size-generic formulation
+    (``poolport.plan.generic``), exact at every size, and verification also runs at other sizes inside the
+    declared ranges (``export.dynamic.verification_shapes``). ``external_data``: write the weights
     to ``f`` + ".data" beside the graph (ONNX external data); by default (None) only for models over
     protobuf's 2 GB limit, otherwise ``f`` is one self-contained file.
     Raises PoolportError if anything fails; ``f`` is then left as it was.
@@ -82,6 +89,8 @@ def export_onnx(
         raise PoolportError(f"random_checks must be a whole number >= 0, got {random_checks!r}.")
     require_onnx()  # a clear error now if onnx or onnxruntime is missing
     args = as_args(args)
+    axes = parse_dynamic_shapes(dynamic_shapes, args, model, dynamic_batch)
+    spatial = any(a.spatial for a in axes)
     path = check_destination(f, overwrite, external_data)
     if report is not None:
         check_destination(report, overwrite)
@@ -109,7 +118,8 @@ def export_onnx(
         portable = make_portable(model, share_weights=True).eval()
         say("checking every pooling site in PyTorch")
         t = time.perf_counter()
-        reference, out.sites = run_recorded(portable, args)
+        with size_generic() if spatial else contextlib.nullcontext():  # what the graph will compute
+            reference, out.sites = run_recorded(portable, args)
         problems = site_problems(out.sites)
         if problems:
             raise PoolportError("pooling sites failed verification:\n  " + "\n  ".join(problems))
@@ -118,13 +128,16 @@ def export_onnx(
     with staging_folder(path) as folder:
         say(f"exporting with the {exporter} exporter (opset {opset})")
         t = time.perf_counter()
-        with portable_symbolics(opset) if scripted else contextlib.nullcontext([]) as emitted:
+        with portable_symbolics() if exporter == "torchscript" else contextlib.nullcontext([]) as emitted:
             staged = torch_export(portable, args, exporter, opset, folder, path.name, input_names, output_names,
-                                  dynamic_batch)
-        out.sites += [
-            Site(f"{op_name} #{i + 1}", op_name, shape, size, plan, measured=False)
-            for i, (op_name, shape, size, plan) in enumerate(emitted)
-        ]
+                                  axes)
+        if scripted:  # an nn.Module's sites were recorded in PyTorch above
+            out.sites += [
+                Site(f"{op_name} #{i + 1}", op_name, tuple(n if n is not None else 0 for n in shape),
+                     tuple(o for o in size), plan, measured=False)
+                for i, (op_name, shape, size, plan) in enumerate(emitted)
+            ]
+        out.dynamic_axes = [f"input {a.input} axis {a.axis}: {a.name} in [{a.min}, {a.max}]" for a in axes]
         out.export_seconds = time.perf_counter() - t
         if target is not None:
             from ..legalizer import legalize
@@ -145,19 +158,25 @@ def export_onnx(
         if verify:
             say(f"verifying in ONNX Runtime ({1 + random_checks} input sets){''.join(', ' + r for r in runtimes)}")
             t = time.perf_counter()
-            other_batch = None
-            if dynamic_batch:
-                first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0), None)
-                other_batch = 3 if first is None or first.shape[0] != 3 else 2
+            sizes = verification_shapes(axes, args, out.sites) if axes else None
             out.checks = verify_in_runtimes(
-                staged.path, portable, args, random_checks, rtol, tuple(runtimes), reference, other_batch
+                staged.path, portable, args, random_checks, rtol, tuple(runtimes), reference, sizes
             )
+            out.sizes_verified = list(dict.fromkeys(c.inputs.removeprefix("random inputs at ")
+                                                    for c in out.checks if c.shapes is not None))
+            if axes and len(out.sizes_verified) < min(3, len(sizes or ())):
+                raise PoolportError(
+                    f"verification failed, nothing written to {path}: the model ran at only "
+                    f"{len(out.sizes_verified)} of {len(sizes or ())} other sizes inside the dynamic ranges "
+                    f"({', '.join(out.dynamic_axes)}); declare ranges the model accepts (torch.export.Dim with "
+                    f"min/max) so that it can be checked at sizes other than the example."
+                )
             out.verify_seconds += time.perf_counter() - t
             failed = [c for c in out.checks if not c.passed]
             if failed:
                 out.total_seconds = time.perf_counter() - t_start
                 detail = "; ".join(
-                    f"{c.runtime} on {c.inputs}: max abs {c.max_abs_error:.3g}, relative {c.max_rel_error:.3g}"
+                    f"{c.runtime} on {c.label}: max abs {c.max_abs_error:.3g}, relative {c.max_rel_error:.3g}"
                     for c in failed
                 )
                 where = ", ".join(sorted({c.runtime for c in failed}))

@@ -26,6 +26,8 @@ class Report:
     checks: list[Check] = field(default_factory=list)
     onnx_ops: dict[str, int] = field(default_factory=dict)
     legalized: list[str] = field(default_factory=list)
+    dynamic_axes: list[str] = field(default_factory=list)  # "input 0 axis 2: h in [1, 65536]"
+    sizes_verified: list[str] = field(default_factory=list)  # other input sizes checked (dynamic models)
     export_seconds: float = 0.0
     verify_seconds: float = 0.0
     total_seconds: float = 0.0
@@ -42,9 +44,17 @@ class Report:
         return max((c.max_rel_error for c in self.checks), default=0.0)
 
     @property
+    def status(self) -> str:
+        """``verified`` (checks ran and all passed), ``failed`` (some check failed) or ``unverified``
+        (nothing was checked, e.g. ``verify=False``): never "passed" with nothing checked."""
+        if not self.checks:
+            return "unverified"
+        return "verified" if all(c.passed for c in self.checks) else "failed"
+
+    @property
     def passed(self) -> bool:
-        """Whether every check passed."""
-        return all(c.passed for c in self.checks)
+        """Whether checks ran and every one passed."""
+        return self.status == "verified"
 
     def to_dict(self) -> dict:
         """The report as plain data (what ``to_json`` writes)."""
@@ -56,6 +66,7 @@ class Report:
             "opset": self.opset,
             "ir_version": self.ir_version,
             "input_shapes": self.input_shapes,
+            "status": self.status,
             "passed": self.passed,
             "max_abs_error": self.max_abs_error,
             "max_rel_error": self.max_rel_error,
@@ -64,6 +75,8 @@ class Report:
             "checks": [c.to_dict() for c in self.checks],
             "onnx_ops": dict(sorted(self.onnx_ops.items())),
             "legalized": list(self.legalized),
+            "dynamic_axes": list(self.dynamic_axes),
+            "sizes_verified": list(self.sizes_verified),
             "export_seconds": round(self.export_seconds, 3),
             "verify_seconds": round(self.verify_seconds, 3),
             "total_seconds": round(self.total_seconds, 3),
@@ -89,13 +102,16 @@ class Report:
             sites = "no adaptive pooling sites"
         checks = format_table(
             ["verified on", "runtime", "max abs err", "rel err", "ok"],
-            [[c.inputs, c.runtime + (f" ({c.note})" if c.note else ""), f"{c.max_abs_error:.2e}",
+            [[c.label, c.runtime + (f" ({c.note})" if c.note else ""), f"{c.max_abs_error:.2e}",
               f"{c.max_rel_error:.2e}", "yes" if c.passed else "NO"]
              for c in self.checks],
         ) if self.checks else "not verified (verify=False)"
         lines = [head, "", sites, "", checks]
         if self.legalized:
             lines += ["", "legalized: " + "; ".join(self.legalized)]
+        if self.dynamic_axes:
+            lines += ["", "dynamic: " + "; ".join(self.dynamic_axes),
+                      "verified at: " + ("; ".join(["example", *self.sizes_verified]))]
         lines += [
             "",
             f"export {self.export_seconds:.2f}s, verification {self.verify_seconds:.2f}s, total {self.total_seconds:.2f}s; "

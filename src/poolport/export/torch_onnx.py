@@ -19,33 +19,34 @@ DEFAULT_OPSET = {"dynamo": 18, "torchscript": 17}
 
 
 def torch_export(model, args, exporter: str, opset: int, folder: Path, name: str, input_names=None,
-                 output_names=None, dynamic_batch: bool = False) -> Staged:
+                 output_names=None, axes: list | None = None) -> Staged:
     """Run torch.onnx.export and stage the result in ``folder`` as ``name``: the dynamo exporter's
     weights go to ``name.data``, a TorchScript export stays the one file torch wrote (see
-    ``staging``). With ``dynamic_batch``, dimension 0 of every tensor input and output is a symbol
-    ("batch")."""
+    ``staging``). ``axes`` (``export.dynamic.DynamicAxis``) are made dynamic: ``Dim``s for the dynamo
+    exporter, ``dynamic_axes`` for the TorchScript exporter."""
+    from .dynamic import for_dynamo, for_torchscript
+
     require_onnx()
+    axes = axes or []
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
     exported = folder / name
     try:
         with torch.no_grad():
             if exporter == "dynamo":
-                dynamic_shapes = None
-                if dynamic_batch:
-                    batch = torch.export.Dim("batch", min=1, max=1 << 16)
-                    dynamic_shapes = tuple({0: batch} if isinstance(a, torch.Tensor) else None for a in args)
                 program = torch.onnx.export(
                     model, args, dynamo=True, opset_version=opset, input_names=input_names, verbose=False,
-                    output_names=output_names, dynamic_shapes=dynamic_shapes,
+                    output_names=output_names, dynamic_shapes=for_dynamo(axes, args) if axes else None,
                 )
             else:
                 program = None
                 dynamic_axes = None
-                if dynamic_batch:
+                if axes:
                     input_names = input_names or [f"input{i}" for i in range(len(tensors))]
-                    n_out = len(flatten_outputs(model(*args)))
-                    output_names = output_names or [f"output{i}" for i in range(n_out)]
-                    dynamic_axes = {n: {0: "batch"} for n in [*input_names, *output_names]}
+                    dynamic_axes = for_torchscript(axes, input_names)
+                    if any(a.name == "batch" for a in axes):
+                        n_out = len(flatten_outputs(model(*args)))
+                        output_names = output_names or [f"output{i}" for i in range(n_out)]
+                        dynamic_axes.update({n: {0: "batch"} for n in output_names})
                 torch.onnx.export(
                     model, args, str(exported), dynamo=False, opset_version=opset, input_names=input_names,
                     output_names=output_names, dynamic_axes=dynamic_axes,
@@ -80,11 +81,11 @@ def exporter_failure(e: BaseException) -> str:
 
 
 def torch_export_to_proto(model, args, exporter: str, opset: int, input_names=None, output_names=None,
-                          dynamic_batch: bool = False):
+                          axes: list | None = None):
     """torch.onnx.export as a ModelProto with its weights inline (for models under 2 GB)."""
     import onnx
 
     with tempfile.TemporaryDirectory() as d:
         staged = torch_export(model, args, exporter, opset, Path(d), "model.onnx", input_names, output_names,
-                              dynamic_batch)
+                              axes)
         return onnx.load(str(staged.path))

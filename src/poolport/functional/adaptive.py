@@ -9,25 +9,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
-from ..backend.torch_ops import apply_plan
+from ..backend.torch_generic import apply_generic
+from ..backend.torch_ops import NATIVE, apply_plan
+from ..backend.traced_op import traced_adaptive_pool
 from ..errors import PoolportError
 from ..plan import plan_pool
+from ..plan.generic import plan_generic
 from ..plan.pooling import tuple_str
-from .dispatch import active_observer, use_portable
-from .shapes import static_size
+from .dispatch import active_observer, size_generic_forced, use_portable
+from .shapes import is_symbolic, static_size
 from .validate import check_pool_input
-
-NATIVE = {  # (op, d) -> torch's native adaptive pooling
-    ("avg", 1): F.adaptive_avg_pool1d,
-    ("avg", 2): F.adaptive_avg_pool2d,
-    ("avg", 3): F.adaptive_avg_pool3d,
-    ("max", 1): F.adaptive_max_pool1d,
-    ("max", 2): F.adaptive_max_pool2d,
-    ("max", 3): F.adaptive_max_pool3d,
-}
-
 
 OutputSize = int | Sequence[int | None]  # torch's output_size: None keeps that axis
 
@@ -38,11 +30,10 @@ def _name(op: str, d: int) -> str:
     return f"adaptive_{op}_pool{d}d"
 
 
-def resolve_output_size(
-    in_size: Sequence[int], output_size: OutputSize, d: int, where: str
-) -> tuple[int, ...]:
-    """torch's rules: an int applies to every axis; a sequence has one entry per axis, where
-    ``None`` keeps that axis's input size."""
+def normalize_output_size(output_size: OutputSize, d: int, where: str,
+                          in_size: Sequence[int] | None = None) -> tuple[int | None, ...]:
+    """torch's ``output_size`` rules: an int applies to every axis; a sequence has one entry per axis;
+    ``None`` entries are kept (they keep that axis). ``in_size`` only makes the messages more precise."""
     if isinstance(output_size, torch.Size):
         output_size = tuple(output_size)
     if isinstance(output_size, (list, tuple)):
@@ -51,7 +42,7 @@ def resolve_output_size(
                 f"{where}: output_size {tuple(output_size)} must have {d} entr{'y' if d == 1 else 'ies'} "
                 f"(one per pooled axis), or be a single int."
             )
-        sizes = tuple(n if o is None else o for n, o in zip(in_size, output_size))
+        sizes = tuple(output_size)
     elif output_size is None:
         raise PoolportError(f"{where}: output_size is None; give an int or a tuple (None entries keep that axis).")
     else:
@@ -60,15 +51,20 @@ def resolve_output_size(
     for o in sizes:
         if isinstance(o, torch.Tensor) and o.numel() == 1:
             o = int(o)
-        if isinstance(o, bool) or not isinstance(o, int):
+        if o is not None and (isinstance(o, bool) or not isinstance(o, int)):
             raise PoolportError(f"{where}: output_size entries must be ints or None, got {o!r}.")
-        if o <= 0:
-            raise PoolportError(
-                f"{where}: output size {tuple_str(sizes) if all(isinstance(s, int) for s in sizes) else sizes} "
-                f"for input {tuple_str(in_size)}: every entry must be >= 1."
-            )
         out.append(o)
+    if any(o is not None and o <= 0 for o in out):
+        shown = tuple(n if o is None else o for n, o in zip(in_size, out)) if in_size is not None else out
+        given = f" for input {tuple_str(in_size)}" if in_size is not None else ""
+        raise PoolportError(f"{where}: output size {tuple_str(shown)}{given}: every entry must be >= 1.")
     return tuple(out)
+
+
+def resolve_output_size(in_size: Sequence[int], output_size: OutputSize, d: int, where: str) -> tuple[int, ...]:
+    """``normalize_output_size`` with every ``None`` replaced by that axis's input size."""
+    out = normalize_output_size(output_size, d, where, in_size)
+    return tuple(n if o is None else o for n, o in zip(in_size, out))
 
 
 def check_input(x, op: str, d: int, where: str) -> None:
@@ -104,23 +100,47 @@ def adaptive_pool(
             resolve_output_size(static_size(x, d), output_size, d, where)
             raise
     check_input(x, op, d, where)
+    if torch.jit.is_tracing():
+        # A trace cannot tell whether its sizes will be dynamic. Inside the TorchScript ONNX exporter,
+        # poolport's custom op lets the exporter's symbolic choose once it knows (backend.traced_op);
+        # any other trace (OpenVINO, pnnx, a user's) keeps torch's own op, which those tools compute
+        # exactly at every size. A static plan traced in would be silently wrong at other sizes.
+        size = normalize_output_size(output_size, d, where)
+        if torch.onnx.is_in_onnx_export():
+            return traced_adaptive_pool(x, size, op)
+        return NATIVE[op, d](x, size)
+    if any(is_symbolic(n) for n in x.shape[-d:]):
+        # symbolic H/W (torch.export / dynamo with Dims): the size-generic formulation, no guard
+        # (no layout step here: asking a symbolic tensor whether it is channels-last makes Dynamo guard on
+        # its sizes, i.e. specialise them)
+        plan = plan_generic(op, normalize_output_size(output_size, d, where))
+        return apply_generic(x.unsqueeze(0), plan).squeeze(0) if x.dim() == d + 1 else apply_generic(x, plan)
     in_size = static_size(x, d)
     out_size = resolve_output_size(in_size, output_size, d, where)
     if not portable:
         return NATIVE[op, d](x, out_size)
-    plan = plan_pool(op, in_size, out_size)
-    if x.dim() == d + 1:  # unbatched: (C, *spatial)
-        out = apply_plan(x.unsqueeze(0), plan).squeeze(0)
+    if size_generic_forced():
+        plan = plan_generic(op, normalize_output_size(output_size, d, where))
+        out = _apply(apply_generic, x, plan, d)
     else:
-        out = apply_plan(x, plan)
-        layout = _CHANNELS_LAST.get(x.dim())
-        if layout is not None and not x.is_contiguous() and x.is_contiguous(memory_format=layout):
-            out = out.contiguous(memory_format=layout)  # keep the layout, as the native op does
+        plan = plan_pool(op, in_size, out_size)
+        out = _apply(apply_plan, x, plan, d)
     observer = None if torch.compiler.is_compiling() else active_observer()
-    if observer is not None and type(x) is torch.Tensor and not torch.jit.is_tracing():
+    if observer is not None and type(x) is torch.Tensor:
         # e.g. a verification pass (poolport.verify): it sees the portable result and chooses what the
         # model continues with
         return observer(site, where, x, out_size, plan, out)
+    return out
+
+
+def _apply(fn, x: torch.Tensor, plan, d: int) -> torch.Tensor:
+    """``fn(x, plan)`` on batched or unbatched ``x``, keeping a channels-last layout as the native op does."""
+    if x.dim() == d + 1:  # unbatched: (C, *spatial)
+        return fn(x.unsqueeze(0), plan).squeeze(0)
+    out = fn(x, plan)
+    layout = _CHANNELS_LAST.get(x.dim())
+    if layout is not None and not x.is_contiguous() and x.is_contiguous(memory_format=layout):
+        out = out.contiguous(memory_format=layout)
     return out
 
 

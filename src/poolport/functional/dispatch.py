@@ -36,6 +36,24 @@ def always_portable():
         _state.depth -= 1
 
 
+@contextlib.contextmanager
+def size_generic():
+    """Within this block the portable path uses the size-generic formulation (``plan.generic``) even at
+    static sizes: what a graph with dynamic H/W computes. Used by verification passes of dynamic
+    exports and by the tests, to check that formulation in eager mode."""
+    _state.generic = getattr(_state, "generic", 0) + 1
+    try:
+        with always_portable():
+            yield
+    finally:
+        _state.generic -= 1
+
+
+def size_generic_forced() -> bool:
+    """Whether ``size_generic()`` is active on this thread."""
+    return getattr(_state, "generic", 0) > 0
+
+
 def graph_is_recorded() -> bool:
     """True while something may be recording the graph (or ``always_portable()`` is active).
     (The TorchScript ONNX exporter traces, so ``torch.jit.is_tracing()`` covers it.)"""

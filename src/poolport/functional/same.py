@@ -11,9 +11,10 @@ from __future__ import annotations
 import torch
 
 from ..backend.torch_ops import POOL, apply_same_plan
+from ..backend.traced_op import traced_pool_same
 from ..errors import PoolportError
 from ..plan.padding import plan_same
-from .shapes import static_size
+from .shapes import is_symbolic, static_size
 from .validate import check_pool_input
 
 
@@ -35,6 +36,15 @@ def pool_same(x: torch.Tensor, kernel_size: Size, stride: Size | None = None, pa
     check_pool_input(x, where, d=d, needs_float=op == "avg", what="average pooling")
     k = _tuple(kernel_size, d, "kernel_size", where)
     s = k if stride is None else _tuple(stride, d, "stride", where)
+    if torch.jit.is_tracing():  # the exporter's symbolic decides once it knows which sizes are dynamic
+        if isinstance(padding, str) and padding.upper() in ("SAME", "VALID"):
+            return traced_pool_same(x, k, s, padding.upper(), op)
+    if any(is_symbolic(n) for n in x.shape[-d:]):
+        raise PoolportError(
+            f"{where}: the spatial size is dynamic here ({tuple(x.shape)}), and TF-'SAME' padding depends on it. "
+            f"Export with the TorchScript exporter (exporter='torchscript'), which writes ONNX auto_pad "
+            f"SAME_UPPER pooling, exact at every size; or keep the spatial size static."
+        )
     in_size = static_size(x, d)
     try:
         plan = plan_same(op, in_size, k, s, padding)

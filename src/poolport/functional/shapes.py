@@ -16,3 +16,14 @@ def static_size(x: torch.Tensor, d: int) -> tuple[int, ...]:
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             return tuple(int(n) for n in x.shape[-d:])
     return tuple(int(n) for n in x.shape[-d:])
+
+
+def is_symbolic(n) -> bool:
+    """Whether a size is symbolic (a SymInt that torch.export or torch.compile keeps dynamic)."""
+    if not isinstance(n, torch.SymInt):
+        return False
+    if torch.compiler.is_dynamo_compiling():
+        return True  # Dynamo hands static sizes over as ints, dynamic ones as SymInts
+    from torch.fx.experimental.symbolic_shapes import is_concrete_int
+
+    return not is_concrete_int(n)

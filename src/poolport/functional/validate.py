@@ -32,6 +32,8 @@ def check_pool_input(x, where: str, *, d: int | None, needs_float: bool, what: s
             f"float16, bfloat16, float64); cast the input, e.g. x.float()."
         )
     first_non_batch = 1 if d is None or x.dim() == d + 2 else 0
+    if torch.jit.is_tracing():
+        return  # sizes are traced values here; the trace's own example input has run this check eagerly
     if any(s == 0 for s in x.shape[first_non_batch:]):
         raise PoolportError(
             f"{where}: input of shape {tuple(x.shape)} has an empty non-batch dimension; "

@@ -23,6 +23,13 @@ class Check:
     max_rel_error: float  # relative to max |reference output|
     passed: bool
     note: str = ""  # why the runtime could not run the model, if it could not
+    seed: int | None = None  # the seed of fresh random inputs (None: the example inputs)
+    shapes: list | None = None  # the input shapes, where they differ from the example's
+
+    @property
+    def label(self) -> str:
+        """The inputs, with the seed they were drawn with."""
+        return self.inputs + (f" (seed {self.seed})" if self.seed is not None else "")
 
     def to_dict(self) -> dict:
         """The check as plain data."""
@@ -42,16 +49,17 @@ def flatten_outputs(out) -> list[torch.Tensor]:
     raise PoolportError(f"cannot verify a model output of type {type(out).__name__}; return tensors.")
 
 
-def random_like(args: tuple, seed: int, batch: int | None = None) -> tuple:
-    """Fresh inputs with the shapes and dtypes of ``args`` (integers stay within the examples' range);
-    ``batch`` replaces dimension 0 of every tensor."""
+def random_like(args: tuple, seed: int, shapes: list[tuple] | None = None) -> tuple:
+    """Fresh inputs with the dtypes of ``args`` (integers stay within the examples' range) and their
+    shapes, or ``shapes`` (one per tensor argument)."""
     g = torch.Generator().manual_seed(seed)
-    fresh = []
+    fresh, k = [], 0
     for a in args:
         if not isinstance(a, torch.Tensor):
             fresh.append(a)
             continue
-        shape = a.shape if batch is None or a.dim() == 0 else (batch, *a.shape[1:])
+        shape = a.shape if shapes is None else shapes[k]
+        k += 1
         if a.dtype.is_floating_point:
             fresh.append(torch.randn(shape, generator=g, dtype=torch.float32).to(a.dtype))
         elif a.dtype == torch.bool:
@@ -62,29 +70,82 @@ def random_like(args: tuple, seed: int, batch: int | None = None) -> tuple:
     return tuple(fresh)
 
 
-def compare(reference: list[torch.Tensor], got: list, rtol: float, inputs: str, runtime: str) -> Check:
-    """``got`` (a runtime's outputs) against ``reference`` (PyTorch's): max abs error, relative to the output scale, passed if within ``rtol``."""
+def shape_text(inputs: tuple) -> str:
+    """``1x3x40x47`` (several inputs joined by ``, ``)."""
+    return ", ".join("x".join(map(str, t.shape)) for t in inputs if isinstance(t, torch.Tensor))
+
+
+# Seeds of fresh inputs start here: the command line draws its example inputs with seed 0, and a
+# check on the example again would prove nothing new.
+FIRST_SEED = 1
+
+
+def _kind(a: np.ndarray) -> np.ndarray:
+    """Per cell: 0 finite, 2 NaN, 1 +inf, -1 -inf."""
+    return np.where(np.isfinite(a), 0.0, np.nan_to_num(a, nan=2.0, posinf=1.0, neginf=-1.0))
+
+
+def difference(reference: np.ndarray, got: np.ndarray) -> tuple[float, float, str]:
+    """``(max abs error, scale, problem)`` of ``got`` against ``reference`` (same shape).
+
+    NaN and inf never hide an error: where the two disagree about a cell being finite, NaN, +inf or
+    -inf, the error is ``inf`` and ``problem`` says where; elsewhere the error is the largest difference
+    of the finite cells, and ``scale`` the largest finite magnitude of the reference."""
+    mismatch = _kind(reference) != _kind(got)
+    if mismatch.any():
+        where = tuple(int(i) for i in np.argwhere(mismatch)[0])
+        count = int(mismatch.sum())
+        return float("inf"), 0.0, (f"non-finite values differ at index {where}: expected {float(reference[where])}, "
+                                   f"got {float(got[where])} ({count} cell{'s' if count != 1 else ''})")
+    finite = np.isfinite(reference)
+    if not finite.any():
+        return 0.0, 0.0, ""
+    return float(np.abs(reference[finite] - got[finite]).max()), float(np.abs(reference[finite]).max()), ""
+
+
+def compare(reference: list[torch.Tensor], got: list, rtol: float, inputs: str, runtime: str,
+            seed: int | None = None, shapes: list | None = None) -> Check:
+    """``got`` (a runtime's outputs) against ``reference`` (PyTorch's): max abs error, relative to the
+    output scale, passed if within ``rtol``. A count, shape or non-finite mismatch fails, with the reason."""
+    def failed(note: str) -> Check:
+        return Check(inputs, runtime, float("inf"), float("inf"), False, note, seed=seed, shapes=shapes)
+
     if len(reference) != len(got):
-        return Check(inputs, runtime, float("inf"), float("inf"), False)
+        return failed(f"{len(got)} outputs, PyTorch has {len(reference)}")
     max_abs, scale = 0.0, 0.0
-    for r, g in zip(reference, got):
+    for k, (r, g) in enumerate(zip(reference, got)):
         r = r.detach().double().numpy()
         g = np.asarray(g, dtype=np.float64)
         if r.shape != g.shape:
-            return Check(inputs, runtime, float("inf"), float("inf"), False)
+            return failed(f"output {k} has shape {g.shape}, PyTorch's {r.shape}")
         if r.size:
-            max_abs = max(max_abs, float(np.abs(r - g).max()))
-            scale = max(scale, float(np.abs(r).max()))
+            err, out_scale, problem = difference(r, g)
+            if problem:
+                return failed(f"output {k}: {problem}")
+            max_abs, scale = max(max_abs, err), max(scale, out_scale)
     rel = max_abs / scale if scale > 0 else max_abs
-    return Check(inputs, runtime, max_abs, rel, bool(rel <= rtol))
+    return Check(inputs, runtime, max_abs, rel, bool(rel <= rtol), seed=seed, shapes=shapes)
+
+
+def fresh_seeds(args: tuple):
+    """Seeds from ``FIRST_SEED`` on, skipping any whose inputs would equal the example inputs (a model's
+    example drawn with the same seed would otherwise be checked twice and called fresh)."""
+    seed = FIRST_SEED
+    while True:
+        drawn = random_like(args, seed)
+        if not all(torch.equal(a, b) for a, b in zip(drawn, args) if isinstance(a, torch.Tensor)):
+            yield seed
+        seed += 1
 
 
 def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int, rtol: float,
-                       runtimes: tuple[str, ...] = (), example_output=None, other_batch: int | None = None) -> list[Check]:
-    """ONNX Runtime on the example inputs and ``random_checks`` random ones; each runtime in
-    ``runtimes`` (openvino, ncnn: see ``poolport.verify.runtimes``) on the example inputs.
-    ``example_output``: PyTorch's output for the example inputs, if already computed.
-    ``other_batch``: the last random set uses this batch size (checks a dynamic batch dimension)."""
+                       runtimes: tuple[str, ...] = (), example_output=None,
+                       sizes: list[list[tuple]] | None = None) -> list[Check]:
+    """ONNX Runtime on the example inputs and ``random_checks`` random ones (seeds from ``FIRST_SEED``);
+    each runtime in ``runtimes`` (openvino, ncnn: see ``poolport.verify.runtimes``) on the example inputs.
+    ``example_output``: PyTorch's output for the example inputs, if already computed. ``sizes``: other
+    input shapes (one per tensor input) a dynamic model must accept: each is checked with fresh inputs in
+    ONNX Runtime and every runtime in ``runtimes``; a size the PyTorch model itself refuses is skipped."""
     from .runtimes import RUNNERS, available
 
     _, ort = require_onnx()
@@ -97,10 +158,16 @@ def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int,
     sess = ort.InferenceSession(str(model_path), verification_session_options(), providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
     checks = []
-    sets = [("example inputs", args)] + [(f"random inputs #{i + 1}", random_like(args, i)) for i in range(random_checks)]
-    if other_batch is not None:
-        sets.append((f"random inputs, batch {other_batch}", random_like(args, random_checks, other_batch)))
-    for label, inputs in sets:
+    seeds = fresh_seeds(args)
+    sets = [("example inputs", args, None, None)]
+    for i in range(random_checks):
+        seed = next(seeds)
+        sets.append((f"random inputs #{i + 1}", random_like(args, seed), seed, None))
+    for shapes in sizes or ():
+        seed = next(seeds)
+        inputs = random_like(args, seed, shapes)
+        sets.append((f"random inputs at {shape_text(inputs)}", inputs, seed, [list(s) for s in shapes]))
+    for label, inputs, seed, other_size in sets:
         tensors = [a for a in inputs if isinstance(a, torch.Tensor)]
         if len(tensors) != len(names):
             raise PoolportError(
@@ -110,21 +177,27 @@ def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int,
         if label == "example inputs" and example_output is not None:
             reference = flatten_outputs(example_output)
         else:
-            with torch.no_grad():
-                reference = flatten_outputs(model(*inputs))
+            try:
+                with torch.no_grad():
+                    reference = flatten_outputs(model(*inputs))
+            except Exception:
+                if not other_size:
+                    raise
+                continue  # the PyTorch model itself refuses this size: nothing to compare
+
         feeds = {n: t.detach().cpu().numpy() for n, t in zip(names, tensors)}
-        checks.append(compare(reference, sess.run(None, feeds), rtol, label, "onnxruntime"))
-        if label != "example inputs":
+        checks.append(compare(reference, sess.run(None, feeds), rtol, label, "onnxruntime", seed, other_size))
+        if label != "example inputs" and not other_size:
             continue
         for runtime in runtimes:
             try:
                 got = RUNNERS[runtime](model_path, feeds)
             except Exception as e:  # a runtime that refuses the model fails the check, with the reason
                 note = f"{type(e).__name__}: {str(e)[:80]}"
-                checks.append(Check(label, runtime, float("inf"), float("inf"), False, note))
+                checks.append(Check(label, runtime, float("inf"), float("inf"), False, note, seed, other_size))
                 continue
             got = [np.asarray(g).reshape(r.shape) if np.asarray(g).size == r.numel() else g for g, r in zip(got, reference)]
-            checks.append(compare(reference, got, rtol, label, runtime))
+            checks.append(compare(reference, got, rtol, label, runtime, seed, other_size))
     return checks
 
 

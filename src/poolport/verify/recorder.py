@@ -18,7 +18,9 @@ import torch
 from ..functional.adaptive import NATIVE
 from ..functional.dispatch import active_observer, observing
 from ..plan import PoolPlan
+from ..plan.generic import GenericPlan
 from ..plan.pooling import tuple_str
+from .compare import difference
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _DEMO_DIR = os.path.join(_PKG_DIR, "demo") + os.sep  # poolport's own example models are user code
@@ -32,12 +34,18 @@ class Site:
     op: str  # e.g. "adaptive_avg_pool2d"
     input_shape: tuple[int, ...]
     output_size: tuple[int, ...]
-    plan: PoolPlan
+    plan: PoolPlan | GenericPlan  # a GenericPlan where the graph pools a dynamic size
     calls: int = 0
     max_abs_error: float = 0.0
     max_rel_error: float = 0.0  # relative to max |input| (the scale float rounding scales with)
     measured: bool = True  # False where only the model-level check covers the site (TorchScript)
     dtype: torch.dtype | None = None
+    problem: str = ""  # what went wrong beyond a number (non-finite cells that disagree, a shape)
+
+    @property
+    def dynamic(self) -> bool:
+        """Whether the graph pools this site at any input size (the size-generic formulation)."""
+        return isinstance(self.plan, GenericPlan)
 
     @property
     def onnx_ops(self) -> str:
@@ -53,6 +61,8 @@ class Site:
             "output_size": list(self.output_size),
             "plan": self.plan.summary(),
             "plan_kind": self.plan.kind,
+            "size": "dynamic" if self.dynamic else "static",
+            "formulation": self.plan.formulation if self.dynamic else "static plan",
             "onnx_ops": dict(sorted(self.plan.onnx_ops().items())),
             "calls": self.calls,
             "max_abs_error": self.max_abs_error if self.measured else None,
@@ -66,7 +76,7 @@ class Site:
             self.op,
             tuple_str(self.input_shape),
             tuple_str(self.output_size),
-            self.plan.summary(),
+            ("any size: " if self.dynamic else "") + self.plan.summary(),
             self.onnx_ops,
             f"{self.max_abs_error:.1e}" if self.measured else "model-level",
         ]
@@ -99,11 +109,17 @@ class SiteRecorder:
         if site is None:
             site = self.sites[key] = Site(where, op, tuple(x.shape), tuple(out_size), plan, dtype=x.dtype)
         site.calls += 1
-        diff = (portable.double() - native.double()).abs()
-        if diff.numel():
-            scale = max(x.double().abs().max().item(), 1e-30)
-            site.max_abs_error = max(site.max_abs_error, diff.max().item())
-            site.max_rel_error = max(site.max_rel_error, diff.max().item() / scale)
+        if portable.shape != native.shape:
+            site.max_abs_error = site.max_rel_error = float("inf")
+            site.problem = f"shape {tuple(portable.shape)}, torch's {tuple(native.shape)}"
+            return
+        if native.numel():
+            err, _, problem = difference(native.detach().double().numpy(), portable.detach().double().numpy())
+            finite = x[torch.isfinite(x)]
+            scale = max(finite.double().abs().max().item() if finite.numel() else 0.0, 1e-30)
+            site.max_abs_error = max(site.max_abs_error, err)  # inf where non-finite cells disagree
+            site.max_rel_error = max(site.max_rel_error, err / scale)
+            site.problem = site.problem or problem
 
     def call_site(self) -> str:
         """Enclosing module (by name) and the first frame outside torch and poolport."""
