@@ -7,15 +7,17 @@ axis is planned by what does not depend on ``n``:
 
 * ``keep``    -- output size ``None``: the axis passes through;
 * ``global``  -- ``o == 1``: a mean (max) over the whole axis, whatever ``n`` is;
-* ``windows`` -- ``o > 1``: PyTorch's windows computed at run time from ``n`` with ``window_bounds``, as a
-  window mask ``M`` (``o x n``, ``M[i, j] = start_i <= j < end_i``). Average: ``x @ (M / count)^T`` (one
-  MatMul per axis); max: ``max_j where(M[i, j], x_j, -inf)`` (Where + ReduceMax, memory ``o x`` the axis).
+* ``windows`` -- ``o > 1``: PyTorch's windows computed at run time from ``n`` with ``window_bounds``.
+  Average: a window mask ``M`` (``o x n``, ``M[i, j] = start_i <= j < end_i``) and ``x @ (M / count)^T``,
+  one MatMul per axis. Max, in torch ops (torch.export, the dynamo exporter): ``max_j where(M[i, j], x_j,
+  -inf)`` (Where + ReduceMax, ``o`` times the tensor in memory); in the TorchScript exporter's ONNX
+  nodes: one Slice per window with run-time bounds + ReduceMax + Concat, which reads the tensor once.
 
-Why a mask and not one Slice per window (measured with torch 2.14): slicing with symbolic bounds makes
-``torch.export`` guard on every bound (``(i*n)//o <= n``, ``end - start != 1``...), which it cannot prove
-for every ``n`` and so refuses the ``Dim``s; the mask is built from ``arange`` and comparisons and adds no
-guard. Exactness: max is bit-exact; average multiplies by ``1/count`` before summing (float rounding only).
-Cost: the MatMul touches ``o x n`` weights per row (see ``docs/bench-dynamic.md``).
+Why a mask in torch and not one Slice per window (measured with torch 2.14): slicing with symbolic bounds
+makes ``torch.export`` guard on every bound (``(i*n)//o <= n``, ``end - start != 1``...), which it cannot
+prove for every ``n`` and so refuses the ``Dim``s; the mask is built from ``arange`` and comparisons and
+adds no guard. ONNX nodes written directly have no such guards. Exactness: max is bit-exact; average
+multiplies by ``1/count`` before summing (float rounding only). Costs: ``docs/bench-dynamic.md``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from functools import lru_cache
 
 from ..errors import PoolportError
 
-FORMULATION = "window mask (avg: MatMul by mask/count; max: Where + ReduceMax)"
+FORMULATION = "run-time windows (avg: MatMul by mask/count; max: Where + ReduceMax, or Slice per window)"
 
 
 def window_bounds(i, n, o: int):
@@ -75,7 +77,7 @@ class GenericPlan:
             if kind == "global":
                 ops["ReduceMean" if self.op == "avg" else "ReduceMax"] += 1
             elif kind == "windows":
-                ops.update(["MatMul"] if self.op == "avg" else ["Where", "ReduceMax"])
+                ops.update(["MatMul"] if self.op == "avg" else ["ReduceMax"])
         if self.kind == "global":
             ops["ReduceMean" if self.op == "avg" else "ReduceMax"] += 1
         return ops
