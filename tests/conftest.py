@@ -18,3 +18,22 @@ torch.set_num_threads(1)
 def _seed():
     """Every test sees the same random tensors on every run (hypothesis is derandomized too)."""
     torch.manual_seed(1234)
+
+
+# CI promises OpenVINO and ncnn/pnnx (the README says `make test` runs them): .ci/run sets
+# POOLPORT_REQUIRE_RUNTIMES=openvino,ncnn, and a runtime test skipped because one of those is missing
+# fails instead of passing silently.
+REQUIRED = {r for r in os.environ.get("POOLPORT_REQUIRE_RUNTIMES", "").split(",") if r}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if not (REQUIRED and report.skipped and item.get_closest_marker("runtime")):
+        return
+    reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    missing = [r for r in REQUIRED if r in reason and "not installed" in reason]
+    if missing:
+        report.outcome = "failed"
+        report.longrepr = f"{', '.join(missing)} required (POOLPORT_REQUIRE_RUNTIMES) but not installed: {reason}"

@@ -147,7 +147,7 @@ def test_export_onnx_applies_legalize(tmp_path):
 
 # --- real runtimes: the original pattern is wrong (or fails), the legalized one is right ---
 
-WRONG_TODAY = {  # measured in ../shared/notes/runtimes.md
+WRONG_TODAY = {  # measured in docs/runtimes.md
     "openvino": ["avg-ceil-include-pad", "avg-1d-ceil"],
     "ncnn": ["avg-ceil-include-pad", "avg-same-upper", "max-same-upper", "avg-asym-exclude"],
 }

@@ -9,6 +9,11 @@ class PoolportError(ValueError):
     """
 
 
+class VerificationError(PoolportError):
+    """The conversion ran, but its result differs from PyTorch beyond the tolerance (or could not be
+    checked where a check was required): nothing was written. ``poolport`` exits with 1 for it."""
+
+
 def one_line(text: str, limit: int = 400) -> str:
     """A tool's multi-line message (onnx.checker splits its findings over lines) as one sentence for a
     PoolportError: whitespace collapsed, at most ``limit`` characters, ending in "." (or "..." where

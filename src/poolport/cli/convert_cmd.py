@@ -76,6 +76,9 @@ def add_parser(sub) -> None:
                    help="make every spatial axis (axis 2 on) of every input symbolic: adaptive pooling is then "
                    "written to be exact at every size, and verified at several other sizes")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime verification (not recommended)")
+    p.add_argument("--rtol", type=float, default=None, metavar="R",
+                   help="tolerance of the model-level check: max abs error <= R x the output scale (default by "
+                   "input dtype: 1e-4 float32/float64, 1e-2 float16, 2e-2 bfloat16)")
     p.add_argument("--random-checks", type=int, default=1, metavar="N",
                    help="fresh random input sets verified besides the example inputs (default 1)")
     p.add_argument("--verify-in", metavar="RUNTIMES", default="",
@@ -120,6 +123,7 @@ def run(args) -> int:
             dynamic_shapes=spatial_dynamic_shapes(inputs) if args.dynamic_spatial else None,
             external_data=args.external_data or None,
             random_checks=args.random_checks,
+            rtol=args.rtol,
             name=loaded.name,
             progress=progress,
         )

@@ -35,6 +35,7 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.add_argument("--plot", metavar="PNG", help="draw the true windows against the copied formula's (needs matplotlib)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input for the copied formula's error")
+    p.add_argument("--force", action="store_true", help="replace an existing --plot file")
     p.set_defaults(run=run)
 
 
@@ -147,6 +148,10 @@ def run(args) -> int:
     """Run ``poolport plan``; returns the exit code."""
     in_size = parse_size(args.input_size, "input size")
     out_size = parse_size(args.output_size, "output size")
+    if args.plot:  # refuse before computing anything: never overwrite, never a traceback for a missing folder
+        from ..export.staging import check_destination
+
+        check_destination(args.plot, args.force)
     result = build(in_size, out_size, args.op, args.seed)
     if args.plot:
         plot(result, args.plot)

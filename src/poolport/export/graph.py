@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 # Operators a poolport pooling site may export to (measured correct on ONNX Runtime, OpenVINO,
-# LiteRT via onnx2tf, ncnn via pnnx and MNN: ../shared/notes/runtimes.md), plus the glue torch adds.
+# LiteRT via onnx2tf, ncnn via pnnx and MNN: docs/runtimes.md), plus the glue torch adds.
 PORTABLE_POOLING_OPS = frozenset(
     {
         "Slice",

@@ -17,18 +17,18 @@ from pathlib import Path
 import torch
 
 from ..backend.onnx_symbolic import portable_symbolics
-from ..errors import PoolportError
+from ..errors import PoolportError, VerificationError
 from ..functional.dispatch import size_generic
 from ..loading import is_scripted
 from ..routing.portable import make_portable
 from ..verify.compare import verify_in_runtimes
-from ..verify.in_pytorch import as_args, run_recorded, site_problems
+from ..verify.in_pytorch import as_args, model_rtol, run_recorded, site_problems
 from ..verify.model_files import require_onnx
 from ..verify.recorder import Site
 from .dynamic import parse_dynamic_shapes, verification_shapes
 from .graph import op_counts, opset_of
-from .report import Report
-from .staging import check_destination, check_lowest_ir, publish, staging_folder
+from .report import Report, versions
+from .staging import check_destination, check_lowest_ir, publish, stage_proto, staging_folder
 from .torch_onnx import DEFAULT_OPSET, EXPORTERS, torch_export
 
 log = logging.getLogger("poolport")
@@ -51,7 +51,7 @@ def export_onnx(
     runtimes: tuple[str, ...] | list[str] = (),
     dynamic_batch: bool = False,
     dynamic_shapes=None,
-    rtol: float = 1e-4,
+    rtol: float | None = None,
     external_data: bool | None = None,
     name: str | None = None,
     progress: Callable[[str], None] | None = None,
@@ -60,7 +60,8 @@ def export_onnx(
 
     Verifies each pooling site in PyTorch, checks the graph with onnx.checker, runs it in ONNX
     Runtime on ``args`` and on ``random_checks`` fresh random inputs of the same shapes, compares with
-    the PyTorch model (max abs error <= ``rtol`` x the output scale) and returns a Report. ``report``
+    the PyTorch model (max abs error <= ``rtol`` x the output scale; by default 1e-4 for float32 and
+    float64 inputs, 1e-2 for float16, 2e-2 for bfloat16) and returns a Report. ``report``
     is an optional path for the report as JSON. ``runtimes`` ("openvino", "ncnn") are also run on the
     example inputs and must agree as well (optional extras). ``target`` ("ncnn", "openvino", ... or "all")
     additionally legalizes pooling attributes that target computes wrongly (``poolport.legalize``).
@@ -89,11 +90,14 @@ def export_onnx(
         raise PoolportError(f"random_checks must be a whole number >= 0, got {random_checks!r}.")
     require_onnx()  # a clear error now if onnx or onnxruntime is missing
     args = as_args(args)
+    rtol = model_rtol(args) if rtol is None else rtol
     axes = parse_dynamic_shapes(dynamic_shapes, args, model, dynamic_batch)
     spatial = any(a.spatial for a in axes)
     path = check_destination(f, overwrite, external_data)
     if report is not None:
         check_destination(report, overwrite)
+        if Path(report).resolve() == path.resolve():
+            raise PoolportError(f"the report and the model would both be {path}; give the report another name.")
     opset = opset or DEFAULT_OPSET[exporter]
     out = Report(
         model=name or type(model).__name__,
@@ -101,91 +105,108 @@ def export_onnx(
         exporter=exporter,
         opset=opset,
         input_shapes=[list(a.shape) for a in args if isinstance(a, torch.Tensor)],
+        input_dtypes=[str(a.dtype).removeprefix("torch.") for a in args if isinstance(a, torch.Tensor)],
+        versions=versions(tuple(runtimes)),
         tolerance=rtol,
     )
 
-    scripted = is_scripted(model)
-    reference = None
-    if scripted:
-        if exporter != "torchscript":
-            raise PoolportError(
-                "a TorchScript model exports with the torchscript exporter only: pass exporter='torchscript' "
-                "(--exporter torchscript)."
-            )
-        # a scripted graph cannot be made portable in Python: custom ONNX symbolics convert it on export
-        portable = copy.deepcopy(model).eval()
-    else:
-        portable = make_portable(model, share_weights=True).eval()
-        say("checking every pooling site in PyTorch")
-        t = time.perf_counter()
-        with size_generic() if spatial else contextlib.nullcontext():  # what the graph will compute
-            reference, out.sites = run_recorded(portable, args)
-        problems = site_problems(out.sites)
-        if problems:
-            raise PoolportError("pooling sites failed verification:\n  " + "\n  ".join(problems))
-        out.verify_seconds += time.perf_counter() - t
-
-    with staging_folder(path) as folder:
-        say(f"exporting with the {exporter} exporter (opset {opset})")
-        t = time.perf_counter()
-        with portable_symbolics() if exporter == "torchscript" else contextlib.nullcontext([]) as emitted:
-            staged = torch_export(portable, args, exporter, opset, folder, path.name, input_names, output_names,
-                                  axes)
-        if scripted:  # an nn.Module's sites were recorded in PyTorch above
-            out.sites += [
-                Site(f"{op_name} #{i + 1}", op_name, tuple(n if n is not None else 0 for n in shape),
-                     tuple(o for o in size), plan, measured=False)
-                for i, (op_name, shape, size, plan) in enumerate(emitted)
-            ]
-        out.dynamic_axes = [f"input {a.input} axis {a.axis}: {a.name} in [{a.min}, {a.max}]" for a in axes]
-        out.export_seconds = time.perf_counter() - t
-        if target is not None:
-            from ..legalizer import legalize
-
-            say(f"legalizing pooling attributes for {target}")
-            # checked below against PyTorch in ONNX Runtime, which is cheaper than the reference evaluator
-            result = legalize(staged.proto, target=target, verify=False)
-            out.legalized = [str(c) for c in result.changes]
-            if result.changes:
-                staged.proto = result.model
-                staged.save_graph()
-        check_lowest_ir(staged)
-        proto = staged.proto
-        out.ir_version = proto.ir_version
-        out.opset = opset_of(proto, opset)
-        out.onnx_ops = dict(op_counts(proto))
-
-        if verify:
-            say(f"verifying in ONNX Runtime ({1 + random_checks} input sets){''.join(', ' + r for r in runtimes)}")
+    try:
+        scripted = is_scripted(model)
+        reference = None
+        if scripted:
+            if exporter != "torchscript":
+                raise PoolportError(
+                    "a TorchScript model exports with the torchscript exporter only: pass exporter='torchscript' "
+                    "(--exporter torchscript)."
+                )
+            # a scripted graph cannot be made portable in Python: custom ONNX symbolics convert it on export
+            portable = copy.deepcopy(model).eval()
+        else:
+            portable = make_portable(model, share_weights=True).eval()
+            say("checking every pooling site in PyTorch")
             t = time.perf_counter()
-            sizes = verification_shapes(axes, args, out.sites) if axes else None
-            out.checks = verify_in_runtimes(
-                staged.path, portable, args, random_checks, rtol, tuple(runtimes), reference, sizes
-            )
-            out.sizes_verified = list(dict.fromkeys(c.inputs.removeprefix("random inputs at ")
-                                                    for c in out.checks if c.shapes is not None))
-            if axes and len(out.sizes_verified) < min(3, len(sizes or ())):
-                raise PoolportError(
-                    f"verification failed, nothing written to {path}: the model ran at only "
-                    f"{len(out.sizes_verified)} of {len(sizes or ())} other sizes inside the dynamic ranges "
-                    f"({', '.join(out.dynamic_axes)}); declare ranges the model accepts (torch.export.Dim with "
-                    f"min/max) so that it can be checked at sizes other than the example."
-                )
+            with size_generic() if spatial else contextlib.nullcontext():  # what the graph will compute
+                reference, out.sites = run_recorded(portable, args)
+            problems = site_problems(out.sites)
+            if problems:
+                raise VerificationError("pooling sites failed verification:\n  " + "\n  ".join(problems))
             out.verify_seconds += time.perf_counter() - t
-            failed = [c for c in out.checks if not c.passed]
-            if failed:
-                out.total_seconds = time.perf_counter() - t_start
-                detail = "; ".join(
-                    f"{c.runtime} on {c.label}: max abs {c.max_abs_error:.3g}, relative {c.max_rel_error:.3g}"
-                    for c in failed
+
+        with staging_folder(path) as folder:
+            say(f"exporting with the {exporter} exporter (opset {opset})")
+            t = time.perf_counter()
+            with portable_symbolics() if exporter == "torchscript" else contextlib.nullcontext([]) as emitted:
+                staged = torch_export(portable, args, exporter, opset, folder, path.name, input_names, output_names,
+                                      axes)
+            if scripted:  # an nn.Module's sites were recorded in PyTorch above
+                out.sites += [
+                    Site(f"{op_name} #{i + 1}", op_name, tuple(n if n is not None else 0 for n in shape),
+                         tuple(o for o in size), plan, measured=False)
+                    for i, (op_name, shape, size, plan) in enumerate(emitted)
+                ]
+            out.dynamic_axes = [f"input {a.input} axis {a.axis}: {a.name} in [{a.min}, {a.max}]" for a in axes]
+            out.export_seconds = time.perf_counter() - t
+            if target is not None:
+                from ..legalizer import legalize
+
+                say(f"legalizing pooling attributes for {target}")
+                # checked below against PyTorch in ONNX Runtime, which is cheaper than the reference evaluator
+                # by path: the staged graph's weights may be in its data file, which the checker must find
+                result = legalize(staged.path, target=target, verify=False)
+                out.legalized = [str(c) for c in result.changes]
+                if result.rewritten:
+                    staged = stage_proto(result.model, folder, path.name)
+            check_lowest_ir(staged)
+            proto = staged.proto
+            out.ir_version = proto.ir_version
+            out.opset = opset_of(proto, opset)
+            out.onnx_ops = dict(op_counts(proto))
+
+            if verify:
+                say(f"verifying in ONNX Runtime ({1 + random_checks} input sets){''.join(', ' + r for r in runtimes)}")
+                t = time.perf_counter()
+                sizes = verification_shapes(axes, args, out.sites) if axes else None
+                out.checks = verify_in_runtimes(
+                    staged.path, portable, args, random_checks, rtol, tuple(runtimes), reference, sizes
                 )
-                where = ", ".join(sorted({c.runtime for c in failed}))
-                raise PoolportError(
-                    f"verification failed, nothing written to {path}: {where} differs from PyTorch beyond "
-                    f"{rtol:g} x the output scale ({detail}).\n{out.table()}"
-                )
-        written = publish(staged, path, overwrite, external_data)
-        out.external_data = str(written) if written else None
+                out.sizes_verified = list(dict.fromkeys(c.inputs.removeprefix("random inputs at ")
+                                                        for c in out.checks if c.shapes is not None))
+                if axes and len(out.sizes_verified) < min(3, len(sizes or ())):
+                    raise VerificationError(
+                        f"verification failed, nothing written to {path}: the model ran at only "
+                        f"{len(out.sizes_verified)} of {len(sizes or ())} other sizes inside the dynamic ranges "
+                        f"({', '.join(out.dynamic_axes)}); declare ranges the model accepts (torch.export.Dim with "
+                        f"min/max) so that it can be checked at sizes other than the example."
+                    )
+                out.verify_seconds += time.perf_counter() - t
+                failed = [c for c in out.checks if not c.passed]
+                if failed:
+                    out.total_seconds = time.perf_counter() - t_start
+                    refused = sorted({c.runtime for c in failed if not c.ran})
+                    differ = [c for c in failed if c.ran]
+                    parts = []
+                    if refused:
+                        parts.append(f"{', '.join(refused)} could not load or convert the model ("
+                                     + "; ".join(dict.fromkeys(c.note.rstrip(".") for c in failed if not c.ran)) + ")")
+                    if differ:
+                        detail = "; ".join(
+                            f"{c.runtime} on {c.label}: "
+                            + (c.note if c.note else f"max abs {c.max_abs_error:.3g}, relative {c.max_rel_error:.3g}")
+                            for c in differ
+                        )
+                        parts.append(f"{', '.join(sorted({c.runtime for c in differ}))} differs from PyTorch beyond "
+                                     f"{rtol:g} x the output scale ({detail})")
+                    raise VerificationError(
+                        f"verification failed, nothing written to {path}: {'; '.join(parts)}.\n{out.table()}"
+                    )
+            written = publish(staged, path, overwrite, external_data)
+            out.external_data = str(written) if written else None
+    except PoolportError as e:
+        out.error = str(e).split("\n")[0]
+        out.total_seconds = time.perf_counter() - t_start
+        if report is not None:  # what was done and measured, and why it stopped
+            Path(report).write_text(out.to_json() + "\n")
+        raise
     out.output = str(path)
     out.total_seconds = time.perf_counter() - t_start
     if report is not None:

@@ -10,6 +10,27 @@ from ..verify.compare import Check
 from ..verify.recorder import Site
 from .table import format_table
 
+SCHEMA = "poolport.report/2"  # 2: status, error, versions, input dtypes, seeds, dynamic sizes
+
+
+def versions(runtimes=()) -> dict[str, str]:
+    """Versions of poolport, torch, onnx, onnxruntime and each of ``runtimes`` that is installed."""
+    from importlib import metadata
+
+    found = {}
+    for name in ("poolport", "torch", "onnx", "onnxruntime", *runtimes):
+        dist = {"ncnn": "ncnn", "openvino": "openvino"}.get(name, name)
+        try:
+            found[name] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    if "ncnn" in runtimes:
+        try:
+            found["pnnx"] = metadata.version("pnnx")
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
 
 @dataclass
 class Report:
@@ -22,10 +43,13 @@ class Report:
     opset: int | None = None
     ir_version: int | None = None
     input_shapes: list[list[int]] = field(default_factory=list)
+    input_dtypes: list[str] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)  # poolport, torch, onnx and every runtime used
     sites: list[Site] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     onnx_ops: dict[str, int] = field(default_factory=dict)
     legalized: list[str] = field(default_factory=list)
+    error: str | None = None  # why the export stopped, if it did
     dynamic_axes: list[str] = field(default_factory=list)  # "input 0 axis 2: h in [1, 65536]"
     sizes_verified: list[str] = field(default_factory=list)  # other input sizes checked (dynamic models)
     export_seconds: float = 0.0
@@ -35,18 +59,20 @@ class Report:
 
     @property
     def max_abs_error(self) -> float:
-        """The largest absolute error over all checks."""
-        return max((c.max_abs_error for c in self.checks), default=0.0)
+        """The largest absolute error over the checks that ran (a runtime that could not run is no number)."""
+        return max((c.max_abs_error for c in self.checks if c.ran), default=0.0)
 
     @property
     def max_rel_error(self) -> float:
-        """The largest error relative to the output scale over all checks."""
-        return max((c.max_rel_error for c in self.checks), default=0.0)
+        """The largest error relative to the output scale over the checks that ran."""
+        return max((c.max_rel_error for c in self.checks if c.ran), default=0.0)
 
     @property
     def status(self) -> str:
         """``verified`` (checks ran and all passed), ``failed`` (some check failed) or ``unverified``
         (nothing was checked, e.g. ``verify=False``): never "passed" with nothing checked."""
+        if self.error is not None:
+            return "failed"
         if not self.checks:
             return "unverified"
         return "verified" if all(c.passed for c in self.checks) else "failed"
@@ -59,6 +85,7 @@ class Report:
     def to_dict(self) -> dict:
         """The report as plain data (what ``to_json`` writes)."""
         return {
+            "schema": SCHEMA,
             "model": self.model,
             "output": self.output,
             "external_data": self.external_data,
@@ -66,7 +93,10 @@ class Report:
             "opset": self.opset,
             "ir_version": self.ir_version,
             "input_shapes": self.input_shapes,
+            "input_dtypes": self.input_dtypes,
+            "versions": dict(self.versions),
             "status": self.status,
+            "error": self.error,
             "passed": self.passed,
             "max_abs_error": self.max_abs_error,
             "max_rel_error": self.max_rel_error,
@@ -102,11 +132,19 @@ class Report:
             sites = "no adaptive pooling sites"
         checks = format_table(
             ["verified on", "runtime", "max abs err", "rel err", "ok"],
-            [[c.label, c.runtime + (f" ({c.note})" if c.note else ""), f"{c.max_abs_error:.2e}",
-              f"{c.max_rel_error:.2e}", "yes" if c.passed else "NO"]
+            [[c.label, c.runtime, f"{c.max_abs_error:.2e}" if c.ran else "-",
+              f"{c.max_rel_error:.2e}" if c.ran else "-",
+              "yes" if c.passed else ("NO" if c.ran else "could not run (below)")]
              for c in self.checks],
         ) if self.checks else "not verified (verify=False)"
         lines = [head, "", sites, "", checks]
+        refused = dict.fromkeys(f"{c.runtime} could not load or convert the model: {c.note}"
+                                for c in self.checks if not c.ran)
+        if refused:
+            lines += ["", *refused]
+        other = dict.fromkeys(f"{c.runtime} on {c.label}: {c.note}" for c in self.checks if c.ran and c.note)
+        if other:
+            lines += ["", *other]
         if self.legalized:
             lines += ["", "legalized: " + "; ".join(self.legalized)]
         if self.dynamic_axes:

@@ -11,7 +11,7 @@ Pad uses zeros for average and edge values for max (every window holds a real ce
 values never change a maximum). ``after'`` is chosen so that the plain pool yields exactly the original
 output size; the constant Mul turns each window's sum/k into sum/divisor, with the divisor ONNX Runtime
 and PyTorch use (padding counted only with count_include_pad, the ceil_mode overhang never).
-Measured in ``../shared/notes/runtimes.md``:
+Measured in ``docs/runtimes.md``:
 
 * ``auto_pad`` SAME_UPPER/SAME_LOWER: pnnx -> ncnn pads symmetrically (wrong).
 * AveragePool with asymmetric pads and count_include_pad=0: ncnn leaves it unconverted.

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import PoolportError
+from ..errors import PoolportError, VerificationError, one_line
 from .model_files import require_onnx
 
 
@@ -25,6 +25,7 @@ class Check:
     note: str = ""  # why the runtime could not run the model, if it could not
     seed: int | None = None  # the seed of fresh random inputs (None: the example inputs)
     shapes: list | None = None  # the input shapes, where they differ from the example's
+    ran: bool = True  # False: the runtime could not load or convert the model (``note`` says why)
 
     @property
     def label(self) -> str:
@@ -155,7 +156,14 @@ def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int,
     missing = [r for r in runtimes if not available(r)]
     if missing:
         raise PoolportError(f"{', '.join(missing)} not installed: pip install 'poolport[runtimes]'.")
-    sess = ort.InferenceSession(str(model_path), verification_session_options(), providers=["CPUExecutionProvider"])
+    try:
+        sess = ort.InferenceSession(str(model_path), verification_session_options(), providers=["CPUExecutionProvider"])
+    except Exception as e:  # e.g. NOT_IMPLEMENTED: no kernel for this dtype
+        raise VerificationError(
+            f"ONNX Runtime cannot load the exported model, so it cannot be verified: {one_line(e)} "
+            f"(ONNX Runtime's CPU kernels cover float32 best: verify a float32 copy, e.g. model.float() with "
+            f"float32 inputs, or pass verify=False / --no-verify to skip the check.)"
+        ) from None
     names = [i.name for i in sess.get_inputs()]
     checks = []
     seeds = fresh_seeds(args)
@@ -192,9 +200,10 @@ def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int,
         for runtime in runtimes:
             try:
                 got = RUNNERS[runtime](model_path, feeds)
-            except Exception as e:  # a runtime that refuses the model fails the check, with the reason
-                note = f"{type(e).__name__}: {str(e)[:80]}"
-                checks.append(Check(label, runtime, float("inf"), float("inf"), False, note, seed, other_size))
+            except Exception as e:  # a runtime that refuses the model fails the check, with its own reason
+                note = one_line(e if isinstance(e, PoolportError) else f"{type(e).__name__}: {e}")
+                checks.append(Check(label, runtime, float("inf"), float("inf"), False, note, seed, other_size,
+                                    ran=False))
                 continue
             got = [np.asarray(g).reshape(r.shape) if np.asarray(g).size == r.numel() else g for g, r in zip(got, reference)]
             checks.append(compare(reference, got, rtol, label, runtime, seed, other_size))

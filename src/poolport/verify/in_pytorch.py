@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import PoolportError
+from ..errors import PoolportError, VerificationError
 from ..functional.dispatch import always_portable
 from .recorder import Site, recording
 
 # per-site bound on |portable - native| / max|input|: max pooling must be bit-exact
 SITE_RTOL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 2e-2}
+# model-level bound on |exported - PyTorch| / max|output| (a whole network's rounding, not one op's)
+MODEL_RTOL = {torch.float64: 1e-4, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 2e-2}
+
+
+def model_rtol(args: tuple) -> float:
+    """The default model-level tolerance for these inputs: that of their least precise floating dtype."""
+    dtypes = [a.dtype for a in args if isinstance(a, torch.Tensor) and a.dtype.is_floating_point]
+    return max((MODEL_RTOL.get(d, MODEL_RTOL[torch.float32]) for d in dtypes), default=MODEL_RTOL[torch.float32])
 
 
 def as_args(example_inputs) -> tuple:
@@ -52,6 +60,6 @@ def verify_sites(model: torch.nn.Module, example_inputs) -> list[Site]:
     _, sites = run_recorded(model, as_args(example_inputs))
     problems = site_problems(sites)
     if problems:
-        raise PoolportError("pooling sites failed verification:\n  " + "\n  ".join(problems))
+        raise VerificationError("pooling sites failed verification:\n  " + "\n  ".join(problems))
     model._poolport_sites = sites
     return sites

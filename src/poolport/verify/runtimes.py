@@ -78,11 +78,28 @@ def run_ncnn(model: Model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return run_ncnn_files(param, binary, arrays)
 
 
+def unknown_ncnn_layers(param_text: str) -> list[str]:
+    """Layer types in an ncnn param file that this ncnn does not have (ncnn itself would only print
+    "layer X not exists or registered" to the C++ standard error and fail)."""
+    import ncnn
+
+    lines = param_text.splitlines()[2:]  # magic number, then layer and blob counts
+    types = dict.fromkeys(line.split()[0] for line in lines if line.split())
+    return [t for t in types if ncnn.layer_to_index(t) == -1]
+
+
 def run_ncnn_files(param: Path, binary: Path, arrays: list[np.ndarray]) -> list[np.ndarray]:
     """Run a converted ncnn model (pnnx's naming: in0.. / out0..) on ``arrays`` (batch first)."""
     import ncnn
 
     text = Path(param).read_text()
+    unknown = unknown_ncnn_layers(text)
+    if unknown:
+        raise PoolportError(
+            f"ncnn cannot load the converted model: layer type{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(unknown)} {'are' if len(unknown) > 1 else 'is'} not an ncnn layer (pnnx left "
+            f"{'them' if len(unknown) > 1 else 'it'} unconverted)."
+        )
     n_out = sum(1 for line in text.splitlines() for tok in line.split() if tok.startswith("out") and tok[3:].isdigit())
     outputs = []
     with ncnn.Net() as net:
@@ -91,7 +108,7 @@ def run_ncnn_files(param: Path, binary: Path, arrays: list[np.ndarray]) -> list[
         net.opt.use_fp16_arithmetic = False
         net.opt.use_bf16_storage = False
         if net.load_param(str(param)) != 0 or net.load_model(str(binary)) != 0:
-            raise PoolportError("ncnn could not load the converted model")
+            raise PoolportError("ncnn could not load the converted model (its param or bin file was refused).")
         with net.create_extractor() as ex:
             keep = [np.ascontiguousarray(a) for a in arrays]  # ncnn.Mat does not copy
             for i, a in enumerate(keep):

@@ -1,0 +1,47 @@
+"""A script calling poolport can tell a verification failure (1), a usage or input error (2) and a bug
+in poolport (70) apart; commands that write never overwrite without --force."""
+
+import json
+
+import pytest
+
+from poolport.cli.main import EXIT_INTERNAL, EXIT_USAGE, EXIT_VERIFICATION, build_parser, main
+
+MODEL = "import torch\nfrom torch import nn\ndef build():\n    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(5))\n"
+
+
+def test_the_codes_are_documented():
+    assert "exit codes: 0" in build_parser().format_help()
+    assert (EXIT_VERIFICATION, EXIT_USAGE, EXIT_INTERNAL) == (1, 2, 70)
+
+
+def test_verification_failure_exits_1_and_leaves_a_failed_report(tmp_path, capsys):
+    (tmp_path / "m.py").write_text(MODEL)
+    out, rep = tmp_path / "m.onnx", tmp_path / "r.json"
+    code = main(["convert", f"{tmp_path / 'm.py'}:build", "--input", "1x3x17x17", "-o", str(out), "--report", str(rep),
+                 "--rtol", "1e-15", "--quiet"])
+    assert code == 1 and "verification failed" in capsys.readouterr().err
+    assert not out.exists() and json.loads(rep.read_text())["status"] == "failed"
+
+
+def test_a_bug_exits_70_with_one_line(monkeypatch, capsys):
+    import poolport.cli.plan_cmd as plan_cmd
+
+    def broken(args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(plan_cmd, "run", broken)
+    assert main(["plan", "9", "7"]) == 70
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: boom" in err and "Traceback" not in err
+
+
+def test_plot_never_overwrites_and_names_a_missing_folder(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "w.png"
+    png.write_bytes(b"mine")
+    assert main(["plan", "9", "7", "--plot", str(png)]) == 2
+    assert png.read_bytes() == b"mine" and "--force" in capsys.readouterr().err
+    assert main(["plan", "9", "7", "--plot", str(png), "--force"]) == 0 and png.read_bytes() != b"mine"
+    assert main(["plan", "9", "7", "--plot", str(tmp_path / "nope" / "w.png")]) == 2
+    assert "does not exist" in capsys.readouterr().err
