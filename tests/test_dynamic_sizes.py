@@ -340,3 +340,20 @@ def test_patch_pnnx_two_shapes_head_exact_at_every_size(head, tmp_path, monkeypa
                     fp16=False)
     files = tmp_path / "m.ncnn.param", tmp_path / "m.ncnn.bin"
     assert_exact_at_every_size(lambda x: run_ncnn_files(*files, [x.numpy()])[0], head)
+
+
+def test_cli_torchscript_file_with_dynamic_spatial(head, tmp_path, capsys):
+    # a TorchScript file keeps torch's adaptive ops: the exporter's symbolics write them size-generic
+    from poolport.cli.main import main
+
+    torch.jit.trace(head, (torch.randn(1, 5, *EXPORTED_AT),)).save(str(tmp_path / "head.pt"))
+    out = tmp_path / "head.onnx"
+    code = main(["convert", str(tmp_path / "head.pt"), "--input", "1x5x15x15", "-o", str(out), "--dynamic-spatial",
+                 "--report", str(tmp_path / "r.json"), "--quiet"])
+    assert code == 0
+    import json
+
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert len(data["sizes_verified"]) >= 3 and all(s["size"] == "dynamic" for s in data["sites"])
+    assert "1x5x?x?" in capsys.readouterr().out
+    assert_exact_at_every_size(ort_runner(out), head)

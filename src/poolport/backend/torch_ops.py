@@ -15,24 +15,9 @@ from ..plan import PoolPlan
 from ..plan.padding import ExplicitPool, SamePlan
 from .execute import execute
 
-POOL = {  # (op, spatial dims) -> torch's pooling function
-    ("avg", 1): F.avg_pool1d,
-    ("avg", 2): F.avg_pool2d,
-    ("avg", 3): F.avg_pool3d,
-    ("max", 1): F.max_pool1d,
-    ("max", 2): F.max_pool2d,
-    ("max", 3): F.max_pool3d,
-}
-
-
-NATIVE = {  # (op, spatial dims) -> torch's native adaptive pooling
-    ("avg", 1): F.adaptive_avg_pool1d,
-    ("avg", 2): F.adaptive_avg_pool2d,
-    ("avg", 3): F.adaptive_avg_pool3d,
-    ("max", 1): F.adaptive_max_pool1d,
-    ("max", 2): F.adaptive_max_pool2d,
-    ("max", 3): F.adaptive_max_pool3d,
-}
+# (op, spatial dims) -> torch's pooling function, and torch's native adaptive pooling
+POOL = {(op, d): getattr(F, f"{op}_pool{d}d") for op in ("avg", "max") for d in (1, 2, 3)}
+NATIVE = {(op, d): getattr(F, f"adaptive_{op}_pool{d}d") for op in ("avg", "max") for d in (1, 2, 3)}
 
 
 class TorchOps:

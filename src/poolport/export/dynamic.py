@@ -131,7 +131,7 @@ def _next_prime(n: int) -> int:
 def candidate_sizes(axis: DynamicAxis, example: int, sites: list) -> list[int]:
     """Other sizes for ``axis`` (example size ``example``), most telling first: one that gives some
     pooling site non-uniform windows, one where a site's input is smaller than its output, a large
-    prime, an odd size in between; all within the axis's range."""
+    prime, an odd size in between, one more and about half; all within the axis's range."""
     picks: list[int] = []
     if axis.spatial:
         for site in sites:  # sites recorded at the example size: scale from the model's axis to the site's
@@ -140,7 +140,7 @@ def candidate_sizes(axis: DynamicAxis, example: int, sites: list) -> list[int]:
             if not 0 <= rank_offset < d:
                 continue
             m, o = site.input_shape[len(site.input_shape) - d + rank_offset], site.output_size[rank_offset]
-            if m <= 0 or example % m:
+            if m is None or o is None or m <= 0 or example % m:  # a dynamic site (TorchScript file): no scale
                 continue
             f = example // m  # the model's axis is f times the site's
             for step in range(1, 2 * o + 2):  # non-uniform windows at this site
@@ -149,7 +149,8 @@ def candidate_sizes(axis: DynamicAxis, example: int, sites: list) -> list[int]:
                     break
             if o >= 2:
                 picks.append(f * (o - 1))  # the site sees fewer inputs than it outputs
-    picks += [_next_prime(2 * example + 1), example + example // 2 + 1 + (example % 2 == 0)]
+    picks += [_next_prime(2 * example + 1), example + example // 2 + 1 + (example % 2 == 0), example + 1,
+              example // 2 + 1]
     seen, out = {example}, []
     for n in picks:
         n = min(max(n, axis.min), axis.max)

@@ -34,6 +34,26 @@ from .torch_onnx import DEFAULT_OPSET, EXPORTERS, torch_export
 log = logging.getLogger("poolport")
 
 
+def what_failed(failed: list, rtol: float) -> str:
+    """The failed checks in a sentence: runtimes that could not run the model, then those that differ."""
+    parts = []
+    refused = [c for c in failed if not c.ran]
+    if refused:
+        runtimes = ", ".join(sorted({c.runtime for c in refused}))
+        reasons = "; ".join(dict.fromkeys(c.note.rstrip(".") for c in refused))
+        parts.append(f"{runtimes} could not load or convert the model ({reasons})")
+    differ = [c for c in failed if c.ran]
+    if differ:
+        detail = "; ".join(
+            f"{c.runtime} on {c.label}: "
+            + (c.note or f"max abs {c.max_abs_error:.3g}, relative {c.max_rel_error:.3g}")
+            for c in differ
+        )
+        runtimes = ", ".join(sorted({c.runtime for c in differ}))
+        parts.append(f"{runtimes} differs from PyTorch beyond {rtol:g} x the output scale ({detail})")
+    return "; ".join(parts)
+
+
 def export_onnx(
     model: torch.nn.Module,
     args,
@@ -140,8 +160,7 @@ def export_onnx(
                                       axes)
             if scripted:  # an nn.Module's sites were recorded in PyTorch above
                 out.sites += [
-                    Site(f"{op_name} #{i + 1}", op_name, tuple(n if n is not None else 0 for n in shape),
-                         tuple(o for o in size), plan, measured=False)
+                    Site(f"{op_name} #{i + 1}", op_name, tuple(shape), tuple(size), plan, measured=False)
                     for i, (op_name, shape, size, plan) in enumerate(emitted)
                 ]
             out.dynamic_axes = [f"input {a.input} axis {a.axis}: {a.name} in [{a.min}, {a.max}]" for a in axes]
@@ -182,22 +201,8 @@ def export_onnx(
                 failed = [c for c in out.checks if not c.passed]
                 if failed:
                     out.total_seconds = time.perf_counter() - t_start
-                    refused = sorted({c.runtime for c in failed if not c.ran})
-                    differ = [c for c in failed if c.ran]
-                    parts = []
-                    if refused:
-                        parts.append(f"{', '.join(refused)} could not load or convert the model ("
-                                     + "; ".join(dict.fromkeys(c.note.rstrip(".") for c in failed if not c.ran)) + ")")
-                    if differ:
-                        detail = "; ".join(
-                            f"{c.runtime} on {c.label}: "
-                            + (c.note if c.note else f"max abs {c.max_abs_error:.3g}, relative {c.max_rel_error:.3g}")
-                            for c in differ
-                        )
-                        parts.append(f"{', '.join(sorted({c.runtime for c in differ}))} differs from PyTorch beyond "
-                                     f"{rtol:g} x the output scale ({detail})")
                     raise VerificationError(
-                        f"verification failed, nothing written to {path}: {'; '.join(parts)}.\n{out.table()}"
+                        f"verification failed, nothing written to {path}: {what_failed(failed, rtol)}.\n{out.table()}"
                     )
             written = publish(staged, path, overwrite, external_data)
             out.external_data = str(written) if written else None

@@ -159,9 +159,9 @@ def axis_names(ndim: int) -> tuple[str, ...]:
     return {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}.get(ndim, tuple(f"d{i}" for i in range(ndim)))
 
 
-def tuple_str(size: tuple[int, ...]) -> str:
-    """``(9, 9)`` as ``9x9``."""
-    return "x".join(str(s) for s in size)
+def tuple_str(size: tuple[int | None, ...]) -> str:
+    """``(9, 9)`` as ``9x9``; an unknown (dynamic) size shows as ``?``."""
+    return "x".join("?" if s is None else str(s) for s in size)
 
 
 @lru_cache(maxsize=4096)
