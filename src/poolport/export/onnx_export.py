@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,21 +57,21 @@ def what_failed(failed: list, rtol: float) -> str:
 
 def export_onnx(
     model: torch.nn.Module,
-    args,
-    f,
+    args: torch.Tensor | tuple | list,
+    f: str | os.PathLike,
     *,
     exporter: str = "dynamo",
     opset: int | None = None,
     input_names: list[str] | None = None,
     output_names: list[str] | None = None,
     verify: bool = True,
-    report=None,
+    report: str | os.PathLike | None = None,
     overwrite: bool = False,
     target: str | None = None,
     random_checks: int = 1,
     runtimes: tuple[str, ...] | list[str] = (),
     dynamic_batch: bool = False,
-    dynamic_shapes=None,
+    dynamic_shapes: tuple | list | dict | None = None,
     rtol: float | None = None,
     external_data: bool | None = None,
     name: str | None = None,
