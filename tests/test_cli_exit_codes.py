@@ -45,3 +45,11 @@ def test_plot_never_overwrites_and_names_a_missing_folder(tmp_path, capsys):
     assert main(["plan", "9", "7", "--plot", str(png), "--force"]) == 0 and png.read_bytes() != b"mine"
     assert main(["plan", "9", "7", "--plot", str(tmp_path / "nope" / "w.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_model_that_cannot_run_at_the_input_says_where(tmp_path, capsys):
+    code = main(["convert", "torchvision.models:alexnet", "--input", "1x3x16x16", "-o", str(tmp_path / "a.onnx"),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "1x3x16x16" in err and "features.5 (MaxPool2d)" in err and "Output size is too small." in err

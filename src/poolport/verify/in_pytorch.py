@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from ..errors import PoolportError, VerificationError
@@ -35,10 +37,47 @@ def as_args(example_inputs) -> tuple:
 
 def run_recorded(model: torch.nn.Module, args: tuple) -> tuple[object, list[Site]]:
     """Run ``model`` once, portable path forced, recording every pooling site against the native op.
-    Each site passes the native result on, so the output is the original model's."""
-    with torch.no_grad(), recording(model) as rec, always_portable():
-        out = model(*args)
+    Each site passes the native result on, so the output is the original model's. If the model itself
+    fails on these inputs, a PoolportError names the input shapes and the module that failed."""
+    with torch.no_grad(), recording(model) as rec, always_portable(), failing_module(model) as path:
+        try:
+            out = model(*args)
+        except PoolportError:
+            raise
+        except Exception as e:
+            shapes = ", ".join("x".join(map(str, a.shape)) for a in args if isinstance(a, torch.Tensor))
+            where = path[-1] if path else "the model's own forward"
+            first = (str(e).strip().splitlines() or [""])[0].rstrip(" .") + "."
+            raise PoolportError(
+                f"the model fails on its example input ({shapes}) in {where}: {type(e).__name__}: {first} "
+                f"Check the input shape (--input) against what the model accepts."
+            ) from None
     return out, rec.ordered()
+
+
+@contextlib.contextmanager
+def failing_module(model: torch.nn.Module):
+    """Yields the list of module paths being run; when a forward raises, its post-hooks never run, so the
+    list then ends with the path of the module that failed."""
+    names = {id(m): (n or "<root>") + f" ({type(m).__name__})" for n, m in model.named_modules()}
+    stack: list[str] = []
+
+    def enter(module, args):
+        if id(module) in names:
+            stack.append(names[id(module)])
+
+    def leave(module, args, output):
+        if id(module) in names and stack:
+            stack.pop()
+
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+    handles = [register_module_forward_pre_hook(enter), register_module_forward_hook(leave)]
+    try:
+        yield stack
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def site_problems(sites: list[Site]) -> list[str]:
