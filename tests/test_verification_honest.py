@@ -138,3 +138,24 @@ def test_a_runtime_that_could_not_run_is_not_reported_as_a_number():
     assert "inf" not in table.split("could not load")[0].split("ncnn", 1)[1]
     data = report.to_dict()
     assert data["status"] == "failed" and data["checks"][1]["ran"] is False and data["checks"][1]["note"] == reason
+
+
+def _model_for_opsets():
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), poolport.nn.AdaptiveMaxPool2d(5)).eval()
+
+
+def test_torchscript_export_at_opset_9_adapts_the_slices(tmp_path):
+    import onnx
+
+    report = poolport.export_onnx(_model_for_opsets(), torch.randn(1, 3, 11, 11), tmp_path / "m.onnx",
+                                  exporter="torchscript", opset=9)
+    graph = onnx.load(str(tmp_path / "m.onnx"))
+    assert report.passed and report.opset == 9 and [o.version for o in graph.opset_import if o.domain == ""] == [9]
+    assert any(n.op_type == "Slice" and any(a.name == "starts" for a in n.attribute) for n in graph.graph.node)
+
+
+@pytest.mark.parametrize("opset,match", [(0, "7 or newer"), (7, "asked for, but the dynamo exporter wrote opset 18")])
+def test_an_opset_the_exporter_does_not_write_is_refused(tmp_path, opset, match):
+    with pytest.raises(poolport.PoolportError, match=match):
+        poolport.export_onnx(_model_for_opsets(), torch.randn(1, 3, 11, 11), tmp_path / "m.onnx", opset=opset)
+    assert not (tmp_path / "m.onnx").exists()

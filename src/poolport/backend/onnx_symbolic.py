@@ -33,7 +33,9 @@ class SymbolicOps:
         return self.g.op("Constant", value_t=torch.tensor(list(values), dtype=torch.int64))
 
     def slice(self, x, dim, start, stop):
-        """ONNX Slice with constant bounds."""
+        """ONNX Slice with constant bounds (attributes before opset 10, inputs from 10 on)."""
+        if self.opset < 10:
+            return self.g.op("Slice", x, axes_i=[dim], starts_i=[start], ends_i=[stop])
         return self.g.op("Slice", x, self._ints([start]), self._ints([stop]), self._ints([dim]))
 
     def pool(self, x, op, kernel, stride):

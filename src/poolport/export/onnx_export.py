@@ -119,6 +119,10 @@ def export_onnx(
         check_destination(report, overwrite)
         if Path(report).resolve() == path.resolve():
             raise PoolportError(f"the report and the model would both be {path}; give the report another name.")
+    if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or opset < 7):
+        raise PoolportError(f"opset must be an ONNX opset number (7 or newer), got {opset!r}; leave it out for "
+                            f"the exporter's default ({DEFAULT_OPSET[exporter]}).")
+    asked = opset
     opset = opset or DEFAULT_OPSET[exporter]
     out = Report(
         model=name or type(model).__name__,
@@ -176,6 +180,13 @@ def export_onnx(
                 out.legalized = [str(c) for c in result.changes]
                 if result.rewritten:
                     staged = stage_proto(result.model, folder, path.name)
+            written_opset = opset_of(staged.proto, opset)
+            if asked is not None and written_opset != asked:  # torch's dynamo exporter raises low requests
+                raise PoolportError(
+                    f"opset {asked} was asked for, but the {exporter} exporter wrote opset {written_opset}; ask for "
+                    f"{written_opset} or newer" + (", or use exporter='torchscript' for older opsets"
+                                                   if exporter == "dynamo" else "") + "."
+                )
             check_lowest_ir(staged)
             proto = staged.proto
             out.ir_version = proto.ir_version
