@@ -84,6 +84,13 @@ def apply_explicit(x: torch.Tensor, plan: ExplicitPool) -> torch.Tensor:
 
 def apply_same_plan(x: torch.Tensor, plan: SamePlan) -> torch.Tensor:
     """Run a TF-style ``plan`` on ``x`` of shape (N, C, *spatial)."""
+    if plan.op == "avg" and len(plan.axes) == 3 and x.dtype in (torch.float16, torch.bfloat16) and x.device.type == "cpu":
+        # ATen has no half avg_pool3d kernel on CPU: accumulate in float32, as TorchOps.pool does
+        return _apply_same_plan(x.float(), plan).to(x.dtype)
+    return _apply_same_plan(x, plan)
+
+
+def _apply_same_plan(x: torch.Tensor, plan: SamePlan) -> torch.Tensor:
     pool = POOL[plan.op, len(plan.axes)]
     k, s = plan.kernel, plan.stride
     before = tuple(a.before for a in plan.axes)

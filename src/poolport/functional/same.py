@@ -116,13 +116,23 @@ def global_pool(x: torch.Tensor, op: str, keepdims: bool = False, data_format: s
     check_pool_input(x, where, d=None, needs_float=op == "avg", what="average pooling")
     if data_format not in ("channels_first", "channels_last"):
         raise PoolportError(f"{where}: data_format must be 'channels_first' or 'channels_last', got {data_format!r}.")
-    # a pooling op over the whole plane, channels first (ncnn mishandles ReduceMean/ReduceMax)
-    cf = x if data_format == "channels_first" else x.movedim(-1, 1)
-    plane = static_size(cf, cf.dim() - 2)
-    y = POOL[op, len(plane)](cf, plane)
+    if x.dim() > 5:
+        raise PoolportError(f"{where}: {x.dim() - 2} spatial axes in shape {tuple(x.shape)}; global pooling takes 1 to 3 "
+                            f"(N, C, *spatial), like torch's pooling ops. Fold the extra axes into the batch first.")
+    # a pooling op over the whole plane, channels first (ncnn mishandles ReduceMean/ReduceMax); the layout is
+    # moved with an explicit permutation: movedim(-1, 1) exports a Transpose with perm [0, -1, 1, 2], which
+    # ONNX Runtime refuses
+    rank = x.dim()
+    cf = x if data_format == "channels_first" else x.permute(0, rank - 1, *range(1, rank - 1))
+    plane = static_size(cf, rank - 2)
+    pool = POOL[op, len(plane)]
+    if op == "avg" and len(plane) == 3 and cf.dtype in (torch.float16, torch.bfloat16) and cf.device.type == "cpu":
+        y = pool(cf.float(), plane).to(cf.dtype)  # no half avg_pool3d kernel on CPU
+    else:
+        y = pool(cf, plane)
     if not keepdims:
         return y.flatten(1)
-    return y if data_format == "channels_first" else y.movedim(1, -1)
+    return y if data_format == "channels_first" else y.permute(0, *range(2, rank), 1)
 
 
 def global_avg_pool(x: torch.Tensor, keepdims: bool = False, data_format: str = "channels_first") -> torch.Tensor:

@@ -26,6 +26,9 @@ def check_pool_input(x, where: str, *, d: int | None, needs_float: bool, what: s
             f"{where}: expected a {d + 1}D (C, *spatial) or {d + 2}D (N, C, *spatial) channels-first input, "
             f"got {x.dim()}D with shape {tuple(x.shape)}."
         )
+    if x.dtype == torch.bool:
+        raise PoolportError(f"{where}: a bool input cannot be pooled (torch has no bool pooling kernel); cast it, "
+                            f"e.g. x.to(torch.uint8) for max pooling or x.float().")
     if needs_float and not x.dtype.is_floating_point:
         raise PoolportError(
             f"{where}: input dtype {x.dtype} is not supported: {what} needs a floating dtype (float32, "
