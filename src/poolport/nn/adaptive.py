@@ -1,9 +1,14 @@
 """Drop-in modules: subclasses of torch's adaptive pooling modules (same constructor, state and repr)
-whose forward is poolport's exact, portable implementation."""
+whose forward is poolport's exact, portable implementation.
 
-from __future__ import annotations
+``torch.jit.script`` compiles them to torch's native op (TorchScript cannot hold poolport's Python); a
+scripted model then exports portably through poolport's ONNX symbolics (``poolport convert``). No
+``from __future__ import annotations`` here: TorchScript reads these annotations at run time."""
+
+from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import PoolportError
@@ -27,7 +32,7 @@ class _Site:
     """Shared by the drop-in modules: checks ``output_size`` at construction and carries the site name."""
 
     # the module's path in its model, set by poolport.make_portable; names the site in reports
-    _poolport_site: str | None = None
+    _poolport_site: Optional[str] = None
     _d: int
 
     def __init__(self, output_size, *args) -> None:
@@ -43,6 +48,12 @@ class AdaptiveAvgPool1d(_Site, nn.AdaptiveAvgPool1d):
     _d = 1
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return F.adaptive_avg_pool1d(input, self.output_size)
+        return self._portable(input)
+
+    @torch.jit.unused
+    def _portable(self, input: torch.Tensor) -> torch.Tensor:
         if plain_eager(input):
             return NATIVE["avg", 1](input, self.output_size)
         return adaptive_pool(input, self.output_size, "avg", 1, site=self._poolport_site)
@@ -56,6 +67,12 @@ class AdaptiveAvgPool2d(_Site, nn.AdaptiveAvgPool2d):
     _d = 2
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return F.adaptive_avg_pool2d(input, self.output_size)
+        return self._portable(input)
+
+    @torch.jit.unused
+    def _portable(self, input: torch.Tensor) -> torch.Tensor:
         if plain_eager(input):
             return NATIVE["avg", 2](input, self.output_size)
         return adaptive_pool(input, self.output_size, "avg", 2, site=self._poolport_site)
@@ -69,6 +86,12 @@ class AdaptiveAvgPool3d(_Site, nn.AdaptiveAvgPool3d):
     _d = 3
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return F.adaptive_avg_pool3d(input, self.output_size)
+        return self._portable(input)
+
+    @torch.jit.unused
+    def _portable(self, input: torch.Tensor) -> torch.Tensor:
         if plain_eager(input):
             return NATIVE["avg", 3](input, self.output_size)
         return adaptive_pool(input, self.output_size, "avg", 3, site=self._poolport_site)
@@ -80,7 +103,8 @@ class _PortableMaxMixin(_Site):
             raise no_indices_error(self._d)
         super().__init__(output_size, return_indices)
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
+    @torch.jit.unused
+    def _portable(self, input: torch.Tensor) -> torch.Tensor:
         if plain_eager(input):
             return NATIVE["max", self._d](input, self.output_size)
         return adaptive_pool(input, self.output_size, "max", self._d, site=self._poolport_site)
@@ -93,6 +117,11 @@ class AdaptiveMaxPool1d(_PortableMaxMixin, nn.AdaptiveMaxPool1d):
 
     _d = 1
 
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return F.adaptive_max_pool1d(input, self.output_size)
+        return self._portable(input)
+
 
 class AdaptiveMaxPool2d(_PortableMaxMixin, nn.AdaptiveMaxPool2d):
     """Drop-in ``torch.nn.AdaptiveMaxPool2d`` (same constructor, state and repr): see
@@ -101,6 +130,11 @@ class AdaptiveMaxPool2d(_PortableMaxMixin, nn.AdaptiveMaxPool2d):
 
     _d = 2
 
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return F.adaptive_max_pool2d(input, self.output_size)
+        return self._portable(input)
+
 
 class AdaptiveMaxPool3d(_PortableMaxMixin, nn.AdaptiveMaxPool3d):
     """Drop-in ``torch.nn.AdaptiveMaxPool3d`` (same constructor, state and repr): see
@@ -108,3 +142,8 @@ class AdaptiveMaxPool3d(_PortableMaxMixin, nn.AdaptiveMaxPool3d):
     native op; traced, exported or compiled, it is poolport's exact portable formulation."""
 
     _d = 3
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return F.adaptive_max_pool3d(input, self.output_size)
+        return self._portable(input)

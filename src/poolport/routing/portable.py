@@ -57,6 +57,18 @@ def _exit(module, args, output):
         mode.__exit__(None, None, None)
 
 
+def without_routing_hooks(model: nn.Module) -> nn.Module:
+    """A copy of a portable ``model`` (sharing its weights) without the root hooks ``make_portable``
+    registered: what ``torch.jit.script`` compiles."""
+    plain = structural_copy(model)
+    for hooks in (plain._forward_pre_hooks, plain._forward_hooks):
+        for key in [k for k, fn in hooks.items() if fn in (_enter, _exit)]:
+            del hooks[key]
+            plain._forward_hooks_always_called.pop(key, None)
+    plain.__dict__.pop("__prepare_scriptable__", None)
+    return plain
+
+
 def is_portable(model: nn.Module) -> bool:
     """Whether ``model`` is a copy made by ``make_portable``."""
     return bool(getattr(model, "_poolport_portable", False))
@@ -100,6 +112,9 @@ def make_portable(model: nn.Module, example_inputs=None, *, share_weights: bool 
         portable.register_forward_pre_hook(_enter)
         portable.register_forward_hook(_exit, always_call=True)
         portable._poolport_portable = True
+        # torch.jit.script calls this first: the routing hooks are Python, and scripted, the swapped
+        # modules run torch's native op anyway (poolport convert then writes it portably)
+        portable.__prepare_scriptable__ = lambda: without_routing_hooks(portable)
     if example_inputs is not None:
         from ..verify.in_pytorch import verify_sites
 
