@@ -201,3 +201,27 @@ def test_site_check_bound_follows_the_site_dtype():
     single = Site("b", "adaptive_avg_pool2d", (1, 1, 9, 9), (7, 7), plan, 1, 1e-3, 5e-4, dtype=torch.float32)
     problems = site_problems([half, single])
     assert len(problems) == 1 and problems[0].startswith("b:") and "torch.float32" in problems[0]
+
+
+@pytest.mark.parametrize("how", ["jit.trace", "torchscript exporter", "torch.export"])
+def test_poolport_itself_warns_nothing_while_traced(how, tmp_path):
+    # TracerWarnings from poolport's own code sat next to its exactness claims and hid users' warnings
+    import logging
+    import warnings
+
+    from poolport.demo.models import build
+
+    model, x = build("maxpool_style")
+    portable = poolport.make_portable(model)
+    run = {"jit.trace": lambda: torch.jit.trace(portable, (x,)),
+           "torchscript exporter": lambda: torch.onnx.export(portable, (x,), str(tmp_path / "w.onnx"), dynamo=False),
+           "torch.export": lambda: torch.export.export(portable, (x,))}[how]
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run()
+    finally:
+        logging.disable(logging.NOTSET)
+    ours = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if "/poolport/" in w.filename.replace("\\", "/")]
+    assert not ours, ours
