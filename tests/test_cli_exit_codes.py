@@ -53,3 +53,32 @@ def test_a_model_that_cannot_run_at_the_input_says_where(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "1x3x16x16" in err and "features.5 (MaxPool2d)" in err and "Output size is too small." in err
+
+
+def test_progress_keeps_showing_while_other_libraries_are_silenced(capfd):
+    # quiet() sends whatever torch.onnx, pnnx or ncnn write to descriptor 2 elsewhere; the progress display
+    # writes through its own copy of that descriptor, so it does not freeze during the export step
+    import os
+
+    from poolport.cli.progress import Progress
+    from poolport.cli.terminal import quiet
+
+    with Progress() as progress, quiet():
+        progress("exporting with the dynamo exporter")
+        os.write(2, b"torch noise\n")  # as torch's C++ writes: straight to the descriptor
+    err = capfd.readouterr().err
+    assert "exporting with the dynamo exporter" in err and "torch noise" not in err
+
+
+def test_each_runtime_gets_its_own_progress_stage(tmp_path):
+    import torch
+
+    import poolport
+    from poolport.verify.runtimes import available
+
+    if not available("openvino"):
+        pytest.skip("openvino not installed")
+    stages = []
+    poolport.export_onnx(torch.nn.AdaptiveAvgPool2d(3), torch.randn(1, 2, 9, 9), tmp_path / "m.onnx",
+                         runtimes=["openvino"], progress=stages.append)
+    assert any("running in openvino" in s for s in stages), stages

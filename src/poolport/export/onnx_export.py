@@ -198,7 +198,7 @@ def export_onnx(
                 t = time.perf_counter()
                 sizes = verification_shapes(axes, args, out.sites) if axes else None
                 out.checks = verify_in_runtimes(
-                    staged.path, portable, args, random_checks, rtol, tuple(runtimes), reference, sizes
+                    staged.path, portable, args, random_checks, rtol, tuple(runtimes), reference, sizes, say
                 )
                 out.sizes_verified = list(dict.fromkeys(c.inputs.removeprefix("random inputs at ")
                                                         for c in out.checks if c.shapes is not None))

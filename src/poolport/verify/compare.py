@@ -3,6 +3,7 @@ and every other runtime asked for."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,12 +142,14 @@ def fresh_seeds(args: tuple):
 
 def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int, rtol: float,
                        runtimes: tuple[str, ...] = (), example_output=None,
-                       sizes: list[list[tuple]] | None = None) -> list[Check]:
+                       sizes: list[list[tuple]] | None = None,
+                       progress: Callable[[str], None] | None = None) -> list[Check]:
     """ONNX Runtime on the example inputs and ``random_checks`` random ones (seeds from ``FIRST_SEED``);
     each runtime in ``runtimes`` (openvino, ncnn: see ``poolport.verify.runtimes``) on the example inputs.
     ``example_output``: PyTorch's output for the example inputs, if already computed. ``sizes``: other
     input shapes (one per tensor input) a dynamic model must accept: each is checked with fresh inputs in
-    ONNX Runtime and every runtime in ``runtimes``; a size the PyTorch model itself refuses is skipped."""
+    ONNX Runtime and every runtime in ``runtimes``; a size the PyTorch model itself refuses is skipped.
+    ``progress`` hears which runtime is working (converting with pnnx and running ncnn can take a while)."""
     from .runtimes import RUNNERS, available
 
     _, ort = require_onnx()
@@ -198,6 +201,9 @@ def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int,
         if label != "example inputs" and not other_size:
             continue
         for runtime in runtimes:
+            if progress is not None:
+                what = "converting with pnnx, running in ncnn" if runtime == "ncnn" else f"running in {runtime}"
+                progress(f"verifying: {what} ({label})")
             try:
                 got = RUNNERS[runtime](model_path, feeds)
             except Exception as e:  # a runtime that refuses the model fails the check, with its own reason
