@@ -114,3 +114,21 @@ def test_patch_around_pnnx_export_to_ncnn_is_exact_at_every_size(tmp_path, monke
         with torch.no_grad():
             want = model(xx).numpy()
         np.testing.assert_allclose(y.reshape(want.shape), want, rtol=1e-4, atol=1e-5, err_msg=str(tuple(xx.shape)))
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize("runtime", ["openvino", "ncnn"])
+def test_same_plan_never_uses_a_ceil_window_that_starts_in_the_padding(runtime):
+    # AvgPool2dSame((1, 3), (2, 2)) on 4x8 once exported a ceil_mode plan whose last window starts in the
+    # padding: ONNX drops it, ncnn returned shape (1, 1, 3, 4) instead of (1, 1, 2, 4)
+    if not available(runtime):
+        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]')")
+    from poolport.testing import reference
+
+    x = torch.randn(1, 1, 4, 8, generator=torch.Generator().manual_seed(3))
+    proto = torch_export_to_proto(poolport.nn.AvgPool2dSame((1, 3), (2, 2)).eval(), (x,), "dynamo", 18)
+    proto.ir_version = 8
+    (y,) = RUNNERS[runtime](proto, {proto.graph.input[0].name: x.numpy()})
+    want = reference.same_pool(x.double().numpy(), (1, 3), (2, 2), "avg")
+    assert np.asarray(y).size == want.size
+    np.testing.assert_allclose(np.asarray(y).reshape(want.shape), want, rtol=1e-5, atol=1e-6)

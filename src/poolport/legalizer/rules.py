@@ -29,7 +29,7 @@ import onnx
 from onnx import helper
 
 from ..backend.onnx_nodes import explicit_nodes
-from ..plan.padding import explicit_torch_pool, onnx_same_pads, torch_output
+from ..plan.padding import ceil_window_in_padding, explicit_torch_pool, onnx_same_pads, torch_output
 from .targets import TARGETS  # noqa: F401  (re-exported)
 
 
@@ -127,6 +127,12 @@ RULES = (
          lambda p, spatial: p.op == "AveragePool" and p.count_include_pad and overhangs(p, spatial)),
     Rule("max-asymmetric-pads", frozenset({"ncnn"}), "asymmetric MaxPool pads are not measured on ncnn",
          lambda p, spatial: p.op == "MaxPool" and p.asymmetric),
+    Rule("ceil-window-in-padding", frozenset({"ncnn", "openvino"}),
+         "with ceil_mode, a last window that starts in the right padding: ONNX drops it, ncnn and OpenVINO "
+         "return an extra output cell",
+         lambda p, spatial: p.ceil_mode and any(
+             ceil_window_in_padding(n, k, s, b, e)
+             for n, k, s, b, e in zip(spatial, p.kernel, p.strides, p.pads_before, p.pads_after))),
 )
 
 

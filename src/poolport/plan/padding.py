@@ -95,6 +95,17 @@ def torch_output(n: int, k: int, s: int, before: int, after: int, ceil_mode: boo
 
 
 @lru_cache(maxsize=4096)
+def ceil_window_in_padding(n: int, k: int, s: int, before: int, after: int) -> bool:
+    """Does ``ceil_mode`` reach a last window that starts in the right padding (or past it)? ONNX, ONNX
+    Runtime and PyTorch drop that window; ncnn and OpenVINO return it as an extra output cell (measured)."""
+    check_pool_args(n, k, s, "pooling")
+    span = n + before + after - k
+    if span < 0:
+        return False
+    return -(-span // s) + 1 > torch_output(n, k, s, before, after, True)
+
+
+@lru_cache(maxsize=4096)
 def torch_windows(
     n: int, k: int, s: int, before: int, after: int, ceil_mode: bool, count_include_pad: bool
 ) -> tuple[Window, ...]:
@@ -202,6 +213,11 @@ class SameAxis:
         torch_w = torch_windows(self.n, self.k, self.s, self.before, self.before, True, False)
         return torch_w == tf_windows(self.n, self.k, self.s, "SAME")
 
+    def ceil_portable(self, pads: int) -> bool:
+        """The ceil_mode form with ``pads`` on each side computes the same everywhere: no last window that
+        starts in the padding (ncnn and OpenVINO would return it as an extra cell)."""
+        return not ceil_window_in_padding(self.n, self.k, self.s, pads, pads)
+
     def windows(self, padding: str) -> tuple[Window, ...]:
         """TF's windows for this axis under ``padding``."""
         return tf_windows(self.n, self.k, self.s, padding)
@@ -291,7 +307,8 @@ def plan_same(op: str, in_size: tuple[int, ...], kernel: tuple[int, ...], stride
         kind = "explicit"
     elif all(a.symmetric and 2 * a.before <= a.k for a in axes):
         kind = "symmetric"
-    elif all(a.ceil_mode_matches() for a in axes) and (op == "avg" or all(a.before == 0 for a in axes)):
+    elif (all(a.ceil_mode_matches() for a in axes) and (op == "avg" or all(a.before == 0 for a in axes))
+          and all(a.ceil_portable(a.before if op == "avg" else 0) for a in axes)):
         # measured portable: AveragePool pads + ceil_mode + count_include_pad=0, MaxPool ceil_mode without pads
         kind = "ceil"
     else:
