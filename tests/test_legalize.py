@@ -203,3 +203,18 @@ def test_cli_keeps_external_data_external(tmp_path, capsys):
     np.testing.assert_allclose(RUNNERS["onnxruntime"](dst, feeds)[0], RUNNERS["onnxruntime"](src, feeds)[0],
                                rtol=1e-5, atol=1e-6)
     assert "AveragePool" in {n.op_type for n in onnx.load(str(dst)).graph.node}
+
+
+@pytest.mark.parametrize("target", ["onnxruntime", "tflite", "mnn"])
+def test_a_target_without_rules_says_so(tmp_path, capsys, target):
+    src = tmp_path / "in.onnx"
+    onnx.save(from_pattern(0), str(src))
+    assert main(["legalize", str(src), "-o", str(tmp_path / "out.onnx"), "--target", target]) == 0
+    assert f"no rules for {target}" in capsys.readouterr().out
+
+
+def test_the_divisor_constant_has_the_pooled_spatial_shape():
+    # onnx2tf refuses a (1, 1, Ho, Wo) constant after a pool; (Ho, Wo) converts (docs/runtimes.md)
+    fixed = poolport.legalize(from_pattern(0), "ncnn").model
+    (correction,) = [i for i in fixed.graph.initializer if i.name.endswith("_correction")]
+    assert list(correction.dims) == [4, 5]  # 7x8 input, k3 s2 pads 1 ceil: ceil(6/2)+1 x ceil(7/2)+1

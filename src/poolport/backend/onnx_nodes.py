@@ -34,8 +34,9 @@ def explicit_nodes(plan: ExplicitPool, x: str, y: str, opset: int, prefix: str,
         grid = np.array(plan.factors[0], dtype=np.float64)
         for f in plan.factors[1:]:
             grid = np.multiply.outer(grid, np.array(f, dtype=np.float64))
-        # the correction has the pooled output's spatial shape, with leading ones for N and C
-        correction = grid.reshape((1, 1, *plan.out_size)).astype(helper.tensor_dtype_to_np_dtype(elem_type))
+        # the correction has the pooled output's spatial shape and broadcasts over N and C: onnx2tf refuses a
+        # (1, 1, Ho, Wo) constant after a pool (it transposes it to (1, Ho, 1, Wo)); (Ho, Wo) converts (measured)
+        correction = grid.reshape(plan.out_size).astype(helper.tensor_dtype_to_np_dtype(elem_type))
         inits.append(numpy_helper.from_array(correction, f"{prefix}_correction"))
         nodes.append(helper.make_node("Mul", [pooled, f"{prefix}_correction"], [y], name=f"{prefix}_divisor"))
     return nodes, inits

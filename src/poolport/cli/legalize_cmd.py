@@ -39,6 +39,7 @@ def run(args) -> int:
         staging_folder,
     )
     from ..legalizer import legalize
+    from ..legalizer.rules import rules_for
 
     src, dst = Path(args.input), Path(args.output)
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
@@ -56,4 +57,7 @@ def run(args) -> int:
           + ("" if args.no_verify or not rewritten else ", verified against the original"))
     for c in result.changes:
         print(f"  {c}")
+    if not rules_for(args.target):
+        print(f"  no rules for {args.target}: it computes every pooling pattern poolport has measured correctly "
+              f"(docs/runtimes.md); the model was only checked and copied")
     return 0
