@@ -176,8 +176,10 @@ def test_static_exports_refuse_other_sizes_loudly(head, exporter, tmp_path):
         with pytest.raises(Exception, match="(?i)invalid dimensions|dimension"):
             run(x)
     if available("openvino"):  # the static graph in OpenVINO: refused too, never silently wrong
+        name = onnx.load(str(path)).graph.input[0].name  # the right name, so only the size can be refused
+        RUNNERS["openvino"](path, {name: inputs()[0].numpy()})  # the exported size runs
         with pytest.raises(Exception):
-            RUNNERS["openvino"](path, {"x": inputs()[1].numpy()})
+            RUNNERS["openvino"](path, {name: inputs()[1].numpy()})
 
 
 @pytest.mark.runtime
@@ -308,7 +310,7 @@ def test_same_pooling_in_a_plain_trace_is_poolports_op():
     if available("openvino"):
         import openvino as ov
 
-        with pytest.raises(Exception):
+        with pytest.raises(Exception, match="pool_same"):
             ov.convert_model(poolport.nn.AvgPool2dSame(3, 2), example_input=torch.randn(1, 3, 8, 8))
 
 
@@ -357,3 +359,41 @@ def test_cli_torchscript_file_with_dynamic_spatial(head, tmp_path, capsys):
     assert len(data["sizes_verified"]) >= 3 and all(s["size"] == "dynamic" for s in data["sites"])
     assert "1x5x?x?" in capsys.readouterr().out
     assert_exact_at_every_size(ort_runner(out), head)
+
+
+def test_torch_compile_is_exact_at_every_size(head):
+    compiled = torch.compile(poolport.make_portable(head))
+    with torch.no_grad():
+        assert_exact_at_every_size(lambda x: compiled(x).numpy(), head)
+
+
+def test_a_dynamic_export_with_no_other_size_to_check_fails_closed(tmp_path, monkeypatch):
+    # no other size to check (torch refuses a Dim with min == max, so the candidates are emptied here):
+    # "verified" must never mean "checked at the example only"
+    import poolport.export.onnx_export as export_module
+
+    monkeypatch.setattr(export_module, "verification_shapes", lambda axes, args, sites: [])
+    with pytest.raises(poolport.PoolportError, match="other sizes"):
+        poolport.export_onnx(nn.AdaptiveAvgPool2d(4), torch.randn(1, 2, 9, 9), tmp_path / "m.onnx",
+                             exporter="torchscript", dynamic_shapes=({2: "h"},))
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("op", ["avg", "max"])
+def test_static_torchscript_same_exports_every_plan_kind_exactly(op, tmp_path):
+    # the symbolic writes plain / symmetric / ceil / explicit SAME plans from SamePlan.pool_args() and explicit()
+    from poolport.plan.padding import plan_same
+    from poolport.testing import reference
+
+    cases = [((8, 8), 2, 2), ((7, 7), 3, 1), ((7, 9), 3, 2), ((4, 8), (1, 3), (2, 2)), ((6, 5), 4, 3)]
+    kinds = set()
+    for i, (size, k, s) in enumerate(cases):
+        k2, s2 = (k, k) if isinstance(k, int) else k, (s, s) if isinstance(s, int) else s
+        kinds.add(plan_same(op, size, k2, s2).kind)
+        x = torch.randn(1, 3, *size)
+        path = tmp_path / f"s{i}.onnx"
+        cls = poolport.nn.AvgPool2dSame if op == "avg" else poolport.nn.MaxPool2dSame
+        quiet_export(cls(k, s).eval(), (x,), str(path), dynamo=False)
+        want = reference.same_pool(x.double().numpy(), k2, s2, op)
+        np.testing.assert_allclose(ort_runner(path)(x), want, rtol=1e-5, atol=1e-6, err_msg=str((size, k, s)))
+    assert {"plain", "symmetric", "explicit"} <= kinds and (op == "max" or "ceil" in kinds), kinds

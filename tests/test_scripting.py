@@ -37,6 +37,8 @@ def test_a_portable_model_scripts_and_exports_portably(tmp_path):
     x = torch.randn(1, 3, 13, 13)
     with torch.no_grad():
         assert torch.equal(scripted(x), model(x))
+        other = torch.randn(2, 3, 22, 17)  # scripted, torch's own op: exact at any size
+        assert torch.equal(scripted(other), model(other))
     assert len(portable._forward_pre_hooks) == 1  # the copy keeps its routing
     report = poolport.export_onnx(scripted, x, tmp_path / "s.onnx", exporter="torchscript")
     assert report.passed

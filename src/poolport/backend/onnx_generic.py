@@ -1,7 +1,7 @@
-"""A ``GenericPlan`` as ONNX nodes inside the TorchScript exporter (``g`` is its graph context): the same
-window-mask formulation as ``torch_generic``, with every size read from the tensor at run time
-(``Shape``), so the graph is exact at every input size its dynamic axes admit. Needs opset >= 15
-(``Shape`` with ``start``/``end``)."""
+"""A ``GenericPlan`` as ONNX nodes inside the TorchScript exporter (``g`` is its graph context), with every
+size read from the tensor at run time (``Shape``), so the graph is exact at every input size its dynamic
+axes admit. Average is ``torch_generic``'s window-mask MatMul; max slices each window with its run-time
+bounds (no torch.export guards here, so no mask needed). Needs opset >= 15 (``Shape`` with ``start``/``end``)."""
 
 from __future__ import annotations
 

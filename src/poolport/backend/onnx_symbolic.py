@@ -15,6 +15,7 @@ import contextlib
 
 import torch
 
+from ..errors import PoolportError
 from ..plan import plan_pool
 from ..plan.generic import plan_generic
 from ..plan.pooling import ONNX_POOL
@@ -73,7 +74,8 @@ def emit(g, x, op: str, out_size: tuple[int | None, ...]):
     sizes = sh._get_tensor_sizes(x)
     opset = export_opset()
     if sizes is None:
-        raise ValueError(f"{name}: the exporter does not know the rank of its input")
+        raise PoolportError(f"{name}: the TorchScript exporter does not know the rank of its input; give the "
+                            f"model an example input of the shape it runs at.")
     spatial = tuple(sizes[-d:])
     if all(isinstance(n, int) for n in spatial):
         resolved = tuple(n if o is None else o for n, o in zip(spatial, out_size))
@@ -117,13 +119,12 @@ def same_symbolic(g, x, kernel, stride, padding, op):
             return g.op(pool, x, kernel_shape_i=k, strides_i=s)
         return g.op(pool, x, kernel_shape_i=k, strides_i=s, auto_pad_s="SAME_UPPER", **extra)
     plan = plan_same(op, spatial, tuple(k), tuple(s), padding)
-    before = [a.before for a in plan.axes]
-    if plan.kind == "plain":
-        return g.op(pool, x, kernel_shape_i=k, strides_i=s)
-    if plan.kind in ("symmetric", "ceil"):
-        ceil = plan.kind == "ceil"
-        pads = before * 2 if (op == "avg" or not ceil) else [0] * (2 * len(k))
-        return g.op(pool, x, kernel_shape_i=k, strides_i=s, pads_i=pads, ceil_mode_i=int(ceil), **extra)
+    if plan.kind != "explicit":
+        pads, ceil = plan.pool_args()
+        attrs = {"kernel_shape_i": k, "strides_i": s}
+        if any(pads) or ceil:  # only what differs from ONNX's defaults
+            attrs.update(extra, pads_i=list(pads) * 2, ceil_mode_i=int(ceil))
+        return g.op(pool, x, **attrs)
     form = plan.explicit()
     pads = [0, 0, *form.pads_before, 0, 0, *form.pads_after]
     ints = g.op("Constant", value_t=torch.tensor(pads, dtype=torch.int64))

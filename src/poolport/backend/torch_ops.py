@@ -20,6 +20,15 @@ POOL = {(op, d): getattr(F, f"{op}_pool{d}d") for op in ("avg", "max") for d in 
 NATIVE = {(op, d): getattr(F, f"adaptive_{op}_pool{d}d") for op in ("avg", "max") for d in (1, 2, 3)}
 
 
+def pool(x: torch.Tensor, op: str, kernel, stride, **kwargs) -> torch.Tensor:
+    """torch's ``op`` pooling over ``len(kernel)`` axes. ATen has no half-precision avg_pool3d kernel on CPU:
+    there it accumulates in float32, as the native adaptive op does."""
+    fn = POOL[op, len(kernel)]
+    if op == "avg" and len(kernel) == 3 and x.dtype in (torch.float16, torch.bfloat16) and x.device.type == "cpu":
+        return fn(x.float(), kernel, stride, **kwargs).to(x.dtype)
+    return fn(x, kernel, stride, **kwargs)
+
+
 class TorchOps:
     """``execute``'s operations as torch calls that export to portable ONNX operators."""
 
@@ -31,12 +40,8 @@ class TorchOps:
 
     @staticmethod
     def pool(x, op, kernel, stride):
-        """``avg_pool``/``max_pool`` without padding (float32 accumulation for half 3d average on CPU)."""
-        fn = POOL[op, len(kernel)]
-        if op == "avg" and len(kernel) == 3 and x.dtype in (torch.float16, torch.bfloat16) and x.device.type == "cpu":
-            # ATen has no half avg_pool3d kernel on CPU; accumulate in float32 as the native op does
-            return fn(x.float(), kernel, stride).to(x.dtype)
-        return fn(x, kernel, stride)
+        """``avg_pool``/``max_pool`` without padding."""
+        return pool(x, op, kernel, stride)
 
     @staticmethod
     def concat(parts, dim):
@@ -72,35 +77,19 @@ def correction_tensor(plan: ExplicitPool, dtype: torch.dtype, device=None) -> to
 
 def apply_explicit(x: torch.Tensor, plan: ExplicitPool) -> torch.Tensor:
     """Pad (zeros for average, edge values for max) + plain pool + divisor correction."""
-    pool = POOL[plan.op, len(plan.kernel)]
     pads = []
     for b, a in zip(reversed(plan.pads_before), reversed(plan.pads_after)):  # F.pad wants the last axis first
         pads += [b, a]
     if plan.op == "max":
-        return pool(F.pad(x, pads, mode="replicate") if plan.padded else x, plan.kernel, plan.stride)
-    y = pool(F.pad(x, pads) if plan.padded else x, plan.kernel, plan.stride)
+        return pool(F.pad(x, pads, mode="replicate") if plan.padded else x, "max", plan.kernel, plan.stride)
+    y = pool(F.pad(x, pads) if plan.padded else x, "avg", plan.kernel, plan.stride)
     return y * correction_tensor(plan, y.dtype, y.device) if plan.corrected else y
 
 
 def apply_same_plan(x: torch.Tensor, plan: SamePlan) -> torch.Tensor:
     """Run a TF-style ``plan`` on ``x`` of shape (N, C, *spatial)."""
-    if plan.op == "avg" and len(plan.axes) == 3 and x.dtype in (torch.float16, torch.bfloat16) and x.device.type == "cpu":
-        # ATen has no half avg_pool3d kernel on CPU: accumulate in float32, as TorchOps.pool does
-        return _apply_same_plan(x.float(), plan).to(x.dtype)
-    return _apply_same_plan(x, plan)
-
-
-def _apply_same_plan(x: torch.Tensor, plan: SamePlan) -> torch.Tensor:
-    pool = POOL[plan.op, len(plan.axes)]
-    k, s = plan.kernel, plan.stride
-    before = tuple(a.before for a in plan.axes)
-    avg = plan.op == "avg"
-    if plan.kind == "plain":
-        return pool(x, k, s)
-    if plan.kind in ("symmetric", "ceil"):
-        ceil = plan.kind == "ceil"
-        pad = before if (avg or not ceil) else 0
-        if avg:
-            return pool(x, k, s, pad, ceil_mode=ceil, count_include_pad=False)
-        return pool(x, k, s, pad, ceil_mode=ceil)
-    return apply_explicit(x, plan.explicit())
+    if plan.kind == "explicit":
+        return apply_explicit(x, plan.explicit())
+    padding, ceil = plan.pool_args()
+    extra = {"count_include_pad": False} if plan.op == "avg" else {}
+    return pool(x, plan.op, plan.kernel, plan.stride, padding=padding, ceil_mode=ceil, **extra)

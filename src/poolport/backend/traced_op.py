@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from ..plan.padding import plan_same
 from .torch_ops import NATIVE, apply_same_plan
 
 _NAME = "poolport::adaptive_pool"
@@ -46,16 +47,12 @@ def traced_adaptive_pool(x: torch.Tensor, output_size: tuple[int | None, ...], o
 @torch.library.custom_op("poolport::pool_same", mutates_args=())
 def pool_same_op(x: torch.Tensor, kernel: list[int], stride: list[int], padding: str, op: str) -> torch.Tensor:
     """TF-style ``padding`` pooling of the last ``len(kernel)`` axes (eager meaning: poolport's plan)."""
-    from ..plan.padding import plan_same  # plan is below backend
-
     plan = plan_same(op, tuple(x.shape[-len(kernel):]), tuple(kernel), tuple(stride), padding)
     return apply_same_plan(x, plan).clone()
 
 
 @pool_same_op.register_fake
 def _(x: torch.Tensor, kernel: list[int], stride: list[int], padding: str, op: str) -> torch.Tensor:
-    from ..plan.padding import plan_same
-
     plan = plan_same(op, tuple(x.shape[-len(kernel):]), tuple(kernel), tuple(stride), padding)
     return x.new_empty((*x.shape[:-len(kernel)], *plan.out_size))
 

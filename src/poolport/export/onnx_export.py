@@ -202,7 +202,7 @@ def export_onnx(
                 )
                 out.sizes_verified = list(dict.fromkeys(c.inputs.removeprefix("random inputs at ")
                                                         for c in out.checks if c.shapes is not None))
-                if axes and len(out.sizes_verified) < min(3, len(sizes or ())):
+                if axes and (not sizes or len(out.sizes_verified) < min(3, len(sizes))):  # fail closed
                     raise VerificationError(
                         f"verification failed, nothing written to {path}: the model ran at only "
                         f"{len(out.sizes_verified)} of {len(sizes or ())} other sizes inside the dynamic ranges "

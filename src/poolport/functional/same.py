@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..backend.torch_ops import POOL, apply_same_plan
+from ..backend.torch_ops import apply_same_plan, pool
 from ..backend.traced_op import traced_pool_same
 from ..errors import PoolportError
 from ..plan.padding import plan_same
@@ -125,11 +125,7 @@ def global_pool(x: torch.Tensor, op: str, keepdims: bool = False, data_format: s
     rank = x.dim()
     cf = x if data_format == "channels_first" else x.permute(0, rank - 1, *range(1, rank - 1))
     plane = static_size(cf, rank - 2)
-    pool = POOL[op, len(plane)]
-    if op == "avg" and len(plane) == 3 and cf.dtype in (torch.float16, torch.bfloat16) and cf.device.type == "cpu":
-        y = pool(cf.float(), plane).to(cf.dtype)  # no half avg_pool3d kernel on CPU
-    else:
-        y = pool(cf, plane)
+    y = pool(cf, op, plane, plane)
     if not keepdims:
         return y.flatten(1)
     return y if data_format == "channels_first" else y.permute(0, *range(2, rank), 1)

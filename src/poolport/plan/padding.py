@@ -256,6 +256,18 @@ class SamePlan:
         """Output size per axis."""
         return tuple(a.out for a in self.axes)
 
+    def pool_args(self) -> tuple[tuple[int, ...], bool]:
+        """``(padding per axis, ceil_mode)`` of the single pooling op of a ``plain``, ``symmetric`` or
+        ``ceil`` plan (average pools also take ``count_include_pad=False``). A max ceil plan pads nothing:
+        it is one only where no axis pads before (see ``plan_same``)."""
+        if self.kind == "plain":
+            return (0,) * len(self.axes), False
+        if self.kind == "symmetric":
+            return tuple(a.before for a in self.axes), False
+        if self.kind == "ceil":
+            return tuple(a.before if self.op == "avg" else 0 for a in self.axes), True
+        raise PoolportError(f"a '{self.kind}' plan is Pad + pool (+ Mul), not one pooling op: use explicit().")
+
     def explicit(self) -> ExplicitPool:
         """This pooling as Pad + plain pool (+ divisor correction): see ``ExplicitPool``."""
         windows = tuple(a.windows(self.padding) for a in self.axes)
