@@ -5,6 +5,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# LiteRT (onnx2tf) in its own environment: onnx2tf pins old onnx/onnxruntime/numpy/protobuf
+LITERT := .venv-litert
+LITERT_STAMP := $(LITERT)/.installed
+export POOLPORT_LITERT_PYTHON := $(abspath $(LITERT))/bin/python
 
 $(STAMP): pyproject.toml requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -12,20 +16,27 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	touch $(STAMP)
 
-.PHONY: venv demo test test-slow lint bench
+$(LITERT_STAMP): requirements-litert.txt
+	test -x $(LITERT)/bin/python || $(PY) -m venv $(LITERT)
+	$(LITERT)/bin/python -m pip install -q --upgrade pip
+	$(LITERT)/bin/python -m pip install -q -r requirements-litert.txt
+	touch $(LITERT_STAMP)
+
+.PHONY: venv litert demo test test-slow lint bench
 venv: $(STAMP)
+litert: $(LITERT_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/poolport demo
 
-test: $(STAMP)
+test: $(STAMP) $(LITERT_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) $(LITERT_STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)

@@ -82,7 +82,8 @@ def add_parser(sub) -> None:
     p.add_argument("--random-checks", type=int, default=1, metavar="N",
                    help="fresh random input sets verified besides the example inputs (default 1)")
     p.add_argument("--verify-in", metavar="RUNTIMES", default="",
-                   help="also verify in these runtimes, comma-separated: openvino,ncnn (poolport[runtimes])")
+                   help="also verify in these runtimes, comma-separated: openvino,ncnn,mnn,litert (poolport[runtimes]; "
+                   "LiteRT: make litert)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow loading a pickled nn.Module (runs arbitrary code from the file)")
     p.add_argument("--quiet", action="store_true", help="no progress display")

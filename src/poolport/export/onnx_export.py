@@ -83,7 +83,7 @@ def export_onnx(
     Runtime on ``args`` and on ``random_checks`` fresh random inputs of the same shapes, compares with
     the PyTorch model (max abs error <= ``rtol`` x the output scale; by default 1e-4 for float32 and
     float64 inputs, 1e-2 for float16, 2e-2 for bfloat16) and returns a Report. ``report``
-    is an optional path for the report as JSON. ``runtimes`` ("openvino", "ncnn") are also run on the
+    is an optional path for the report as JSON. ``runtimes`` ("openvino", "ncnn", "mnn", "litert") are also run on the
     example inputs and must agree as well (optional extras). ``target`` ("ncnn", "openvino", ... or "all")
     additionally legalizes pooling attributes that target computes wrongly (``poolport.legalize``).
     ``dynamic_batch`` makes dimension 0 of every input and output symbolic and adds a check at another

@@ -4,6 +4,8 @@
 * ncnn via pnnx: converted with ``fp16=0`` (pnnx stores fp16 weights by default); inputs and outputs
   use pnnx's generated names (in0, in1, ... / out0, ...) and its batch convention (``batch_index=0``).
   ``ncnn.Mat(array)`` does not copy, so the arrays are kept alive until extraction ends.
+* MNN (converter binding, CPU, fp32) and LiteRT (onnx2tf, in its own environment): in a separate
+  process, see ``poolport.verify.isolated``.
 """
 
 from __future__ import annotations
@@ -19,9 +21,24 @@ import numpy as np
 from ..errors import PoolportError
 from .model_files import Model, as_file
 
+NAMES = ("onnxruntime", "openvino", "ncnn", "mnn", "litert")
+INSTALL = {
+    "onnxruntime": "pip install 'poolport[onnx]'",
+    "openvino": "pip install 'poolport[runtimes]'",
+    "ncnn": "pip install 'poolport[runtimes]'",
+    "mnn": "pip install 'poolport[runtimes]'",
+    "litert": "make litert, or set POOLPORT_LITERT_PYTHON to a Python with onnx2tf and ai-edge-litert",
+}
+
 
 def available(name: str) -> bool:
-    """Whether the runtime ``name`` (onnxruntime, openvino, ncnn) can be imported here."""
+    """Whether the runtime ``name`` (one of ``NAMES``) is installed here."""
+    from .isolated import litert_python, mnn_available
+
+    if name == "mnn":
+        return mnn_available()
+    if name == "litert":
+        return litert_python() is not None
     try:
         if name == "openvino":
             import openvino  # noqa: F401
@@ -123,4 +140,37 @@ def run_ncnn_files(param: Path, binary: Path, arrays: list[np.ndarray]) -> list[
     return outputs
 
 
-RUNNERS = {"onnxruntime": run_onnxruntime, "openvino": run_openvino, "ncnn": run_ncnn}
+def version(name: str) -> str:
+    """The installed version of runtime ``name`` ('' if not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    from .isolated import litert_python, worker_version
+
+    if name == "litert":
+        python = litert_python()
+        return worker_version("litert_worker", python) if python else ""
+    dists = {"onnxruntime": ["onnxruntime"], "openvino": ["openvino"], "ncnn": ["pnnx", "ncnn"], "mnn": ["MNN"]}
+    parts = []
+    for dist in dists.get(name, []):
+        try:
+            parts.append(f"{dist} {dist_version(dist)}" if name == "ncnn" else dist_version(dist))
+        except PackageNotFoundError:
+            return ""
+    return " -> ".join(parts)
+
+
+def _run_mnn(model: Model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    from .isolated import run_mnn
+
+    return run_mnn(model, feeds)
+
+
+def _run_litert(model: Model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    from .isolated import run_litert
+
+    return run_litert(model, feeds)
+
+
+RUNNERS = {"onnxruntime": run_onnxruntime, "openvino": run_openvino, "ncnn": run_ncnn, "mnn": _run_mnn,
+           "litert": _run_litert}

@@ -1,0 +1,91 @@
+"""``poolport check MODEL.onnx``: run an ONNX file in every installed runtime (ONNX Runtime, OpenVINO,
+ncnn, MNN, LiteRT), compare each with a reference, print a table (and JSON), and exit 1 when any
+selected runtime is wrong or refuses the model."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..errors import PoolportError
+from .plan_cmd import parse_size
+from .progress import Progress
+from .terminal import quiet
+
+
+def parse_inputs(items: list[str] | None) -> dict[str, tuple[int, ...]]:
+    """``NAME=1x3x224x224`` (or a bare ``1x3x224x224`` for a model with one input) per --input."""
+    shapes = {}
+    for item in items or ():
+        name, _, size = item.rpartition("=")
+        shapes[name] = parse_size(size, "--input")
+    return shapes
+
+
+def parse_runtimes(text: str | None) -> tuple[str, ...] | None:
+    """``onnxruntime,openvino`` -> a tuple (None: every runtime poolport knows)."""
+    if not text:
+        return None
+    return tuple(r.strip() for r in text.split(",") if r.strip())
+
+
+def add_parser(sub) -> None:
+    """Register ``poolport check``."""
+    from ..verify.runtimes import NAMES
+
+    p = sub.add_parser(
+        "check",
+        help="run an ONNX file in every installed runtime and compare each with a reference",
+        description="Run MODEL in each selected runtime that is installed (LiteRT through onnx2tf, MNN through "
+        "its converter's Python binding, ncnn through pnnx), compare with a reference (the ONNX reference "
+        "evaluator for small graphs, else ONNX Runtime) on random inputs, and print per runtime: version, "
+        "whether it converted, max abs / relative error and a verdict with the runtime's own reason when it "
+        "refuses. Exit 1 when any selected, installed runtime is wrong or refuses, or none ran. The model file "
+        "is never modified.",
+    )
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("--input", action="append", metavar="[NAME=]SHAPE",
+                   help="input size, e.g. x=1x3x224x224 (needed for dynamic dimensions; repeat per input)")
+    p.add_argument("--runtimes", metavar="LIST", help=f"comma-separated, from {','.join(NAMES)} (default: all)")
+    p.add_argument("--reference", choices=["auto", "evaluator", "onnxruntime"], default="auto",
+                   help="what the runtimes are compared with (auto: the ONNX reference evaluator for small graphs)")
+    p.add_argument("--rtol", type=float, default=None, metavar="R",
+                   help="a runtime passes if max abs error <= R x the output scale (default 1e-4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--json", metavar="FILE", help="also write the result as JSON (- for standard output, "
+                   "instead of the table)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    """Run ``poolport check``; returns the exit code (0 every runtime agrees, 1 one is wrong or refuses)."""
+    from ..verify.check import DEFAULT_RTOL, check_model
+
+    if args.json and args.json != "-" and Path(args.json).resolve() == Path(args.model).resolve():
+        raise PoolportError("--json names the model file; choose another file.")
+    rtol = DEFAULT_RTOL if args.rtol is None else args.rtol
+    if not rtol > 0:
+        raise PoolportError(f"--rtol must be > 0, got {args.rtol}.")
+    with Progress(enabled=not args.quiet) as progress, quiet():
+        report = check_model(args.model, parse_inputs(args.input), parse_runtimes(args.runtimes), args.reference,
+                             rtol, args.seed, progress=progress)
+    data = json.dumps(report.to_dict(), indent=2)
+    if args.json == "-":
+        print(data)
+    else:
+        sizes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in report.inputs.items())
+        print(f"{report.model}: inputs {sizes}; "
+              f"reference: {report.reference}; pass: max abs error <= {rtol:g} x the output scale")
+        print(report.table())
+        if args.json:
+            Path(args.json).write_text(data + "\n")
+    if not report.ran:
+        print("nothing was checked: no selected runtime is installed", file=sys.stderr)
+        return 1
+    bad = [r.runtime for r in report.results if r.failed]
+    if bad:
+        print(f"check failed: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,278 @@
+"""``poolport check``: run an ONNX file in every selected runtime and compare each with a reference.
+
+The reference is the ONNX reference evaluator (``onnx.reference``, written from the operator
+definitions) for small graphs, else ONNX Runtime. A runtime that is not installed is listed and skipped;
+one that refuses the model (conversion or loading) is reported with its own reason; one whose answer
+differs from the reference by more than ``rtol`` x the output scale is WRONG. The check fails closed:
+NaN or inf where the reference has none, a wrong shape, a refusal, or no runtime run at all is never
+"passed"."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PoolportError, one_line
+from .compare import difference
+
+DEFAULT_RTOL = 1e-4
+# the reference evaluator is plain numpy: fast enough for pooling graphs and small models only
+EVALUATOR_MAX_NODES = 300
+EVALUATOR_MAX_WEIGHTS = 2_000_000
+
+
+@dataclass
+class RuntimeResult:
+    """One runtime's row: did it convert and run the model, and how far from the reference."""
+
+    runtime: str
+    version: str
+    verdict: str  # "ok" | "WRONG" | "refused" | "not installed" | "reference"
+    converted: bool = False
+    max_abs_error: float | None = None
+    max_rel_error: float | None = None
+    reason: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """Wrong numbers or a refusal (a runtime that is not installed is not a failure of the model)."""
+        return self.verdict in ("WRONG", "refused")
+
+    def to_dict(self) -> dict:
+        """The row as plain data."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class CheckReport:
+    """What ``check_model`` found."""
+
+    model: str
+    inputs: dict[str, list[int]]
+    reference: str
+    rtol: float
+    seed: int
+    results: list[RuntimeResult] = field(default_factory=list)
+
+    @property
+    def ran(self) -> list[RuntimeResult]:
+        """The rows of runtimes that were compared with the reference."""
+        return [r for r in self.results if r.verdict in ("ok", "WRONG")]
+
+    @property
+    def passed(self) -> bool:
+        """Every selected, installed runtime converted and ran the model and agrees; at least one did."""
+        return bool(self.ran) and not any(r.failed for r in self.results)
+
+    def to_dict(self) -> dict:
+        """The report as plain data (``poolport check --json``)."""
+        return {"model": self.model, "inputs": self.inputs, "reference": self.reference, "rtol": self.rtol,
+                "seed": self.seed, "passed": self.passed, "results": [r.to_dict() for r in self.results]}
+
+    def table(self) -> str:
+        """The report as a text table."""
+        head = ("runtime", "version", "converted", "max abs", "max rel", "verdict")
+        rows = [head]
+        for r in self.results:
+            rows.append((r.runtime, r.version or "-", "yes" if r.converted else "-" if r.verdict == "not installed"
+                         else "no",
+                         "-" if r.max_abs_error is None else f"{r.max_abs_error:.3g}",
+                         "-" if r.max_rel_error is None else f"{r.max_rel_error:.3g}",
+                         r.verdict + (f": {r.reason}" if r.reason else "")))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1] for row in rows]
+        return "\n".join(lines)
+
+
+def missing_external_data(path: Path) -> list[str]:
+    """External data files the model at ``path`` names that are missing or too short (MNN, given a
+    graph without its data, silently reads zeros: such a model must be refused, not checked)."""
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    proto = onnx.load(str(path), load_external_data=False)
+    problems = {}
+    for t in proto.graph.initializer:
+        if not uses_external_data(t):
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        f = path.parent / info.get("location", "")
+        end = int(info.get("offset", 0) or 0) + int(info.get("length", 0) or 0)
+        if not f.is_file():
+            problems[str(f)] = "missing"
+        elif f.stat().st_size < end:
+            problems.setdefault(str(f), f"shorter than the model says ({f.stat().st_size} < {end} bytes)")
+    return [f"{f} ({why})" for f, why in problems.items()]
+
+
+def input_shapes(proto, given: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """Every graph input's shape: the model's static dims, or ``given`` (by name; the key "" means the
+    only input). A dynamic dimension nobody gave is an error naming the input."""
+    inits = {i.name for i in proto.graph.initializer}
+    graph_inputs = [vi for vi in proto.graph.input if vi.name not in inits]
+    given = dict(given)
+    if "" in given:
+        if len(graph_inputs) != 1:
+            raise PoolportError(f"the model has {len(graph_inputs)} inputs ({', '.join(v.name for v in graph_inputs)}): "
+                                f"give each as --input NAME=1x3x224x224.")
+        given[graph_inputs[0].name] = given.pop("")
+    unknown = set(given) - {v.name for v in graph_inputs}
+    if unknown:
+        raise PoolportError(f"the model has no input named {', '.join(sorted(unknown))}; its inputs are "
+                            f"{', '.join(v.name for v in graph_inputs)}.")
+    shapes = {}
+    for vi in graph_inputs:
+        dims = vi.type.tensor_type.shape.dim
+        static = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
+        if vi.name in given:
+            shape = tuple(given[vi.name])
+            if len(shape) != len(static):
+                raise PoolportError(f"input {vi.name} has rank {len(static)}, --input gives {len(shape)} dims "
+                                    f"({'x'.join(map(str, shape))}).")
+            clash = [i for i, (s, g) in enumerate(zip(static, shape)) if s is not None and s != g]
+            if clash:
+                raise PoolportError(f"input {vi.name} is fixed at {'x'.join(str(s or '?') for s in static)}; "
+                                    f"--input gives {'x'.join(map(str, shape))}.")
+        elif any(s is None for s in static):
+            raise PoolportError(f"input {vi.name} has dynamic dimensions ({'x'.join(str(s or '?') for s in static)}): "
+                                f"give its size, e.g. --input {vi.name}={'x'.join(str(s or 1) for s in static)}.")
+        else:
+            shape = tuple(static)
+        shapes[vi.name] = shape
+    return shapes
+
+
+def random_inputs(proto, shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, np.ndarray]:
+    """N(0, 1) for floating inputs, 0/1 for integer and boolean ones."""
+    import onnx
+
+    rng = np.random.default_rng(seed)
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in proto.graph.input}
+    feeds = {}
+    for name, shape in shapes.items():
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(types[name])
+        if np.issubdtype(dtype, np.floating):
+            feeds[name] = rng.standard_normal(shape).astype(dtype)
+        else:
+            feeds[name] = rng.integers(0, 2, shape).astype(dtype)
+    return feeds
+
+
+def _use_evaluator(proto) -> bool:
+    weights = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
+    return len(proto.graph.node) <= EVALUATOR_MAX_NODES and weights <= EVALUATOR_MAX_WEIGHTS
+
+
+def reference_outputs(path: Path, proto, feeds, reference: str) -> tuple[str, list[np.ndarray]]:
+    """``(which reference, its outputs)``: ``reference`` is "auto", "evaluator" or "onnxruntime"."""
+    if reference not in ("auto", "evaluator", "onnxruntime"):
+        raise PoolportError(f"reference must be auto, evaluator or onnxruntime, got {reference!r}.")
+    if reference == "evaluator" or (reference == "auto" and _use_evaluator(proto)):
+        from onnx.reference import ReferenceEvaluator
+
+        try:
+            full = proto if not proto.graph.initializer or not _has_external(proto) else _load_full(path)
+            return "onnx reference evaluator", [np.asarray(o) for o in ReferenceEvaluator(full).run(None, feeds)]
+        except Exception as e:
+            if reference == "evaluator":
+                raise PoolportError(f"the ONNX reference evaluator cannot run the model: {one_line(e)}") from None
+    from .runtimes import run_onnxruntime
+
+    try:
+        return "onnxruntime", [np.asarray(o) for o in run_onnxruntime(path, feeds)]
+    except Exception as e:
+        raise PoolportError(f"no reference: ONNX Runtime cannot run the model either: {one_line(e)}") from None
+
+
+def _has_external(proto) -> bool:
+    from .model_files import has_external_data
+
+    return has_external_data(proto)
+
+
+def _load_full(path: Path):
+    import onnx
+
+    return onnx.load(str(path))
+
+
+def compare_outputs(reference: list[np.ndarray], got: list, rtol: float) -> tuple[float, float, str]:
+    """``(max abs, max rel, problem)`` of a runtime's outputs against the reference; problem is '' when
+    every output has the reference's shape and finiteness."""
+    if len(got) != len(reference):
+        return float("inf"), float("inf"), f"{len(got)} outputs, the reference has {len(reference)}"
+    worst, scale = 0.0, 0.0
+    for k, (r, g) in enumerate(zip(reference, got)):
+        r, g = np.asarray(r, dtype=np.float64), np.asarray(g, dtype=np.float64)
+        if r.shape != g.shape:
+            if r.size == g.size and r.ndim != g.ndim:
+                g = g.reshape(r.shape)  # a runtime that drops or adds unit dimensions
+            else:
+                return float("inf"), float("inf"), f"output {k} has shape {list(g.shape)}, the reference {list(r.shape)}"
+        if r.size:
+            err, s, problem = difference(r, g)
+            if problem:
+                return float("inf"), float("inf"), f"output {k}: {problem}"
+            worst, scale = max(worst, err), max(scale, s)
+    return worst, (worst / scale if scale > 0 else worst), ""
+
+
+def check_model(path: str | Path, inputs: dict[str, tuple[int, ...]] | None = None,
+                runtimes: tuple[str, ...] | None = None, reference: str = "auto", rtol: float = DEFAULT_RTOL,
+                seed: int = 0, progress=None) -> CheckReport:
+    """Run the ONNX file ``path`` in each of ``runtimes`` (default: every runtime poolport knows) that is
+    installed, compare with the reference on random inputs (``seed``), and return a CheckReport.
+
+    Raises:
+        PoolportError: a file that is not an ONNX model, missing external data, an input size that is
+            missing or wrong, or no reference.
+    """
+    import onnx
+
+    from .runtimes import NAMES, RUNNERS, available, version
+
+    path = Path(path)
+    if not path.is_file():
+        raise PoolportError(f"{path} does not exist.")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise PoolportError(f"{path} is not an ONNX model: {one_line(e)}") from None
+    if not proto.graph.node and not proto.graph.output:
+        raise PoolportError(f"{path} is not an ONNX model (no graph).")
+    missing = missing_external_data(path)
+    if missing:
+        raise PoolportError(f"{path} keeps weights in external data that is not there: {'; '.join(missing)}. "
+                            f"Put the data file beside the model (some runtimes, MNN among them, would silently "
+                            f"read zeros instead).")
+    selected = tuple(runtimes) if runtimes else NAMES
+    unknown = [r for r in selected if r not in RUNNERS]
+    if unknown:
+        raise PoolportError(f"unknown runtime {', '.join(unknown)}: choose from {', '.join(NAMES)}.")
+    shapes = input_shapes(proto, inputs or {})
+    feeds = random_inputs(proto, shapes, seed)
+    ref_name, want = reference_outputs(path, proto, feeds, reference)
+    report = CheckReport(str(path), {k: list(v) for k, v in shapes.items()}, ref_name, rtol, seed)
+    for runtime in selected:
+        if not available(runtime):
+            report.results.append(RuntimeResult(runtime, "", "not installed"))
+            continue
+        ver = version(runtime)
+        if runtime == "onnxruntime" and ref_name == "onnxruntime":
+            report.results.append(RuntimeResult(runtime, ver, "reference", converted=True))
+            continue
+        if progress is not None:
+            progress(f"checking in {runtime}")
+        try:
+            got = RUNNERS[runtime](path, {k: v.copy() for k, v in feeds.items()})
+        except Exception as e:
+            reason = one_line(e)
+            # the isolated runtimes say which stage refused: a model that converted but would not run
+            report.results.append(RuntimeResult(runtime, ver, "refused", "could not run" in reason, reason=reason))
+            continue
+        err, rel, problem = compare_outputs(want, got, rtol)
+        verdict = "ok" if not problem and rel <= rtol else "WRONG"
+        report.results.append(RuntimeResult(runtime, ver, verdict, True, err, rel, problem))
+    return report

@@ -1,0 +1,94 @@
+"""Convert an ONNX model to LiteRT with onnx2tf and run the .tflite file with LiteRT's interpreter.
+Runs in onnx2tf's own Python environment (onnx2tf pins old onnx, onnxruntime, numpy and protobuf), as
+``python litert_worker.py JOB.json`` (see ``protocol.py``).
+
+Two traps handled here: onnx2tf overwrites its input with an onnxsim-simplified copy, so it converts a
+copy in the job's folder; for inputs shaped like images with 3 channels it downloads a calibration file,
+so a local one (random, only used for onnx2tf's own dummy inference) is put where it looks first."""
+
+import os
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import protocol  # noqa: E402
+
+CALIBRATION = "calibration_image_sample_data_20x128x128x3_float32.npy"
+
+
+def version():
+    from importlib.metadata import version as v
+
+    return f"onnx2tf {v('onnx2tf')} + ai-edge-litert {v('ai-edge-litert')}"
+
+
+def convert(job):
+    import numpy as np
+
+    work = job["workdir"]
+    os.chdir(work)  # onnx2tf looks for the calibration file in the working folder
+    calibration = os.path.join(work, CALIBRATION)
+    if not os.path.exists(calibration):
+        np.save(calibration, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
+    copy = os.path.join(work, "model.onnx")
+    shutil.copyfile(job["onnx"], copy)  # onnx2tf overwrites the file it is given
+    out = os.path.join(work, "tflite")
+    import onnx2tf
+
+    onnx2tf.convert(input_onnx_file_path=copy, output_folder_path=out, non_verbose=True,
+                    copy_onnx_input_output_names_to_tflite=True)
+    path = os.path.join(out, "model_float32.tflite")
+    if not os.path.exists(path):
+        raise RuntimeError("onnx2tf wrote no model_float32.tflite")
+    return path
+
+
+def channels_last(shape):
+    shape = list(shape)
+    return shape if len(shape) < 3 else [shape[0]] + shape[2:] + [shape[1]]
+
+
+def to_channels_first(a):
+    import numpy as np
+
+    return a if a.ndim < 3 else np.moveaxis(a, -1, 1)
+
+
+def run(job, path, inputs):
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=path, num_threads=1)
+    interp.allocate_tensors()
+    details = interp.get_input_details()
+    by_name = {d["name"]: d for d in details}
+    for i, (name, a) in enumerate(inputs):
+        d = by_name.get(name, details[i] if i < len(details) else None)
+        if d is None:
+            raise RuntimeError(f"the LiteRT model has no input for {name}")
+        want = list(d["shape"])
+        # onnx2tf makes rank 3-5 inputs channels-last; where both layouts have the same shape, it did too
+        if a.ndim >= 3 and want == channels_last(a.shape):
+            feed = np.ascontiguousarray(np.moveaxis(a, 1, -1))
+        elif want == list(a.shape):
+            feed = a
+        else:
+            raise RuntimeError(f"input {name}: LiteRT expects shape {want}, given {list(a.shape)}")
+        interp.set_tensor(d["index"], feed.astype(d["dtype"]))
+    interp.invoke()
+    outs = interp.get_output_details()
+    by_out = {d["name"]: d for d in outs}
+    results = []
+    for i, (name, expected) in enumerate(zip(job["output_names"], job["expected_shapes"])):
+        d = by_out.get(name, outs[i] if i < len(outs) else None)
+        if d is None:
+            raise RuntimeError(f"the LiteRT model has no output for {name}")
+        got = interp.get_tensor(d["index"])
+        if got.ndim >= 3 and list(got.shape) == channels_last(expected):
+            got = to_channels_first(got)
+        results.append(got)
+    return results
+
+
+if __name__ == "__main__":
+    protocol.main(convert, run, version)

@@ -1,0 +1,46 @@
+"""Convert an ONNX model with MNN's converter binding (``_tools.mnnconvert``: never the ``mnnconvert``
+script or ``MNN.tools``, which install packages and send usage data) and run it on MNN's CPU backend
+(fp32, ``precision: high``). Run as ``python mnn_worker.py JOB.json`` (see ``protocol.py``)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import protocol  # noqa: E402
+
+
+def version():
+    import MNN
+
+    return MNN.version()
+
+
+def convert(job):
+    import _tools
+
+    out = os.path.join(job["workdir"], "model.mnn")
+    ok = _tools.mnnconvert(["mnnconvert", "-f", "ONNX", "--modelFile", job["onnx"], "--MNNModel", out,
+                            "--bizCode", "poolport"])
+    if not ok or not os.path.exists(out):
+        raise RuntimeError("MNN's converter refused the model (see its output above)")
+    return out
+
+
+def run(job, path, inputs):
+    import MNN.expr as F
+    import MNN.nn as nn
+    import numpy as np
+
+    runtime = nn.create_runtime_manager(({"backend": "CPU", "precision": "high", "numThread": 1},))
+    names = [name for name, _ in inputs]
+    module = nn.load_module_from_file(path, names, job["output_names"], runtime_manager=runtime)
+    feeds = [F.const(a.astype(np.float32) if a.dtype == np.float64 else a, list(a.shape), F.NCHW)
+             for _, a in inputs]
+    outs = module.forward(feeds)
+    if not isinstance(outs, (list, tuple)):
+        outs = [outs]
+    return [np.array(F.convert(o, F.NCHW).read()) for o in outs]
+
+
+if __name__ == "__main__":
+    protocol.main(convert, run, version)
