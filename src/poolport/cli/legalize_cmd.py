@@ -21,7 +21,11 @@ def add_parser(sub) -> None:
     )
     p.add_argument("input", help="the ONNX model to read (never modified)")
     p.add_argument("-o", "--output", required=True, help="where to write the legalized model")
-    p.add_argument("--target", choices=TARGETS, default="all")
+    p.add_argument("--target", choices=TARGETS, default="all",
+                   help="the runtime to legalize for; auto: probe the installed runtimes (poolport probe) and rewrite "
+                   "what they get wrong")
+    p.add_argument("--runtimes", metavar="LIST", help="with --target auto: the runtimes to probe (default: every "
+                   "installed one)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--no-verify", action="store_true", help="skip the numerical comparison with the original")
     p.set_defaults(run=run)
@@ -45,7 +49,11 @@ def run(args) -> int:
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
         raise PoolportError(f"{dst} is the input file; legalize never overwrites its input, choose another -o.")
     check_destination(dst, args.force)
-    result = legalize(src, args.target, verify=not args.no_verify)
+    if args.runtimes and args.target != "auto":
+        raise PoolportError("--runtimes goes with --target auto.")
+    from .check_cmd import parse_runtimes
+
+    result = legalize(src, args.target, verify=not args.no_verify, runtimes=parse_runtimes(args.runtimes))
     # weights that came in a data file leave in one (<output>.data); a self-contained input stays one file
     external = has_external_data(onnx.load(str(src), load_external_data=False))
     with staging_folder(dst) as folder:
@@ -55,9 +63,12 @@ def run(args) -> int:
     print(f"{src} -> {dst}{f' + {written.name}' if written else ''} (target {args.target}): "
           f"{len(rewritten)} pooling node(s) rewritten"
           + ("" if args.no_verify or not rewritten else ", verified against the original"))
+    if result.probe is not None:
+        probed = ", ".join(f"{rt} {v}" for rt, v in result.probe.versions.items())
+        print(f"  probed {probed}: rules {', '.join(result.rules) if result.rules else 'none needed'}")
     for c in result.changes:
         print(f"  {c}")
-    if not rules_for(args.target):
+    if args.target != "auto" and not rules_for(args.target):
         print(f"  no rules for {args.target}: it computes every pooling pattern poolport has measured correctly "
               f"(docs/runtimes.md); the model was only checked and copied")
     return 0

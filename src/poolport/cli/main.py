@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from ..errors import PoolportError, VerificationError
-from . import check_cmd, convert_cmd, demo_cmd, legalize_cmd, plan_cmd
+from . import check_cmd, convert_cmd, demo_cmd, legalize_cmd, plan_cmd, probe_cmd
 
-COMMANDS = [demo_cmd, convert_cmd, check_cmd, legalize_cmd, plan_cmd]
+COMMANDS = [demo_cmd, convert_cmd, check_cmd, probe_cmd, legalize_cmd, plan_cmd]
 EXIT_VERIFICATION, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 70
 
 

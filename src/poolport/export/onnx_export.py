@@ -84,7 +84,8 @@ def export_onnx(
     the PyTorch model (max abs error <= ``rtol`` x the output scale; by default 1e-4 for float32 and
     float64 inputs, 1e-2 for float16, 2e-2 for bfloat16) and returns a Report. ``report``
     is an optional path for the report as JSON. ``runtimes`` ("openvino", "ncnn", "mnn", "litert") are also run on the
-    example inputs and must agree as well (optional extras). ``target`` ("ncnn", "openvino", ... or "all")
+    example inputs and must agree as well (optional extras). ``target`` ("ncnn", "openvino", "litert", "mnn", ...,
+    "all", or "auto": probe ``runtimes``, else every installed runtime, and rewrite what they get wrong)
     additionally legalizes pooling attributes that target computes wrongly (``poolport.legalize``).
     ``dynamic_batch`` makes dimension 0 of every input and output symbolic and adds a check at another
     batch size. ``dynamic_shapes`` (torch.onnx.export's format: per input ``{axis: torch.export.Dim or
@@ -173,11 +174,16 @@ def export_onnx(
             if target is not None:
                 from ..legalizer import legalize
 
-                say(f"legalizing pooling attributes for {target}")
+                say(f"legalizing pooling attributes for {target}"
+                    + (f" (probing {', '.join(runtimes) or 'every installed runtime'})" if target == "auto" else ""))
                 # checked below against PyTorch in ONNX Runtime, which is cheaper than the reference evaluator
-                # by path: the staged graph's weights may be in its data file, which the checker must find
-                result = legalize(staged.path, target=target, verify=False)
+                # by path: the staged graph's weights may be in its data file, which the checker must find.
+                # auto probes the runtimes it verifies in, or every installed one
+                result = legalize(staged.path, target=target, verify=False, runtimes=tuple(runtimes) or None)
                 out.legalized = [str(c) for c in result.changes]
+                if result.probe is not None:
+                    out.legalized.insert(0, f"auto: rules {', '.join(result.rules) or 'none'} from probing "
+                                            + ", ".join(f"{k} {v}" for k, v in result.probe.versions.items()))
                 if result.rewritten:
                     staged = stage_proto(result.model, folder, path.name)
             written_opset = opset_of(staged.proto, opset)

@@ -1,4 +1,8 @@
 """The runtimes poolport knows how to legalize for (``poolport legalize --target``). A separate, import-
-light module so the command line can list them without importing onnx."""
+light module so the command line can list them without importing onnx.
 
-TARGETS = ("all", "onnxruntime", "openvino", "tflite", "ncnn", "mnn")
+``auto`` probes the installed runtimes (``poolport probe``) and rewrites what they get wrong; ``tflite``
+is another name for ``litert``."""
+
+TARGETS = ("all", "auto", "onnxruntime", "openvino", "litert", "tflite", "ncnn", "mnn")
+ALIASES = {"tflite": "litert"}

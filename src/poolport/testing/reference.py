@@ -61,3 +61,39 @@ def same_pool(x: np.ndarray, kernel, stride, op: str, padding: str = "SAME") -> 
         else:
             out[(Ellipsis,) + idx] = cell.max(axis=-1)
     return out
+
+
+def onnx_pool(x: np.ndarray, op: str, kernel, strides, pads_before, pads_after, dilations=None,
+              ceil_mode: bool = False, count_include_pad: bool = False) -> np.ndarray:
+    """ONNX AveragePool/MaxPool from the operator definition, in float64, one output cell at a time.
+
+    Output size per axis: floor or ceil of (n + pads - ((k - 1) * d + 1)) / s + 1, minus a last ceil_mode
+    window that would start in the right padding. A window's taps are ``i * s - before + j * d``; max takes
+    the real taps, average divides their sum by the real taps, or with ``count_include_pad`` by the taps
+    inside the padded extent (never the ceil_mode overhang). Written for small test graphs, not speed."""
+    spatial = x.shape[2:]
+    d = len(spatial)
+    dilations = tuple(dilations or (1,) * d)
+    outs = []
+    for n, k, s, b, e, dl in zip(spatial, kernel, strides, pads_before, pads_after, dilations):
+        extent = (k - 1) * dl + 1
+        span = n + b + e - extent
+        out = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (out - 1) * s >= n + b:
+            out -= 1
+        outs.append(out)
+    y = np.empty(x.shape[:2] + tuple(outs), dtype=np.float64)
+    for idx in np.ndindex(*outs):
+        taps_per_axis, counted = [], 1
+        for i, n, k, s, b, e, dl in zip(idx, spatial, kernel, strides, pads_before, pads_after, dilations):
+            taps = [i * s - b + j * dl for j in range(k)]
+            real = [t for t in taps if 0 <= t < n]
+            taps_per_axis.append(real)
+            counted *= sum(-b <= t < n + e for t in taps) if count_include_pad else len(real)
+        if any(not t for t in taps_per_axis):
+            y[(...,) + idx] = -np.inf if op == "max" else 0.0
+            continue
+        window = x[np.ix_(range(x.shape[0]), range(x.shape[1]), *taps_per_axis)].astype(np.float64)
+        flat = window.reshape(x.shape[0], x.shape[1], -1)
+        y[(...,) + idx] = flat.max(axis=-1) if op == "max" else flat.sum(axis=-1) / counted
+    return y

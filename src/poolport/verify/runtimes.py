@@ -174,3 +174,23 @@ def _run_litert(model: Model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 RUNNERS = {"onnxruntime": run_onnxruntime, "openvino": run_openvino, "ncnn": run_ncnn, "mnn": _run_mnn,
            "litert": _run_litert}
+
+
+def run_batch(name: str, items: list) -> list:
+    """Each ``(model, feeds)`` of ``items`` in runtime ``name``: its outputs, or the exception that says why
+    the runtime refused it. MNN and LiteRT run the whole batch in one worker process."""
+    from .isolated import litert_python, run_many
+
+    if name == "mnn":
+        import sys
+
+        return run_many("mnn_worker", sys.executable, items, "MNN")
+    if name == "litert":
+        return run_many("litert_worker", litert_python(), items, "LiteRT (onnx2tf)")
+    answers = []
+    for model, feeds in items:
+        try:
+            answers.append(RUNNERS[name](model, feeds))
+        except Exception as e:  # a refusal, reported per model
+            answers.append(e)
+    return answers

@@ -1,0 +1,62 @@
+"""``poolport probe``: run poolport's conformance suite of small pooling graphs on the installed runtimes
+and print which cases each gets wrong or refuses, with versions. Exit 0 either way (the probe reports;
+``legalize --target auto`` acts on it); 1 only when no runtime could be probed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .check_cmd import parse_runtimes
+from .progress import Progress
+from .terminal import quiet
+
+
+def add_parser(sub) -> None:
+    """Register ``poolport probe``."""
+    from ..verify.runtimes import NAMES
+
+    p = sub.add_parser(
+        "probe",
+        help="run small pooling graphs on the installed runtimes and show what each gets wrong",
+        description="Run poolport's pooling conformance cases (ceil_mode windows starting in the padding, "
+        "SAME_UPPER/SAME_LOWER, asymmetric pads with each count_include_pad, dilations, global pooling, a kernel "
+        "larger than the input, 1d/2d/3d) in each selected runtime that is installed, compare with the ONNX "
+        "reference evaluator, and print per runtime the cases it gets wrong or refuses, and the legalizer rules "
+        "that rewrite them (what `legalize --target auto` applies).",
+    )
+    p.add_argument("--runtimes", metavar="LIST", help=f"comma-separated, from {','.join(NAMES)} (default: all)")
+    p.add_argument("--json", metavar="FILE", help="also write the result as JSON (- for standard output)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    """Run ``poolport probe``; returns the exit code."""
+    from ..errors import PoolportError
+    from ..legalizer.probe import run_probe
+    from ..verify.runtimes import NAMES
+
+    runtimes = parse_runtimes(args.runtimes)
+    unknown = [r for r in runtimes or () if r not in NAMES]
+    if unknown:
+        raise PoolportError(f"unknown runtime {', '.join(unknown)}: choose from {', '.join(NAMES)}.")
+    with Progress(enabled=not args.quiet) as progress, quiet():
+        report = run_probe(runtimes, progress=progress)
+    data = report.to_dict()
+    if args.json == "-":
+        print(json.dumps(data, indent=2))
+    else:
+        print(report.text())
+        for rt in report.results:
+            names = data["rules"][rt]
+            print(f"{rt}: legalize --target auto applies {', '.join(names) if names else 'no rule'}")
+        for u in data["unfixed"]:
+            print(f"not fixed by legalize: {u}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
+    if not report.results:
+        print("nothing was probed: no selected runtime is installed", file=sys.stderr)
+        return 1
+    return 0

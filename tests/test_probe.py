@@ -1,0 +1,123 @@
+"""``poolport probe`` and ``legalize --target auto``: the conformance cases against the ONNX reference
+evaluator in each real runtime; every case, legalized for a runtime, is exact in that runtime or refused
+loudly there (never wrong); auto applies only rewrites the probed runtimes compute right."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+import poolport
+from poolport.cli.main import main
+from poolport.legalizer import probe
+from poolport.legalizer.rules import RULES, case_matches
+from poolport.testing import reference
+from poolport.verify.check import compare_outputs
+from poolport.verify.runtimes import NAMES, available, run_batch
+
+# where legalize leaves a case the runtime refuses, loudly (docs/runtimes.md): pnnx leaves dilated pooling
+# unconverted and the tap form is wrong on ncnn; onnx2tf refuses 3-D AveragePool without pads, and with the
+# channels equal to the outputs' sizes its layout guess would make the 2-D form wrong, so it stays refused
+REFUSED_AFTER = {("ncnn", "max-dilated"), ("ncnn", "max-dilated-ceil"), ("ncnn", "avg-dilated"),
+                 ("ncnn", "avg-3d-dilated"), ("ncnn", "max-3d-dilated"), ("litert", "avg-3d-ceil")}
+
+
+def test_the_oracle_agrees_with_the_definition():
+    # the probe's oracle (the ONNX reference evaluator, auto_pad written out) against PyTorch's own pooling
+    # and poolport's numpy reference of TensorFlow's SAME, for the cases they express
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(0)
+    for name, op, k, s, pad, ceil in [("avg-pads-exclude", "avg", 3, 2, 1, False), ("max-ceil", "max", 3, 2, 0, True),
+                                      ("avg-ceil", "avg", 3, 2, 0, True)]:
+        case = next(c for c in probe.CASES if c.name == name)
+        x = rng.standard_normal(case.shape).astype(np.float32)
+        (got,) = probe.reference(case, {"x": x})
+        t = torch.from_numpy(x)
+        want = (F.avg_pool2d(t, k, s, pad, ceil_mode=ceil, count_include_pad=False) if op == "avg"
+                else F.max_pool2d(t, k, s, pad, ceil_mode=ceil)).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    for name, op in [("avg-same-upper", "avg"), ("max-same-upper", "max")]:
+        case = next(c for c in probe.CASES if c.name == name)
+        x = rng.standard_normal(case.shape)
+        (got,) = probe.reference(case, {"x": x.astype(np.float32)})
+        want = reference.same_pool(x.astype(np.float32).astype(np.float64), (3, 3), (2, 2), op)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_every_case_with_a_rule_is_rewritten_exactly():
+    # the rewrite of every case a rule matches equals the original under the evaluator and ONNX Runtime
+    for case in probe.CASES:
+        names = tuple(r.name for r in RULES if case_matches(r, case))
+        if names:
+            result = poolport.legalize(case.model(), rules=names)
+            assert result.verified and result.rewritten, case.name
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize("runtime", [r for r in NAMES if r != "onnxruntime"])
+def test_every_case_legalized_for_a_runtime_is_exact_there_or_refused(runtime):
+    if not available(runtime):
+        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]'; make litert)")
+    rng = np.random.default_rng(3)
+    cases = probe.CASES
+    inputs = [{"x": rng.standard_normal(c.shape).astype(np.float32)} for c in cases]
+    models = [poolport.legalize(c.model(), runtime).model for c in cases]
+    answers = run_batch(runtime, list(zip(models, inputs)))
+    for case, feeds, got in zip(cases, inputs, answers):
+        want = probe.reference(case, feeds)
+        if (runtime, case.name) in REFUSED_AFTER:
+            assert isinstance(got, Exception), f"{case.name}: expected a refusal on {runtime}, got an answer"
+            continue
+        assert not isinstance(got, Exception), f"{case.name} refused on {runtime}: {got}"
+        err, rel, problem = compare_outputs(want, got, 1e-5)
+        assert not problem and rel <= 1e-5, f"{case.name} on {runtime}: {problem or err}"
+
+
+@pytest.mark.runtime
+def test_probe_and_auto_on_ncnn(tmp_path, capsys):
+    if not available("ncnn"):
+        pytest.skip("ncnn not installed (pip install 'poolport[runtimes]')")
+    out = tmp_path / "probe.json"
+    assert main(["probe", "--runtimes", "onnxruntime,ncnn", "--json", str(out), "--quiet"]) == 0
+    data = json.loads(out.read_text())
+    assert not [r for r in data["results"]["onnxruntime"] if r["verdict"] != "ok"]
+    wrong = {r["case"] for r in data["results"]["ncnn"] if r["verdict"] != "ok"}
+    assert {"avg-same-upper", "avg-ceil-window-in-padding", "avg-ceil-pads-include"} <= wrong
+    assert "auto-pad-same-upper" in data["rules"]["ncnn"] and "dilated-pool" not in data["rules"]["ncnn"]
+    assert data["rules"]["onnxruntime"] == []
+    # auto rewrites what ncnn gets wrong, and the result is exact in ncnn
+    case = next(c for c in probe.CASES if c.name == "avg-same-upper")
+    src, dst = tmp_path / "in.onnx", tmp_path / "out.onnx"
+    onnx.save(case.model(), src)
+    assert main(["legalize", str(src), "-o", str(dst), "--target", "auto", "--runtimes", "ncnn"]) == 0
+    text = capsys.readouterr().out
+    assert "probed ncnn" in text and "auto-pad-same-upper" in text
+    assert main(["check", str(dst), "--runtimes", "ncnn", "--quiet"]) == 0
+    assert main(["check", str(src), "--runtimes", "ncnn", "--quiet"]) == 1
+
+
+def test_runtimes_option_needs_auto(tmp_path, capsys):
+    src = tmp_path / "in.onnx"
+    onnx.save(probe.CASES[0].model(), src)
+    assert main(["legalize", str(src), "-o", str(tmp_path / "o.onnx"), "--target", "ncnn", "--runtimes", "ncnn"]) == 2
+    assert "--runtimes goes with --target auto" in capsys.readouterr().err
+    with pytest.raises(poolport.PoolportError, match="unknown rule"):
+        poolport.legalize(probe.CASES[0].model(), rules=("no-such-rule",))
+
+
+@pytest.mark.runtime
+def test_export_onnx_target_auto_probes_the_runtimes_it_verifies_in(tmp_path):
+    if not available("ncnn"):
+        pytest.skip("ncnn not installed (pip install 'poolport[runtimes]')")
+    import torch
+
+    # TF 'SAME' average pooling whose plan pads asymmetrically with count_include_pad=0 (ncnn cannot load
+    # that AveragePool): auto, probing ncnn, rewrites it and the export verifies in ncnn
+    model = poolport.nn.AvgPool2dSame(2, 1).eval()
+    x = torch.randn(1, 5, 9, 11)
+    report = poolport.export_onnx(model, (x,), tmp_path / "m.onnx", target="auto", runtimes=("ncnn",))
+    assert report.legalized and report.legalized[0].startswith("auto: rules") and "ncnn" in report.legalized[0]
+    assert any(c.runtime == "ncnn" and c.passed for c in report.checks)
