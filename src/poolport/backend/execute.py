@@ -7,6 +7,10 @@ from typing import Any, Protocol
 
 from ..plan import PoolPlan
 
+# LiteRT's XNNPACK delegate takes a CONCATENATION of at most 5 inputs (measured, ai-edge-litert 2.3: more
+# stays on the CPU): longer concatenations are written as a tree of at most this many inputs each
+MAX_CONCAT_INPUTS = 5
+
 
 class Ops(Protocol):
     """What a backend implements for ``execute``: slice, pool (no padding), concat and copy."""
@@ -33,6 +37,7 @@ def execute(plan: PoolPlan, x: Any, ops: Ops, rank: int) -> Any:
         # a pooling op over the whole plane: ncnn via pnnx cannot load ReduceMax and returns a wrong
         # shape for a keepdims ReduceMean at the graph output (measured); pooling loads everywhere
         return ops.pool(x, plan.op, plan.in_size, plan.in_size)
+    unit = (1,) * plan.ndim
     for p in plan.passes:
         if p.runs_axis is None:
             kernel, stride = p.pool_params(plan.axes, None)
@@ -46,6 +51,20 @@ def execute(plan: PoolPlan, x: Any, ops: Ops, rank: int) -> Any:
             if p.pools(plan.axes, run):
                 kernel, stride = p.pool_params(plan.axes, run)
                 part = ops.pool(part, plan.op, kernel, stride)
-            pieces.extend([part] * run.copies)
-        x = ops.concat(pieces, dim) if len(pieces) > 1 else pieces[0]
+            # a repeated window: each further copy through a 1x1 pool (an exact identity), because
+            # ExecuTorch's XNNPACK partitioner leaves a concat that lists one tensor twice outside the delegate
+            pieces.append(part)
+            pieces.extend(ops.pool(part, plan.op, unit, unit) for _ in range(run.copies - 1))
+        x = concat_tree(ops, pieces, dim, plan.op, plan.ndim)
     return x
+
+
+def concat_tree(ops: Ops, pieces: list, dim: int, op: str, ndim: int) -> Any:
+    """``pieces`` concatenated along ``dim`` by concats of at most ``MAX_CONCAT_INPUTS`` inputs each. Each
+    inner concat is followed by a 1x1 stride-1 ``op`` pooling (an exact identity): converters fold a
+    Concat of Concats back into one (litert-torch 0.10 does), a pooling op in between they keep."""
+    unit = (1,) * ndim
+    while len(pieces) > MAX_CONCAT_INPUTS:
+        groups = [pieces[i:i + MAX_CONCAT_INPUTS] for i in range(0, len(pieces), MAX_CONCAT_INPUTS)]
+        pieces = [ops.pool(ops.concat(g, dim), op, unit, unit) if len(g) > 1 else g[0] for g in groups]
+    return ops.concat(pieces, dim) if len(pieces) > 1 else pieces[0]
