@@ -26,7 +26,7 @@ $(LITERT_STAMP): requirements-litert.txt
 venv: $(STAMP)
 litert: $(LITERT_STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(LITERT_STAMP)
 	$(BIN)/poolport demo
 
 test: $(STAMP) $(LITERT_STAMP)

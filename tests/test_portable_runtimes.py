@@ -23,11 +23,11 @@ CASES = [
 
 
 @pytest.mark.runtime
-@pytest.mark.parametrize("runtime", ["openvino", "ncnn"])
+@pytest.mark.parametrize("runtime", ["openvino", "ncnn", "mnn", "litert"])
 @pytest.mark.parametrize("op,shape,out", CASES, ids=[f"{c[0]}-{'x'.join(map(str, c[1][2:]))}-{c[2]}" for c in CASES])
 def test_adaptive_plans_in_runtime(runtime, op, shape, out):
     if not available(runtime):
-        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]')")
+        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]'; make litert)")
     cls = poolport.nn.AdaptiveAvgPool2d if op == "avg" else poolport.nn.AdaptiveMaxPool2d
     native = torch.nn.AdaptiveAvgPool2d if op == "avg" else torch.nn.AdaptiveMaxPool2d
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
@@ -43,11 +43,11 @@ def test_adaptive_plans_in_runtime(runtime, op, shape, out):
 
 
 @pytest.mark.runtime
-@pytest.mark.parametrize("runtime", ["openvino", "ncnn"])
+@pytest.mark.parametrize("runtime", ["openvino", "ncnn", "mnn", "litert"])
 @pytest.mark.parametrize("op", ["avg", "max"])
 def test_same_pooling_in_runtime(runtime, op):
     if not available(runtime):
-        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]')")
+        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]'; make litert)")
     from poolport.testing import reference
 
     cls = poolport.nn.AvgPool2dSame if op == "avg" else poolport.nn.MaxPool2dSame
@@ -122,7 +122,7 @@ def test_same_plan_never_uses_a_ceil_window_that_starts_in_the_padding(runtime):
     # AvgPool2dSame((1, 3), (2, 2)) on 4x8 once exported a ceil_mode plan whose last window starts in the
     # padding: ONNX drops it, ncnn returned shape (1, 1, 3, 4) instead of (1, 1, 2, 4)
     if not available(runtime):
-        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]')")
+        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]'; make litert)")
     from poolport.testing import reference
 
     x = torch.randn(1, 1, 4, 8, generator=torch.Generator().manual_seed(3))
@@ -132,3 +132,65 @@ def test_same_plan_never_uses_a_ceil_window_that_starts_in_the_padding(runtime):
     want = reference.same_pool(x.double().numpy(), (1, 3), (2, 2), "avg")
     assert np.asarray(y).size == want.size
     np.testing.assert_allclose(np.asarray(y).reshape(want.shape), want, rtol=1e-5, atol=1e-6)
+
+
+# 1-D and 3-D plans, adaptive and SAME (symmetric, ceil, explicit kinds), in every runtime: legalized for that
+# runtime first (export_onnx(target=...) does the same), as a user targeting it would
+PLANS_1D_3D = [
+    ("adaptive", "avg", (1, 4, 17), 5), ("adaptive", "max", (1, 4, 17), 5),
+    ("adaptive", "avg", (1, 2, 5, 9, 7), (3, 4, 5)), ("adaptive", "max", (1, 2, 5, 9, 7), (3, 4, 5)),
+    ("same", "avg", (1, 5, 11), 3), ("same", "max", (1, 5, 10), 3),
+    ("same", "avg", (1, 3, 7, 7, 7), 3), ("same", "max", (1, 3, 7, 7, 7), 3),
+    ("same", "avg", (1, 3, 8, 9, 10), 3), ("same", "max", (1, 3, 8, 9, 10), 3),
+]
+
+
+def _module(kind, op, shape, arg):
+    d = len(shape) - 2
+    if kind == "adaptive":
+        name = f"Adaptive{'Avg' if op == 'avg' else 'Max'}Pool{d}d"
+        return getattr(poolport.nn, name)(arg)
+    return getattr(poolport.nn, f"{'Avg' if op == 'avg' else 'Max'}Pool{d}dSame")(arg, 2)
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize("runtime", ["openvino", "ncnn", "mnn", "litert"])
+def test_1d_and_3d_plans_in_runtime(runtime):
+    if not available(runtime):
+        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]'; make litert)")
+    from poolport.testing import reference
+    from poolport.verify.runtimes import run_batch
+
+    items, wants = [], []
+    for kind, op, shape, arg in PLANS_1D_3D:
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(len(shape)))
+        proto = torch_export_to_proto(_module(kind, op, shape, arg).eval(), (x,), "dynamo", 18)
+        proto.ir_version = 8
+        proto = poolport.legalize(proto, runtime).model
+        items.append((proto, {proto.graph.input[0].name: x.numpy()}))
+        d = len(shape) - 2
+        if kind == "adaptive":
+            out = (arg,) * d if isinstance(arg, int) else arg
+            wants.append(reference.adaptive_pool(x.double().numpy(), out, op))
+        else:
+            wants.append(reference.same_pool(x.double().numpy(), (arg,) * d, (2,) * d, op))
+    for (kind, op, shape, arg), want, got in zip(PLANS_1D_3D, wants, run_batch(runtime, items)):
+        assert not isinstance(got, Exception), f"{kind} {op} {shape}: {got}"
+        (y,) = got
+        np.testing.assert_allclose(np.asarray(y).reshape(want.shape), want, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"{kind} {op} {shape} on {runtime}")
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize("runtime", ["openvino", "ncnn", "mnn", "litert"])
+def test_demo_models_verify_in_runtime(runtime, tmp_path):
+    # the three demo models, exported by poolport and verified in the runtime against PyTorch
+    if not available(runtime):
+        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]'; make litert)")
+    from poolport.demo.models import DEMOS, build
+
+    for name in DEMOS:
+        model, x = build(name)
+        report = poolport.export_onnx(model, (x,), tmp_path / f"{name}.onnx", runtimes=(runtime,), random_checks=0)
+        checks = [c for c in report.checks if c.runtime == runtime]
+        assert checks and all(c.passed for c in checks), (name, checks)

@@ -71,9 +71,11 @@ def run(args) -> int:
         raise PoolportError(f"unknown demo model(s) {unknown}; choose from {list(DEMOS)}.")
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="poolport-demo-"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    runtimes = () if args.no_runtimes else tuple(r for r in ("openvino", "ncnn") if available(r))
+    others = ("openvino", "ncnn", "mnn", "litert")
+    runtimes = () if args.no_runtimes else tuple(r for r in others if available(r))
     print(f"verifying in onnxruntime{''.join(', ' + r for r in runtimes)}"
-          + ("" if len(runtimes) == 2 else " (pip install 'poolport[runtimes]' adds OpenVINO and ncnn)"))
+          + ("" if len(runtimes) == len(others) else " (pip install 'poolport[runtimes]' adds OpenVINO, ncnn and "
+             "MNN; make litert adds LiteRT)"))
     summary = []
     for name in names:
         model, x = build(name)
