@@ -34,4 +34,4 @@ def test_without_the_requirement_it_skips(pytester, monkeypatch):
 
 
 def test_ci_sets_the_requirement():
-    assert "POOLPORT_REQUIRE_RUNTIMES=openvino,ncnn,mnn,litert" in (Path(__file__).parents[1] / ".ci" / "run").read_text()
+    assert "POOLPORT_REQUIRE_RUNTIMES=openvino,ncnn,mnn,litert,executorch,litert-torch" in (Path(__file__).parents[1] / ".ci" / "run").read_text()
