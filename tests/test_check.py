@@ -167,3 +167,14 @@ def test_isolated_runtimes_convert_a_copy_and_report_what_they_get_wrong(tmp_pat
         onnx.save(pool_model("AveragePool", (1, 4, 7, 7, 7), kernel_shape=[3, 3, 3], strides=[2, 2, 2], pads=[1] * 6),
                   wrong)
         assert main(["check", str(wrong), "--runtimes", "mnn", "--quiet"]) == 1
+
+
+def test_asymmetric_maxpool_is_not_judged_by_the_evaluator(tmp_path, capsys):
+    # onnx 1.23's reference evaluator reads MaxPool pads per axis pair: a SAME_UPPER MaxPool gets the wrong
+    # output size there, so check takes ONNX Runtime as the reference (and says so)
+    path = tmp_path / "m.onnx"
+    onnx.save(pool_model("MaxPool", (1, 5, 8, 9), kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"), path)
+    report = check_model(path, runtimes=("onnxruntime", "openvino") if available("openvino") else ("onnxruntime",))
+    assert report.reference == "onnxruntime"
+    assert main(["check", str(path), "--reference", "evaluator", "--quiet"]) == 2
+    assert "asymmetric pads wrongly" in capsys.readouterr().err

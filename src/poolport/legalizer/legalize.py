@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 
 from ..errors import PoolportError, one_line
+from ..verify.check import evaluator_computes
 from .apply import POOL_OPS, Kept, PoolRewrite, apply_rules  # noqa: F401  (re-exported)
 from .rules import TARGETS, rules_for
 
@@ -124,22 +125,6 @@ def random_feeds(proto: onnx.ModelProto, seed: int) -> dict[str, np.ndarray]:
     return feeds
 
 
-def _asymmetric_maxpool(proto: onnx.ModelProto) -> bool:
-    """Whether a MaxPool of ``proto`` pads asymmetrically (explicitly or by auto_pad SAME_*)."""
-    from onnx import helper
-
-    for node in proto.graph.node:
-        if node.op_type != "MaxPool":
-            continue
-        a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
-        pads = list(a.get("pads", []))
-        if a.get("auto_pad", b"NOTSET") in (b"SAME_UPPER", b"SAME_LOWER", "SAME_UPPER", "SAME_LOWER"):
-            return True
-        if pads and pads[: len(pads) // 2] != pads[len(pads) // 2:]:
-            return True
-    return False
-
-
 def verify_equivalent(original: onnx.ModelProto, rewritten: onnx.ModelProto, seed: int = 0, rtol: float = 1e-5) -> float:
     """Max relative difference of the two models under the ONNX reference evaluator and ONNX Runtime (the
     evaluator only where no MaxPool pads asymmetrically: it computes those wrongly)."""
@@ -148,7 +133,7 @@ def verify_equivalent(original: onnx.ModelProto, rewritten: onnx.ModelProto, see
     feeds = random_feeds(original, seed)
     worst = 0.0
     runners = []
-    if not any(_asymmetric_maxpool(m) for m in (original, rewritten)):
+    if all(evaluator_computes(m) for m in (original, rewritten)):
         # onnx 1.23's evaluator reads MaxPool's pads per axis pair: wrong wherever they are asymmetric
         runners.append(("onnx reference evaluator", lambda m: ReferenceEvaluator(m).run(None, feeds)))
     try:

@@ -1,7 +1,8 @@
 """``poolport check``: run an ONNX file in every selected runtime and compare each with a reference.
 
 The reference is the ONNX reference evaluator (``onnx.reference``, written from the operator
-definitions) for small graphs, else ONNX Runtime. A runtime that is not installed is listed and skipped;
+definitions) for small graphs without an asymmetrically padded MaxPool (which it computes wrongly), else
+ONNX Runtime. A runtime that is not installed is listed and skipped;
 one that refuses the model (conversion or loading) is reported with its own reason; one whose answer
 differs from the reference by more than ``rtol`` x the output scale is WRONG. The check fails closed:
 NaN or inf where the reference has none, a wrong shape, a refusal, or no runtime run at all is never
@@ -160,15 +161,36 @@ def random_inputs(proto, shapes: dict[str, tuple[int, ...]], seed: int) -> dict[
     return feeds
 
 
+def evaluator_computes(proto) -> bool:
+    """Whether onnx's reference evaluator can be trusted with ``proto``: onnx 1.23's evaluator reads MaxPool's
+    ``pads`` per axis pair instead of begins-then-ends, so a MaxPool that pads asymmetrically (explicitly or
+    by auto_pad SAME_*) gets a wrong output size there."""
+    from onnx import helper
+
+    for node in proto.graph.node:
+        if node.op_type != "MaxPool":
+            continue
+        a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
+        if a.get("auto_pad", b"NOTSET") in (b"SAME_UPPER", b"SAME_LOWER", "SAME_UPPER", "SAME_LOWER"):
+            return False
+        pads = list(a.get("pads", []))
+        if pads and pads[: len(pads) // 2] != pads[len(pads) // 2:]:
+            return False
+    return True
+
+
 def _use_evaluator(proto) -> bool:
     weights = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
-    return len(proto.graph.node) <= EVALUATOR_MAX_NODES and weights <= EVALUATOR_MAX_WEIGHTS
+    return len(proto.graph.node) <= EVALUATOR_MAX_NODES and weights <= EVALUATOR_MAX_WEIGHTS and evaluator_computes(proto)
 
 
 def reference_outputs(path: Path, proto, feeds, reference: str) -> tuple[str, list[np.ndarray]]:
     """``(which reference, its outputs)``: ``reference`` is "auto", "evaluator" or "onnxruntime"."""
     if reference not in ("auto", "evaluator", "onnxruntime"):
         raise PoolportError(f"reference must be auto, evaluator or onnxruntime, got {reference!r}.")
+    if reference == "evaluator" and not evaluator_computes(proto):
+        raise PoolportError("the ONNX reference evaluator computes MaxPool with asymmetric pads wrongly (onnx "
+                            "1.23); use --reference onnxruntime or auto.")
     if reference == "evaluator" or (reference == "auto" and _use_evaluator(proto)):
         from onnx.reference import ReferenceEvaluator
 
