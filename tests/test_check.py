@@ -11,7 +11,8 @@ from onnx import TensorProto, helper
 
 from poolport.cli.main import main
 from poolport.verify import check as check_mod
-from poolport.verify.check import check_model, compare_outputs
+from poolport.verify.check import check_model
+from poolport.verify.compare import compare_arrays
 from poolport.verify.runtimes import available
 
 
@@ -127,14 +128,14 @@ def test_bad_files_and_arguments(tmp_path, capsys):
     assert main(["check", str(good), "--json", str(good), "--quiet"]) == 2
 
 
-def test_compare_outputs_fails_closed():
+def test_compare_arrays_fails_closed():
     r = [np.ones((1, 2, 3, 3))]
-    assert compare_outputs(r, [np.ones((1, 2, 3, 3))], 1e-4)[2] == ""
-    assert "shape" in compare_outputs(r, [np.ones((1, 2, 3, 4))], 1e-4)[2]
-    assert "outputs" in compare_outputs(r, [], 1e-4)[2]
+    assert compare_arrays(r, [np.ones((1, 2, 3, 3))], unit_dims=True)[2] == ""
+    assert "shape" in compare_arrays(r, [np.ones((1, 2, 3, 4))], unit_dims=True)[2]
+    assert "outputs" in compare_arrays(r, [], unit_dims=True)[2]
     got = np.ones((1, 2, 3, 3))
     got[0, 0, 0, 0] = np.inf
-    assert "non-finite" in compare_outputs(r, [got], 1e-4)[2]
+    assert "non-finite" in compare_arrays(r, [got], unit_dims=True)[2]
 
 
 def test_large_graphs_use_onnxruntime_as_the_reference(tmp_path, monkeypatch):

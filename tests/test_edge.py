@@ -186,3 +186,34 @@ def test_litert_torch_real_models_without_gather():
         _assert_exact(got, want, False)
         assert "GATHER_ND" not in ops and "GATHER" not in ops, (name, ops)
         assert max(fan_in, default=0) <= 5, (name, fan_in)
+
+
+@needs_executorch
+def test_executorch_program_refuses_other_sizes():
+    # exported at 10x13 with a static plan: another size must be refused, never computed with wrong windows
+    x, other = torch.randn(1, 8, 10, 13), torch.randn(1, 8, 12, 9)
+    model = Wrap(nn.AdaptiveAvgPool2d(7)).eval()
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    from executorch.runtime import Runtime
+
+    portable = poolport.make_portable(model, (x,))
+    buffer = to_edge_transform_and_lower(torch.export.export(portable, (x,)),
+                                         partitioner=[XnnpackPartitioner()]).to_executorch().buffer
+    program = Runtime.get().load_program(buffer)  # it points into buffer: both stay alive while it runs
+    method = program.load_method("forward")
+    _assert_exact(method.execute([x]), _outputs(model(x)), False)
+    with pytest.raises(RuntimeError):
+        method.execute([other])
+
+
+@needs_litert_torch
+def test_litert_torch_model_refuses_other_sizes():
+    import litert_torch
+
+    x, other = torch.randn(1, 8, 10, 13), torch.randn(1, 8, 12, 9)
+    model = Wrap(nn.AdaptiveAvgPool2d(7)).eval()
+    edge = litert_torch.convert(poolport.make_portable(model, (x,)), (x,))
+    _assert_exact(_outputs(edge(x)), _outputs(model(x)), False)
+    with pytest.raises(Exception, match="reshape|shape|dimension"):
+        edge(other)

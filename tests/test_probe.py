@@ -13,7 +13,7 @@ from poolport.cli.main import main
 from poolport.legalizer import probe
 from poolport.legalizer.rules import RULES, case_matches
 from poolport.testing import reference
-from poolport.verify.check import compare_outputs
+from poolport.verify.compare import compare_arrays
 from poolport.verify.runtimes import NAMES, available, run_batch
 
 # where legalize leaves a case the runtime refuses, loudly (docs/runtimes.md): pnnx leaves dilated pooling
@@ -72,7 +72,7 @@ def test_every_case_legalized_for_a_runtime_is_exact_there_or_refused(runtime):
             assert isinstance(got, Exception), f"{case.name}: expected a refusal on {runtime}, got an answer"
             continue
         assert not isinstance(got, Exception), f"{case.name} refused on {runtime}: {got}"
-        err, rel, problem = compare_outputs(want, got, 1e-5)
+        err, rel, problem = compare_arrays(want, got, unit_dims=True)
         assert not problem and rel <= 1e-5, f"{case.name} on {runtime}: {problem or err}"
 
 

@@ -18,6 +18,16 @@ def _lowest(dtype) -> float | int:
     return np.finfo(dtype).min if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).min
 
 
+def _correction(factors, out_size, elem_type: int, name: str):
+    """The per-cell divisor factors (per axis; their outer product) as a constant of the pooled output's
+    spatial shape, broadcasting over N and C: onnx2tf refuses a (1, 1, Ho, Wo) constant after a pool (it
+    transposes it to (1, Ho, 1, Wo)); (Ho, Wo) converts (measured)."""
+    grid = np.array(factors[0], dtype=np.float64)
+    for f in factors[1:]:
+        grid = np.multiply.outer(grid, np.array(f, dtype=np.float64))
+    return numpy_helper.from_array(grid.reshape(out_size).astype(helper.tensor_dtype_to_np_dtype(elem_type)), name)
+
+
 def explicit_nodes(plan: ExplicitPool, x: str, y: str, opset: int, prefix: str,
                    elem_type: int = onnx.TensorProto.FLOAT) -> tuple[list, list]:
     """Nodes and initializers computing ``y`` from ``x`` (N, C, *spatial) by ``plan``. ``elem_type`` is
@@ -37,13 +47,7 @@ def explicit_nodes(plan: ExplicitPool, x: str, y: str, opset: int, prefix: str,
     nodes.append(helper.make_node(ONNX_POOL[plan.op], [padded], [pooled], name=f"{prefix}_pool",
                                   kernel_shape=list(plan.kernel), strides=list(plan.stride)))
     if plan.corrected:
-        grid = np.array(plan.factors[0], dtype=np.float64)
-        for f in plan.factors[1:]:
-            grid = np.multiply.outer(grid, np.array(f, dtype=np.float64))
-        # the correction has the pooled output's spatial shape and broadcasts over N and C: onnx2tf refuses a
-        # (1, 1, Ho, Wo) constant after a pool (it transposes it to (1, Ho, 1, Wo)); (Ho, Wo) converts (measured)
-        correction = grid.reshape(plan.out_size).astype(helper.tensor_dtype_to_np_dtype(elem_type))
-        inits.append(numpy_helper.from_array(correction, f"{prefix}_correction"))
+        inits.append(_correction(plan.factors, plan.out_size, elem_type, f"{prefix}_correction"))
         nodes.append(helper.make_node("Mul", [pooled, f"{prefix}_correction"], [y], name=f"{prefix}_divisor"))
     return nodes, inits
 
@@ -93,9 +97,6 @@ def tap_nodes(plan: TapPool, x: str, y: str, opset: int, prefix: str,
         nodes.append(helper.make_node("MaxPool", [combined], [last], name=f"{prefix}_subsample",
                                       kernel_shape=[1] * rank, strides=list(plan.stride)))
     if plan.op == "avg":
-        grid = np.array(plan.factors[0], dtype=np.float64)
-        for f in plan.factors[1:]:
-            grid = np.multiply.outer(grid, np.array(f, dtype=np.float64))
-        inits.append(numpy_helper.from_array(grid.reshape(plan.out_size).astype(dtype), f"{prefix}_correction"))
+        inits.append(_correction(plan.factors, plan.out_size, elem_type, f"{prefix}_correction"))
         nodes.append(helper.make_node("Mul", [last, f"{prefix}_correction"], [y], name=f"{prefix}_divisor"))
     return nodes, inits

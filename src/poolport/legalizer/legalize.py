@@ -13,6 +13,8 @@ import onnx
 
 from ..errors import PoolportError, one_line
 from ..verify.check import evaluator_computes
+from ..verify.compare import compare_arrays
+from ..verify.runtimes import available, run_onnxruntime
 from .apply import POOL_OPS, Kept, PoolRewrite, apply_rules  # noqa: F401  (re-exported)
 from .rules import TARGETS, rules_for
 
@@ -131,34 +133,21 @@ def verify_equivalent(original: onnx.ModelProto, rewritten: onnx.ModelProto, see
     from onnx.reference import ReferenceEvaluator
 
     feeds = random_feeds(original, seed)
-    worst = 0.0
     runners = []
     if all(evaluator_computes(m) for m in (original, rewritten)):
         # onnx 1.23's evaluator reads MaxPool's pads per axis pair: wrong wherever they are asymmetric
         runners.append(("onnx reference evaluator", lambda m: ReferenceEvaluator(m).run(None, feeds)))
-    try:
-        import onnxruntime as ort
-
-        def run_ort(m):
-            sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-            return sess.run(None, feeds)
-
-        runners.append(("onnxruntime", run_ort))
-    except ImportError:
-        pass
+    if available("onnxruntime"):
+        runners.append(("onnxruntime", lambda m: run_onnxruntime(m, feeds)))
+    if not runners:  # nothing checked is no verification
+        raise PoolportError("cannot verify the legalized model: ONNX Runtime is not installed and the reference "
+                            "evaluator computes its asymmetric MaxPool padding wrongly (pip install 'poolport[onnx]').")
+    worst = 0.0
     for label, run in runners:
-        want, got = run(original), run(rewritten)
-        for w, g in zip(want, got):
-            w, g = np.asarray(w, dtype=np.float64), np.asarray(g, dtype=np.float64)
-            if w.shape != g.shape:
-                raise PoolportError(f"legalize changed an output shape under {label}: {w.shape} -> {g.shape}")
-            finite = np.isfinite(w)
-            if not np.array_equal(finite, np.isfinite(g)):
-                raise PoolportError(f"legalize changed which outputs are finite under {label}")
-            if finite.any():
-                scale = max(float(np.abs(w[finite]).max()), 1e-30)
-                err = float(np.abs(w[finite] - g[finite]).max()) / scale
-                worst = max(worst, err)
-                if err > rtol:
-                    raise PoolportError(f"legalized model differs from the original under {label}: relative {err:.3g}")
+        _, rel, problem = compare_arrays(run(original), run(rewritten), "the original")
+        if problem:
+            raise PoolportError(f"legalize changed the model's outputs under {label}: {problem}")
+        if rel > rtol:
+            raise PoolportError(f"legalized model differs from the original under {label}: relative {rel:.3g}")
+        worst = max(worst, rel)
     return worst

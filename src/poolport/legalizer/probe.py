@@ -19,7 +19,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from ..errors import one_line
-from ..verify.check import compare_outputs
+from ..verify.compare import compare_arrays
 
 
 @dataclass(frozen=True)
@@ -200,8 +200,8 @@ def reference(case: ProbeCase, feeds: dict[str, np.ndarray]) -> list[np.ndarray]
     written from the operator definition. Not onnx's reference evaluator: onnx 1.23's evaluator reads
     MaxPool's ``pads`` per axis pair instead of begins-then-ends, so it gets every MaxPool with asymmetric
     pads (SAME_UPPER/SAME_LOWER included) wrong."""
-    from ..plan.padding import onnx_same_pads
     from ..testing.reference import onnx_pool
+    from .rules import read_attrs
 
     x = feeds["x"]
     spatial_axes = tuple(range(2, x.ndim))
@@ -209,20 +209,10 @@ def reference(case: ProbeCase, feeds: dict[str, np.ndarray]) -> list[np.ndarray]
         return [x.astype(np.float64).mean(axis=spatial_axes, keepdims=True)]
     if case.op == "GlobalMaxPool":
         return [x.astype(np.float64).max(axis=spatial_axes, keepdims=True)]
-    attrs = dict(case.attrs)
-    d = x.ndim - 2
-    kernel = attrs["kernel_shape"]
-    strides = attrs.get("strides", [1] * d)
-    dilations = attrs.get("dilations", [1] * d)
-    pads = attrs.get("pads", [0] * 2 * d)
-    before, after = pads[:d], pads[d:]
-    auto_pad = attrs.get("auto_pad", "NOTSET")
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        pairs = [onnx_same_pads(n, k, s, auto_pad, dl) for n, k, s, dl in zip(x.shape[2:], kernel, strides, dilations)]
-        before, after = [b for b, _ in pairs], [e for _, e in pairs]
+    p = read_attrs(case.model().graph.node[0], tuple(x.shape[2:]))  # auto_pad resolved into explicit pads
     op = "avg" if case.op == "AveragePool" else "max"
-    return [onnx_pool(x, op, kernel, strides, before, after, dilations, bool(attrs.get("ceil_mode", 0)),
-                      bool(attrs.get("count_include_pad", 0)))]
+    return [onnx_pool(x, op, p.kernel, p.strides, p.pads_before, p.pads_after, p.dilations, p.ceil_mode,
+                      p.count_include_pad)]
 
 
 def run_probe(runtimes: tuple[str, ...] | None = None, cases: tuple[ProbeCase, ...] = CASES, seed: int = 0,
@@ -265,6 +255,6 @@ def run_probe(runtimes: tuple[str, ...] | None = None, cases: tuple[ProbeCase, .
 def _verdict(case: ProbeCase, want: list[np.ndarray], got) -> CaseResult:
     if isinstance(got, Exception):
         return CaseResult(case.name, "refused", None, one_line(got, 300))
-    err, rel, problem = compare_outputs(want, got, 1e-5)
+    err, rel, problem = compare_arrays(want, got, unit_dims=True)
     ok = not problem and rel <= 1e-5
     return CaseResult(case.name, "ok" if ok else "WRONG", err, problem)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PoolportError, one_line
-from .compare import difference
+from .compare import compare_arrays
 
 DEFAULT_RTOL = 1e-4
 # the reference evaluator is plain numpy: fast enough for pooling graphs and small models only
@@ -220,27 +220,6 @@ def _load_full(path: Path):
     return onnx.load(str(path))
 
 
-def compare_outputs(reference: list[np.ndarray], got: list, rtol: float) -> tuple[float, float, str]:
-    """``(max abs, max rel, problem)`` of a runtime's outputs against the reference; problem is '' when
-    every output has the reference's shape and finiteness."""
-    if len(got) != len(reference):
-        return float("inf"), float("inf"), f"{len(got)} outputs, the reference has {len(reference)}"
-    worst, scale = 0.0, 0.0
-    for k, (r, g) in enumerate(zip(reference, got)):
-        r, g = np.asarray(r, dtype=np.float64), np.asarray(g, dtype=np.float64)
-        if r.shape != g.shape:
-            if r.size == g.size and r.ndim != g.ndim:
-                g = g.reshape(r.shape)  # a runtime that drops or adds unit dimensions
-            else:
-                return float("inf"), float("inf"), f"output {k} has shape {list(g.shape)}, the reference {list(r.shape)}"
-        if r.size:
-            err, s, problem = difference(r, g)
-            if problem:
-                return float("inf"), float("inf"), f"output {k}: {problem}"
-            worst, scale = max(worst, err), max(scale, s)
-    return worst, (worst / scale if scale > 0 else worst), ""
-
-
 def check_model(path: str | Path, inputs: dict[str, tuple[int, ...]] | None = None,
                 runtimes: tuple[str, ...] | None = None, reference: str = "auto", rtol: float = DEFAULT_RTOL,
                 seed: int = 0, progress=None) -> CheckReport:
@@ -294,7 +273,7 @@ def check_model(path: str | Path, inputs: dict[str, tuple[int, ...]] | None = No
             # the isolated runtimes say which stage refused: a model that converted but would not run
             report.results.append(RuntimeResult(runtime, ver, "refused", "could not run" in reason, reason=reason))
             continue
-        err, rel, problem = compare_outputs(want, got, rtol)
+        err, rel, problem = compare_arrays(want, got, unit_dims=True)
         verdict = "ok" if not problem and rel <= rtol else "WRONG"
         report.results.append(RuntimeResult(runtime, ver, verdict, True, err, rel, problem))
     return report

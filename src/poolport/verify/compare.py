@@ -105,28 +105,38 @@ def difference(reference: np.ndarray, got: np.ndarray) -> tuple[float, float, st
     return float(np.abs(reference[finite] - got[finite]).max()), float(np.abs(reference[finite]).max()), ""
 
 
-def compare(reference: list[torch.Tensor], got: list, rtol: float, inputs: str, runtime: str,
-            seed: int | None = None, shapes: list | None = None) -> Check:
-    """``got`` (a runtime's outputs) against ``reference`` (PyTorch's): max abs error, relative to the
-    output scale, passed if within ``rtol``. A count, shape or non-finite mismatch fails, with the reason."""
-    def failed(note: str) -> Check:
-        return Check(inputs, runtime, float("inf"), float("inf"), False, note, seed=seed, shapes=shapes)
+def compare_arrays(reference: list, got: list, against: str = "the reference",
+                   unit_dims: bool = False) -> tuple[float, float, str]:
+    """``(max abs error, relative to the output scale, problem)`` of ``got`` against ``reference`` (lists of
+    arrays). ``problem`` is '' unless the output count, a shape or which cells are finite differ; then both
+    errors are inf. ``unit_dims``: accept an output that only adds or drops unit dimensions (ncnn drops the
+    batch axis)."""
+    def failed(note: str) -> tuple[float, float, str]:
+        return float("inf"), float("inf"), note
 
-    if len(reference) != len(got):
-        return failed(f"{len(got)} outputs, PyTorch has {len(reference)}")
+    if len(got) != len(reference):
+        return failed(f"{len(got)} outputs, {against} has {len(reference)}")
     max_abs, scale = 0.0, 0.0
     for k, (r, g) in enumerate(zip(reference, got)):
-        r = r.detach().double().numpy()
-        g = np.asarray(g, dtype=np.float64)
+        r, g = np.asarray(r, dtype=np.float64), np.asarray(g, dtype=np.float64)
         if r.shape != g.shape:
-            return failed(f"output {k} has shape {g.shape}, PyTorch's {r.shape}")
+            if not (unit_dims and r.size == g.size and r.ndim != g.ndim):
+                return failed(f"output {k} has shape {g.shape}, {against}'s {r.shape}")
+            g = g.reshape(r.shape)
         if r.size:
             err, out_scale, problem = difference(r, g)
             if problem:
                 return failed(f"output {k}: {problem}")
             max_abs, scale = max(max_abs, err), max(scale, out_scale)
-    rel = max_abs / scale if scale > 0 else max_abs
-    return Check(inputs, runtime, max_abs, rel, bool(rel <= rtol), seed=seed, shapes=shapes)
+    return max_abs, (max_abs / scale if scale > 0 else max_abs), ""
+
+
+def compare(reference: list[torch.Tensor], got: list, rtol: float, inputs: str, runtime: str,
+            seed: int | None = None, shapes: list | None = None) -> Check:
+    """``got`` (a runtime's outputs) against ``reference`` (PyTorch's): max abs error, relative to the
+    output scale, passed if within ``rtol``. A count, shape or non-finite mismatch fails, with the reason."""
+    max_abs, rel, problem = compare_arrays([r.detach().double().numpy() for r in reference], got, "PyTorch")
+    return Check(inputs, runtime, max_abs, rel, not problem and rel <= rtol, problem, seed=seed, shapes=shapes)
 
 
 def fresh_seeds(args: tuple):
