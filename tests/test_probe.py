@@ -121,3 +121,20 @@ def test_export_onnx_target_auto_probes_the_runtimes_it_verifies_in(tmp_path):
     report = poolport.export_onnx(model, (x,), tmp_path / "m.onnx", target="auto", runtimes=("ncnn",))
     assert report.legalized and report.legalized[0].startswith("auto: rules") and "ncnn" in report.legalized[0]
     assert any(c.runtime == "ncnn" and c.passed for c in report.checks)
+
+
+@pytest.mark.runtime
+def test_litert_target_writes_maxpool_same_as_pads_where_channels_equal_the_sizes():
+    # onnx2tf misplaces a Pad node where C == H == W (the Pad form was 2.8 off, measured): for LiteRT the
+    # SAME_LOWER MaxPool keeps no Pad node, only its pads written out, and is exact there
+    if not available("litert"):
+        pytest.skip("litert not installed (make litert)")
+    case = probe._case("max-same-lower-cube", "MaxPool", (1, 8, 8, 8), auto_pad="SAME_LOWER", kernel_shape=[3, 3],
+                       strides=[2, 2])
+    feeds = {"x": np.random.default_rng(0).standard_normal(case.shape).astype(np.float32)}
+    fixed = poolport.legalize(case.model(), "litert").model
+    assert [n.op_type for n in fixed.graph.node] == ["MaxPool"]
+    (got,) = run_batch("litert", [(fixed, feeds)])
+    assert not isinstance(got, Exception), got
+    err, rel, problem = compare_arrays(probe.reference(case, feeds), got, unit_dims=True)
+    assert not problem and rel <= 1e-5, problem or err
