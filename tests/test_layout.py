@@ -11,12 +11,11 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "poolport"
 
 # lowest first; a package may import its own layer and the layers below it, never one above
 LAYERS = [
-    {"errors", "plan", "testing", "demo"},  # integer geometry, oracles, example models
+    {"errors", "version", "plan", "testing", "demo"},  # integer geometry, oracles, example models
     {"backend"},  # a plan turned into torch ops or ONNX nodes
     {"functional", "nn"},  # the public pooling API, torch names
     {"verify"},  # recording sites against torch, running exported models in runtimes
     {"routing"},  # make_portable, patch()
-    {"rewrite"},  # rewrite rules on FX graphs
     {"export", "legalizer", "loading"},  # ONNX export, the legalizer, loading MODEL arguments
     {"cli"},  # the command line
 ]

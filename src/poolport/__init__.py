@@ -9,8 +9,7 @@ from __future__ import annotations
 import importlib
 
 from .errors import PoolportError
-
-__version__ = "0.1.0"
+from .version import __version__
 
 _LAZY = {
     "functional": ("poolport.functional", None),

@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         "differs from PyTorch; nothing was written); 2 usage or input error (a bad argument, model or file); "
         "70 internal error (a bug in poolport: please report it with the command); 130 interrupted.",
     )
-    from .. import __version__
+    from ..version import __version__
 
     parser.add_argument("--version", action="version", version=f"poolport {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -80,7 +80,7 @@ def load_factory(spec: str, kwargs: dict) -> Loaded:
 
 def load_export_archive(path: Path) -> Loaded:
     """A torch.export archive as a GraphModule, its adaptive pooling nodes rewritten to poolport's."""
-    from ..rewrite.fx_adaptive import rewrite_adaptive
+    from ..routing.fx_graph import rewrite_adaptive
 
     try:
         ep = torch.export.load(str(path))
