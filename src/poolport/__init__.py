@@ -7,9 +7,21 @@ loaded on first use.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
-from .errors import PoolportError
-from .version import __version__
+# No traffic at run time from what poolport drives (measured with strace, README "No network"):
+# * ONNX Runtime (1.32) resolves a telemetry host about 9 s after its import unless this variable is set
+#   before it; poolport imports it lazily, after this line, and so do the worker processes it starts (they
+#   inherit the environment). A value the user set is kept.
+# * OpenVINO sends a usage event to Google Analytics when `openvino` is imported (its `tools.ovc` imports
+#   `openvino_telemetry`; it falls back to a silent stub when that import fails): block that module, unless
+#   it was imported already.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+
+from .errors import PoolportError  # noqa: E402  (after the environment is set)
+from .version import __version__  # noqa: E402
 
 _LAZY = {
     "functional": ("poolport.functional", None),
