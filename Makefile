@@ -29,9 +29,10 @@ litert: $(LITERT_STAMP)
 demo: $(STAMP) $(LITERT_STAMP)
 	$(BIN)/poolport demo
 
+# tests run in parallel, one worker per core (pytest-xdist); the 15 slowest are listed at the end
 test: $(STAMP) $(LITERT_STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
