@@ -3,7 +3,7 @@
 poolport's export of poolport.nn.AdaptiveAvgPool2d / AdaptiveMaxPool2d against torch's own dynamo
 export of the native module (which fails for non-divisible max pooling). Median of repeated runs.
 
-    .venv/bin/python benchmarks/adaptive_ort.py [--repeat 200] [--markdown docs/benchmarks-adaptive.md]
+    .venv/bin/python benchmarks/adaptive_ort.py [--repeat 200] [--markdown docs/bench-adaptive-ort.md]
 """
 
 from __future__ import annotations

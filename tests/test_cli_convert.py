@@ -1,6 +1,7 @@
 """poolport convert and poolport demo on the command line: every MODEL kind, errors, no overwrite."""
 
 import json
+import tempfile
 
 import onnx
 import pytest
@@ -104,6 +105,28 @@ def test_demo_runs_every_embedded_model(tmp_path, capsys):
     assert text.count("  verified in onnxruntime") == 3  # the summary rows
     # a second run into the same folder refuses to replace the files
     assert main(["demo", "--out", str(tmp_path), "--quiet", "--only", "vgg_style"]) == 2
+
+
+def test_demo_leaves_no_temporary_folder(tmp_path, monkeypatch, capsys):
+    # without --out the ONNX files go to a temporary folder that is removed at the end: after a run, and after
+    # an interrupted one (Ctrl-C), the temporary directory holds nothing from poolport (torch's dynamo exporter
+    # keeps its inductor cache there, torchinductor_<user>: a cache shared by every run, not ours to remove)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def left_behind():
+        return [p.name for p in tmp_path.iterdir() if not p.name.startswith("torchinductor_")]
+
+    assert main(["demo", "--only", "maxpool_style", "--quiet", "--no-runtimes"]) == 0
+    assert "now removed" in capsys.readouterr().out
+    assert left_behind() == []
+
+    def interrupted(*args, **kwargs):
+        assert [n for n in left_behind() if n.startswith("poolport-demo-")]  # the folder exists by now
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("poolport.cli.demo_cmd.try_plain_export", interrupted)
+    assert main(["demo", "--only", "maxpool_style", "--quiet", "--no-runtimes"]) == 130
+    assert left_behind() == []
 
 
 def test_help_lists_every_command(capsys):

@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
         description="Try plain torch.onnx.export on poolport's embedded example models, then convert each with "
         "poolport, verify it in ONNX Runtime and print the reports.",
     )
-    p.add_argument("--out", metavar="DIR", help="where to write the ONNX files (default: a new temporary folder)")
+    p.add_argument("--out", metavar="DIR",
+                   help="where to write the ONNX files and keep them (default: a temporary folder, removed at the end)")
     p.add_argument("--force", action="store_true", help="replace existing files in --out")
     p.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo")
     p.add_argument("--only", action="append", metavar="NAME", help="run only this demo model (repeatable)")
@@ -60,17 +61,32 @@ def try_plain_export(model, x, exporter: str, folder: Path) -> str:
 
 def run(args) -> int:
     """Run ``poolport demo``; returns the exit code."""
-    from ..demo.models import DEMOS, build
-    from ..export.onnx_export import export_onnx
-    from ..export.table import format_table
-    from ..verify.runtimes import available
+    from ..demo.models import DEMOS
 
     names = args.only or list(DEMOS)
     unknown = [n for n in names if n not in DEMOS]
     if unknown:
         raise PoolportError(f"unknown demo model(s) {unknown}; choose from {list(DEMOS)}.")
-    out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="poolport-demo-"))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.out:
+        out_dir = Path(args.out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        convert_demos(args, names, out_dir)
+        print(f"\nONNX files in {out_dir}")
+    else:
+        # removed on success, on error and on Ctrl-C alike: a demo run leaves nothing in the temporary directory
+        with tempfile.TemporaryDirectory(prefix="poolport-demo-") as scratch:
+            convert_demos(args, names, Path(scratch))
+        print("\nThe ONNX files were written to a temporary folder, now removed (--out DIR keeps them).")
+    return 0
+
+
+def convert_demos(args, names: list[str], out_dir: Path) -> None:
+    """Convert and verify the demo models ``names`` into ``out_dir``, printing each report and a summary."""
+    from ..demo.models import DEMOS, build
+    from ..export.onnx_export import export_onnx
+    from ..export.table import format_table
+    from ..verify.runtimes import available
+
     others = ("openvino", "ncnn", "mnn", "litert")
     runtimes = () if args.no_runtimes else tuple(r for r in others if available(r))
     print(f"verifying in onnxruntime{''.join(', ' + r for r in runtimes)}"
@@ -95,5 +111,3 @@ def run(args) -> int:
                         f"{report.max_abs_error:.1e}", str(len(report.sites))])
     print("\n=== summary (Gather/GatherND: ncnn cannot load them; MatMul: LiteRT and OpenVINO's default hint get it wrong)")
     print(format_table(["model", "plain torchscript", "plain dynamo", "poolport", "max abs err", "sites"], summary))
-    print(f"\nONNX files in {out_dir}")
-    return 0
