@@ -21,15 +21,17 @@ from ..backend.onnx_symbolic import portable_symbolics
 from ..errors import PoolportError, VerificationError
 from ..functional.dispatch import size_generic
 from ..loading import is_scripted
+from ..onnxfile.files import require_onnx
+from ..onnxfile.graph import op_counts, opset_of
+from ..onnxfile.ir import check_lowest_ir
+from ..onnxfile.paths import check_destination
+from ..onnxfile.staging import publish, stage_proto, staging_folder
 from ..routing.portable import make_portable
 from ..verify.compare import verify_in_runtimes
 from ..verify.in_pytorch import as_args, model_rtol, run_recorded, site_problems
-from ..verify.model_files import require_onnx
 from ..verify.recorder import Site
 from .dynamic import parse_dynamic_shapes, verification_shapes
-from .graph import op_counts, opset_of
 from .report import Report, versions
-from .staging import check_destination, check_lowest_ir, publish, stage_proto, staging_folder
 from .torch_onnx import DEFAULT_OPSET, EXPORTERS, torch_export
 
 log = logging.getLogger("poolport")
