@@ -106,7 +106,7 @@ def plain_export(model, x, exporter: str, folder: str) -> dict:
     try:
         with quiet(), torch.no_grad():
             torch.onnx.export(model, (x,), path, dynamo=exporter == "dynamo")
-        from poolport.export.graph import NON_PORTABLE_OPS, op_counts
+        from poolport.onnxfile.graph import NON_PORTABLE_OPS, op_counts
 
         proto = onnx.load(path, load_external_data=False)
         bad = {k: v for k, v in op_counts(proto).items() if k in NON_PORTABLE_OPS}
@@ -125,7 +125,7 @@ def poolport_export(model, x, exporter: str, folder: str) -> dict:
     t = time.perf_counter()
     try:
         r = poolport.export_onnx(model, (x,), path, exporter=exporter)
-        from poolport.export.graph import NON_PORTABLE_OPS, op_counts
+        from poolport.onnxfile.graph import NON_PORTABLE_OPS, op_counts
 
         proto = onnx.load(path, load_external_data=False)
         nodes = len(proto.graph.node)

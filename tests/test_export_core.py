@@ -9,7 +9,7 @@ import torch
 from helpers import NATIVE
 
 import poolport
-from poolport.export.graph import NON_PORTABLE_OPS, PORTABLE_POOLING_OPS, op_counts
+from poolport.onnxfile.graph import NON_PORTABLE_OPS, PORTABLE_POOLING_OPS, op_counts
 
 CASES = [
     # (d, op, input shape, output size): non-uniform, uniform-not-divisible, global, output > input

@@ -14,7 +14,7 @@ import poolport
 from poolport import PoolportError
 from poolport.cli.main import main
 from poolport.demo.models import build
-from poolport.export import staging
+from poolport.onnxfile import staging
 
 
 @pytest.fixture(scope="module")

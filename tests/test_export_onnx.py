@@ -11,7 +11,7 @@ from torch import nn
 import poolport
 from poolport import PoolportError
 from poolport.demo.models import build
-from poolport.export.graph import NON_PORTABLE_OPS, PORTABLE_POOLING_OPS, op_counts
+from poolport.onnxfile.graph import NON_PORTABLE_OPS, PORTABLE_POOLING_OPS, op_counts
 
 
 @pytest.fixture(scope="module")

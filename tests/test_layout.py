@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "poolport"
 # lowest first; a package may import its own layer and the layers below it, never one above
 LAYERS = [
     {"errors", "version", "plan", "testing", "demo"},  # integer geometry, oracles, example models
-    {"backend"},  # a plan turned into torch ops or ONNX nodes
+    {"backend", "onnxfile"},  # a plan turned into torch ops or ONNX nodes; ONNX files on disk
     {"functional", "nn"},  # the public pooling API, torch names
     {"verify"},  # recording sites against torch, running exported models in runtimes
     {"routing"},  # make_portable, patch()

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import poolport
-from poolport.export.graph import NON_PORTABLE_OPS, op_counts
+from poolport.onnxfile.graph import NON_PORTABLE_OPS, op_counts
 from poolport.routing.intercept import intercepted_functions
 from poolport.verify.in_pytorch import run_recorded
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import poolport
-from poolport.export.graph import NON_PORTABLE_OPS, op_counts
+from poolport.onnxfile.graph import NON_PORTABLE_OPS, op_counts
 
 TORCHVISION = ["vgg11", "alexnet", "densenet121", "squeezenet1_0", "googlenet", "mobilenet_v3_small",
                "resnet18", "efficientnet_b0", "regnet_y_400mf"]

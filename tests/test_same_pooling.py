@@ -103,7 +103,7 @@ def test_same_modules_export_to_onnx_and_match_in_onnxruntime(op, tmp_path):
     import onnx
     import onnxruntime as ort
 
-    from poolport.export.graph import NON_PORTABLE_OPS, PORTABLE_POOLING_OPS, op_counts
+    from poolport.onnxfile.graph import NON_PORTABLE_OPS, PORTABLE_POOLING_OPS, op_counts
 
     cls = poolport.nn.AvgPool2dSame if op == "avg" else poolport.nn.MaxPool2dSame
     for size, k, s in [((8, 9), 3, 2), ((7, 7), 3, 2), ((10, 5), (4, 2), (3, 1)), ((6, 6), 2, 2)]:

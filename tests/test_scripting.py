@@ -10,7 +10,7 @@ import torch
 from helpers import NATIVE
 
 import poolport
-from poolport.export.graph import NON_PORTABLE_OPS, op_counts
+from poolport.onnxfile.graph import NON_PORTABLE_OPS, op_counts
 
 MODULES = [("avg", 1), ("avg", 2), ("avg", 3), ("max", 1), ("max", 2), ("max", 3)]
 

@@ -93,8 +93,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     """Run ``poolport convert``; returns the exit code."""
     from ..export.onnx_export import export_onnx
-    from ..export.staging import check_destination
     from ..loading import is_scripted, load_model, parse_kwargs
+    from ..onnxfile.paths import check_destination
 
     out_path = check_destination(args.output, args.force, args.external_data or None)
     if args.report:

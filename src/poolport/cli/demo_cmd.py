@@ -42,7 +42,7 @@ def try_plain_export(model, x, exporter: str, folder: Path) -> str:
     import onnx
     import torch
 
-    from ..export.graph import NON_PORTABLE_OPS, op_counts
+    from ..onnxfile.graph import NON_PORTABLE_OPS, op_counts
 
     path = folder / f"plain-{exporter}.onnx"
     try:

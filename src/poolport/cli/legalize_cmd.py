@@ -35,15 +35,11 @@ def run(args) -> int:
     """Run ``poolport legalize``; returns the exit code."""
     import onnx
 
-    from ..export.staging import (
-        check_destination,
-        has_external_data,
-        publish,
-        stage_proto,
-        staging_folder,
-    )
     from ..legalizer import legalize
     from ..legalizer.rules import rules_for
+    from ..onnxfile.files import has_external_data
+    from ..onnxfile.paths import check_destination
+    from ..onnxfile.staging import publish, stage_proto, staging_folder
 
     src, dst = Path(args.input), Path(args.output)
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():

@@ -149,7 +149,7 @@ def run(args) -> int:
     in_size = parse_size(args.input_size, "input size")
     out_size = parse_size(args.output_size, "output size")
     if args.plot:  # refuse before computing anything: never overwrite, never a traceback for a missing folder
-        from ..export.staging import check_destination
+        from ..onnxfile.paths import check_destination
 
         check_destination(args.plot, args.force)
     result = build(in_size, out_size, args.op, args.seed)

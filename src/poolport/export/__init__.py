@@ -1,1 +1,2 @@
-"""ONNX export with verification: graph inspection, ONNX Runtime checks, per-site reports."""
+"""ONNX export with verification: ``export_onnx`` (a pipeline of named stages), torch.onnx called the
+way poolport needs it, dynamic sizes, per-site reports. The ONNX files themselves are ``onnxfile``'s."""

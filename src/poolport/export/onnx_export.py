@@ -1,8 +1,20 @@
 """``export_onnx``: make portable, export with torch.onnx, check, verify in ONNX Runtime, report.
 
 The output is written only after every check passed: the model is staged in a hidden folder beside
-``f``, checked and verified there, then renamed into place (see ``staging``); an existing file is
-replaced only with ``overwrite=True``.
+``f``, checked and verified there, then renamed into place (see ``poolport.onnxfile.staging``); an
+existing file is replaced only with ``overwrite=True``.
+
+``export_onnx`` runs these stages in order, each a function of one ``ExportJob`` (the checked request
+and what the stages before it produced), each with tests of its own (``tests/test_export_stages.py``)::
+
+    validate_inputs          check the arguments and the destination, start the report
+    make_portable_and_record the portable copy; every pooling site checked in PyTorch
+    export_to_staging        torch.onnx into the staging folder
+    legalize_staged          rewrite what ``target`` computes wrongly (only with ``target``)
+    check_staged             the opset asked for, onnx.checker at the lowest IR version, the operators
+    verify_staged            ONNX Runtime (and ``runtimes``) against PyTorch (unless ``verify=False``)
+    publish_staged           rename into place
+    finish_report            the report's last fields, written as JSON if asked (also on failure)
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,15 +34,17 @@ from ..backend.onnx_symbolic import portable_symbolics
 from ..errors import PoolportError, VerificationError
 from ..functional.dispatch import size_generic
 from ..loading import is_scripted
+from ..onnxfile.files import require_onnx
+from ..onnxfile.graph import op_counts, opset_of
+from ..onnxfile.ir import check_lowest_ir
+from ..onnxfile.paths import check_destination
+from ..onnxfile.staging import Staged, publish, stage_proto, staging_folder
 from ..routing.portable import make_portable
 from ..verify.compare import verify_in_runtimes
 from ..verify.in_pytorch import as_args, model_rtol, run_recorded, site_problems
-from ..verify.model_files import require_onnx
 from ..verify.recorder import Site
-from .dynamic import parse_dynamic_shapes, verification_shapes
-from .graph import op_counts, opset_of
+from .dynamic import DynamicAxis, parse_dynamic_shapes, verification_shapes
 from .report import Report, versions
-from .staging import check_destination, check_lowest_ir, publish, stage_proto, staging_folder
 from .torch_onnx import DEFAULT_OPSET, EXPORTERS, torch_export
 
 log = logging.getLogger("poolport")
@@ -53,6 +68,303 @@ def what_failed(failed: list, rtol: float) -> str:
         runtimes = ", ".join(sorted({c.runtime for c in differ}))
         parts.append(f"{runtimes} differs from PyTorch beyond {rtol:g} x the output scale ({detail})")
     return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """``export_onnx``'s keyword arguments as the caller gave them; ``export_onnx`` documents each one
+    and holds their defaults. ``validate_inputs`` checks them."""
+
+    exporter: str
+    opset: int | None
+    input_names: list[str] | None
+    output_names: list[str] | None
+    verify: bool
+    report: str | os.PathLike | None
+    overwrite: bool
+    target: str | None
+    random_checks: int
+    runtimes: tuple[str, ...] | list[str]
+    dynamic_batch: bool
+    dynamic_shapes: tuple | list | dict | None
+    rtol: float | None
+    external_data: bool | None
+    name: str | None
+    progress: Callable[[str], None] | None
+
+
+@dataclass
+class ExportJob:
+    """One ``export_onnx`` call in progress: the request as ``validate_inputs`` checked it, then what
+    each stage produced.
+
+    ``make_portable_and_record`` sets ``scripted``, ``portable`` and ``reference``; ``export_to_staging``
+    sets ``staged``, which ``legalize_staged`` replaces when it rewrites the graph; every stage writes
+    what it did and measured into ``report``.
+    """
+
+    model: torch.nn.Module
+    args: tuple  # the example inputs, as a tuple
+    path: Path  # where the model goes, checked writable
+    options: ExportOptions
+    opset: int  # the opset asked for, or the exporter's default
+    rtol: float  # the tolerance, relative to the output scale
+    axes: list[DynamicAxis]  # the dynamic input axes
+    report: Report
+    started: float  # time.perf_counter() when the export began
+    scripted: bool = False  # a TorchScript model (its sites are recorded as it is exported)
+    portable: torch.nn.Module | None = None  # what is exported and verified against
+    reference: object = None  # the portable model's output on ``args``, if computed while recording
+    staged: Staged | None = None  # the model in the staging folder
+
+    @property
+    def runtimes(self) -> tuple[str, ...]:
+        """The runtimes to verify in (and, for ``target="auto"``, to probe) besides ONNX Runtime."""
+        return tuple(self.options.runtimes)
+
+    def say(self, msg: str) -> None:
+        """Log ``msg`` to the ``poolport`` logger and pass it to the caller's ``progress``."""
+        log.info(msg)
+        if self.options.progress is not None:
+            self.options.progress(msg)
+
+    def elapsed(self) -> float:
+        """Seconds since the export began."""
+        return time.perf_counter() - self.started
+
+
+def validate_inputs(model: torch.nn.Module, args, f: str | os.PathLike, options: ExportOptions) -> ExportJob:
+    """Check an export request before anything runs or is written, and start its report.
+
+    Args:
+        model: the model to export.
+        args: its example inputs (a tensor, or a tuple or list of them).
+        f: where the model goes.
+        options: the other arguments of ``export_onnx``.
+
+    Returns:
+        An ``ExportJob`` with the inputs as a tuple, the destination as a Path, the tolerance (by default
+        the inputs' dtype's), the dynamic axes, the opset (by default the exporter's) and a ``Report``
+        holding the model's name, the input shapes and dtypes and the installed versions.
+
+    Raises:
+        PoolportError: an unknown exporter, a model that is not an ``nn.Module``, a bad
+            ``random_checks`` or ``opset``, onnx or onnxruntime missing, bad ``dynamic_shapes``, or a
+            destination (model or report) that cannot be written without losing something.
+    """
+    started = time.perf_counter()
+    exporter = options.exporter
+    if exporter not in EXPORTERS:
+        raise PoolportError(f"exporter must be one of {EXPORTERS}, got {exporter!r}.")
+    if not isinstance(model, torch.nn.Module):
+        raise PoolportError(f"export_onnx: expected a torch.nn.Module, got {type(model).__name__}.")
+    random_checks = options.random_checks
+    if isinstance(random_checks, bool) or not isinstance(random_checks, int) or random_checks < 0:
+        raise PoolportError(f"random_checks must be a whole number >= 0, got {random_checks!r}.")
+    require_onnx()  # a clear error now if onnx or onnxruntime is missing
+    args = as_args(args)
+    rtol = model_rtol(args) if options.rtol is None else options.rtol
+    axes = parse_dynamic_shapes(options.dynamic_shapes, args, model, options.dynamic_batch)
+    path = check_destination(f, options.overwrite, options.external_data)
+    if options.report is not None:
+        check_destination(options.report, options.overwrite)
+        if Path(options.report).resolve() == path.resolve():
+            raise PoolportError(f"the report and the model would both be {path}; give the report another name.")
+    opset = options.opset
+    if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or opset < 7):
+        raise PoolportError(f"opset must be an ONNX opset number (7 or newer), got {opset!r}; leave it out for "
+                            f"the exporter's default ({DEFAULT_OPSET[exporter]}).")
+    opset = opset or DEFAULT_OPSET[exporter]
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    report = Report(
+        model=options.name or type(model).__name__,
+        output=None,
+        exporter=exporter,
+        opset=opset,
+        input_shapes=[list(a.shape) for a in tensors],
+        input_dtypes=[str(a.dtype).removeprefix("torch.") for a in tensors],
+        versions=versions(tuple(options.runtimes)),
+        tolerance=rtol,
+    )
+    return ExportJob(model, args, path, options, opset, rtol, axes, report, started)
+
+
+def make_portable_and_record(job: ExportJob) -> None:
+    """Set ``job.portable``, the model to export, and check its pooling sites in PyTorch.
+
+    An ``nn.Module`` is made portable (``make_portable``, weights shared) and run once on the example
+    inputs with every pooling site recorded against torch's native op (in the size-generic formulation
+    when a spatial axis is dynamic: what the graph will compute); the sites go to ``job.report.sites``
+    and the output to ``job.reference``. A TorchScript model cannot be rewritten in Python: it is
+    copied as it is, and its sites are recorded as the exporter converts them (``export_to_staging``).
+
+    Raises:
+        PoolportError: a TorchScript model with another exporter than ``"torchscript"``.
+        VerificationError: a pooling site whose portable path differs from torch's native op.
+    """
+    job.scripted = is_scripted(job.model)
+    if job.scripted:
+        if job.options.exporter != "torchscript":
+            raise PoolportError(
+                "a TorchScript model exports with the torchscript exporter only: pass exporter='torchscript' "
+                "(--exporter torchscript)."
+            )
+        # a scripted graph cannot be made portable in Python: custom ONNX symbolics convert it on export
+        job.portable = copy.deepcopy(job.model).eval()
+        return
+    job.portable = make_portable(job.model, share_weights=True).eval()
+    job.say("checking every pooling site in PyTorch")
+    t = time.perf_counter()
+    spatial = any(a.spatial for a in job.axes)
+    with size_generic() if spatial else contextlib.nullcontext():  # what the graph will compute
+        job.reference, job.report.sites = run_recorded(job.portable, job.args)
+    problems = site_problems(job.report.sites)
+    if problems:
+        raise VerificationError("pooling sites failed verification:\n  " + "\n  ".join(problems))
+    job.report.verify_seconds += time.perf_counter() - t
+
+
+def export_to_staging(job: ExportJob, folder: Path) -> None:
+    """Export ``job.portable`` with torch.onnx into ``folder`` (named like the destination) and set
+    ``job.staged``. The TorchScript exporter writes pooling sites with poolport's ONNX symbolics; for a
+    TorchScript model those are the sites the report lists. Records the dynamic axes and the time taken.
+
+    Raises:
+        PoolportError: torch.onnx.export failed (its root cause, and the other exporter to try).
+    """
+    exporter = job.options.exporter
+    job.say(f"exporting with the {exporter} exporter (opset {job.opset})")
+    t = time.perf_counter()
+    with portable_symbolics() if exporter == "torchscript" else contextlib.nullcontext([]) as emitted:
+        job.staged = torch_export(job.portable, job.args, exporter, job.opset, folder, job.path.name,
+                                  job.options.input_names, job.options.output_names, job.axes)
+    if job.scripted:  # an nn.Module's sites were recorded in PyTorch before
+        job.report.sites += [
+            Site(f"{op_name} #{i + 1}", op_name, tuple(shape), tuple(size), plan, measured=False)
+            for i, (op_name, shape, size, plan) in enumerate(emitted)
+        ]
+    job.report.dynamic_axes = [f"input {a.input} axis {a.axis}: {a.name} in [{a.min}, {a.max}]" for a in job.axes]
+    job.report.export_seconds = time.perf_counter() - t
+
+
+def legalize_staged(job: ExportJob, folder: Path) -> None:
+    """With a ``target``, rewrite the pooling attributes that target computes wrongly
+    (``poolport.legalize``, unverified here: ``verify_staged`` checks the result against PyTorch in ONNX
+    Runtime, which is cheaper than the reference evaluator). A rewritten model replaces ``job.staged``
+    in ``folder``; the changes (and for ``"auto"`` the rules the probe chose) go to
+    ``job.report.legalized``. Without a target, nothing happens.
+
+    Raises:
+        PoolportError: an unknown target, or a graph the legalizer cannot read.
+    """
+    target = job.options.target
+    if target is None:
+        return
+    # imported here, not at the top: the legalizer imports onnx, and without onnx installed export_onnx
+    # must still fail with validate_inputs' message saying how to install it
+    from ..legalizer import legalize
+
+    runtimes = job.runtimes
+    job.say(f"legalizing pooling attributes for {target}"
+            + (f" (probing {', '.join(runtimes) or 'every installed runtime'})" if target == "auto" else ""))
+    # by path: the staged graph's weights may be in its data file, which the checker must find.
+    # auto probes the runtimes it verifies in, or every installed one
+    result = legalize(job.staged.path, target=target, verify=False, runtimes=runtimes or None)
+    job.report.legalized = [str(c) for c in result.changes]
+    if result.probe is not None:
+        job.report.legalized.insert(0, f"auto: rules {', '.join(result.rules) or 'none'} from probing "
+                                       + ", ".join(f"{k} {v}" for k, v in result.probe.versions.items()))
+    if result.rewritten:
+        job.staged = stage_proto(result.model, folder, job.path.name)
+
+
+def check_staged(job: ExportJob) -> None:
+    """Check the staged graph: the opset it imports is the one asked for (torch's dynamo exporter
+    raises low requests), and onnx.checker accepts it at the oldest IR version that carries its opset
+    (``poolport.onnxfile.ir``), which it is then published at. Records the IR version, the opset and the
+    operator counts.
+
+    Raises:
+        PoolportError: another opset than the one asked for, or a graph onnx.checker refuses.
+    """
+    exporter, asked = job.options.exporter, job.options.opset
+    written_opset = opset_of(job.staged.proto, job.opset)
+    if asked is not None and written_opset != asked:
+        raise PoolportError(
+            f"opset {asked} was asked for, but the {exporter} exporter wrote opset {written_opset}; ask for "
+            f"{written_opset} or newer" + (", or use exporter='torchscript' for older opsets"
+                                           if exporter == "dynamo" else "") + "."
+        )
+    check_lowest_ir(job.staged)
+    proto = job.staged.proto
+    job.report.ir_version = proto.ir_version
+    job.report.opset = opset_of(proto, job.opset)
+    job.report.onnx_ops = dict(op_counts(proto))
+
+
+def verify_staged(job: ExportJob) -> None:
+    """Run the staged model in ONNX Runtime on the example inputs and ``random_checks`` random ones (and
+    in each of ``runtimes`` on the example inputs), and for dynamic axes at other sizes inside their
+    ranges, against the portable model in PyTorch; the checks and the sizes verified go to the report.
+    With ``verify=False``, nothing happens.
+
+    Raises:
+        VerificationError: a runtime could not run the model or differs beyond the tolerance (the
+            message holds the report's tables), or a dynamic model could be checked at fewer than three
+            other sizes (fails closed).
+        PoolportError: an unknown or missing runtime, or inputs that do not match the graph's.
+    """
+    if not job.options.verify:
+        return
+    out, runtimes, random_checks = job.report, job.runtimes, job.options.random_checks
+    job.say(f"verifying in ONNX Runtime ({1 + random_checks} input sets){''.join(', ' + r for r in runtimes)}")
+    t = time.perf_counter()
+    sizes = verification_shapes(job.axes, job.args, out.sites) if job.axes else None
+    out.checks = verify_in_runtimes(
+        job.staged.path, job.portable, job.args, random_checks, job.rtol, runtimes, job.reference, sizes, job.say
+    )
+    out.sizes_verified = list(dict.fromkeys(c.inputs.removeprefix("random inputs at ")
+                                            for c in out.checks if c.shapes is not None))
+    if job.axes and (not sizes or len(out.sizes_verified) < min(3, len(sizes))):  # fail closed
+        raise VerificationError(
+            f"verification failed, nothing written to {job.path}: the model ran at only "
+            f"{len(out.sizes_verified)} of {len(sizes or ())} other sizes inside the dynamic ranges "
+            f"({', '.join(out.dynamic_axes)}); declare ranges the model accepts (torch.export.Dim with "
+            f"min/max) so that it can be checked at sizes other than the example."
+        )
+    out.verify_seconds += time.perf_counter() - t
+    failed = [c for c in out.checks if not c.passed]
+    if failed:
+        out.total_seconds = job.elapsed()
+        raise VerificationError(
+            f"verification failed, nothing written to {job.path}: {what_failed(failed, job.rtol)}.\n{out.table()}"
+        )
+
+
+def publish_staged(job: ExportJob) -> None:
+    """Move the staged model to ``job.path`` (``poolport.onnxfile.staging.publish``): one self-contained
+    file, or with ``external_data`` (and by default for models over 2 GB) the graph plus its data file,
+    which the report then names.
+
+    Raises:
+        PoolportError: the destination appeared meanwhile (without ``overwrite``), or a model over 2 GB
+            was asked for as one file.
+    """
+    written = publish(job.staged, job.path, job.options.overwrite, job.options.external_data)
+    job.report.external_data = str(written) if written else None
+
+
+def finish_report(job: ExportJob, error: PoolportError | None = None) -> None:
+    """Close ``job.report``: the output path, or after a failure the first line of ``error``; the total
+    time. With a ``report`` path the report is written there as JSON, after a failure too (what was
+    done and measured, and why it stopped)."""
+    if error is None:
+        job.report.output = str(job.path)
+    else:
+        job.report.error = str(error).split("\n")[0]
+    job.report.total_seconds = job.elapsed()
+    if job.options.report is not None:
+        Path(job.options.report).write_text(job.report.to_json() + "\n")
 
 
 def export_onnx(
@@ -97,142 +409,23 @@ def export_onnx(
     protobuf's 2 GB limit, otherwise ``f`` is one self-contained file.
     Raises PoolportError if anything fails; ``f`` is then left as it was.
     """
-
-    def say(msg: str) -> None:
-        log.info(msg)
-        if progress is not None:
-            progress(msg)
-
-    t_start = time.perf_counter()
-    if exporter not in EXPORTERS:
-        raise PoolportError(f"exporter must be one of {EXPORTERS}, got {exporter!r}.")
-    if not isinstance(model, torch.nn.Module):
-        raise PoolportError(f"export_onnx: expected a torch.nn.Module, got {type(model).__name__}.")
-    if isinstance(random_checks, bool) or not isinstance(random_checks, int) or random_checks < 0:
-        raise PoolportError(f"random_checks must be a whole number >= 0, got {random_checks!r}.")
-    require_onnx()  # a clear error now if onnx or onnxruntime is missing
-    args = as_args(args)
-    rtol = model_rtol(args) if rtol is None else rtol
-    axes = parse_dynamic_shapes(dynamic_shapes, args, model, dynamic_batch)
-    spatial = any(a.spatial for a in axes)
-    path = check_destination(f, overwrite, external_data)
-    if report is not None:
-        check_destination(report, overwrite)
-        if Path(report).resolve() == path.resolve():
-            raise PoolportError(f"the report and the model would both be {path}; give the report another name.")
-    if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or opset < 7):
-        raise PoolportError(f"opset must be an ONNX opset number (7 or newer), got {opset!r}; leave it out for "
-                            f"the exporter's default ({DEFAULT_OPSET[exporter]}).")
-    asked = opset
-    opset = opset or DEFAULT_OPSET[exporter]
-    out = Report(
-        model=name or type(model).__name__,
-        output=None,
-        exporter=exporter,
-        opset=opset,
-        input_shapes=[list(a.shape) for a in args if isinstance(a, torch.Tensor)],
-        input_dtypes=[str(a.dtype).removeprefix("torch.") for a in args if isinstance(a, torch.Tensor)],
-        versions=versions(tuple(runtimes)),
-        tolerance=rtol,
-    )
-
+    job = validate_inputs(model, args, f, ExportOptions(
+        exporter=exporter, opset=opset, input_names=input_names, output_names=output_names, verify=verify,
+        report=report, overwrite=overwrite, target=target, random_checks=random_checks, runtimes=runtimes,
+        dynamic_batch=dynamic_batch, dynamic_shapes=dynamic_shapes, rtol=rtol, external_data=external_data,
+        name=name, progress=progress,
+    ))
     try:
-        scripted = is_scripted(model)
-        reference = None
-        if scripted:
-            if exporter != "torchscript":
-                raise PoolportError(
-                    "a TorchScript model exports with the torchscript exporter only: pass exporter='torchscript' "
-                    "(--exporter torchscript)."
-                )
-            # a scripted graph cannot be made portable in Python: custom ONNX symbolics convert it on export
-            portable = copy.deepcopy(model).eval()
-        else:
-            portable = make_portable(model, share_weights=True).eval()
-            say("checking every pooling site in PyTorch")
-            t = time.perf_counter()
-            with size_generic() if spatial else contextlib.nullcontext():  # what the graph will compute
-                reference, out.sites = run_recorded(portable, args)
-            problems = site_problems(out.sites)
-            if problems:
-                raise VerificationError("pooling sites failed verification:\n  " + "\n  ".join(problems))
-            out.verify_seconds += time.perf_counter() - t
-
-        with staging_folder(path) as folder:
-            say(f"exporting with the {exporter} exporter (opset {opset})")
-            t = time.perf_counter()
-            with portable_symbolics() if exporter == "torchscript" else contextlib.nullcontext([]) as emitted:
-                staged = torch_export(portable, args, exporter, opset, folder, path.name, input_names, output_names,
-                                      axes)
-            if scripted:  # an nn.Module's sites were recorded in PyTorch above
-                out.sites += [
-                    Site(f"{op_name} #{i + 1}", op_name, tuple(shape), tuple(size), plan, measured=False)
-                    for i, (op_name, shape, size, plan) in enumerate(emitted)
-                ]
-            out.dynamic_axes = [f"input {a.input} axis {a.axis}: {a.name} in [{a.min}, {a.max}]" for a in axes]
-            out.export_seconds = time.perf_counter() - t
-            if target is not None:
-                from ..legalizer import legalize
-
-                say(f"legalizing pooling attributes for {target}"
-                    + (f" (probing {', '.join(runtimes) or 'every installed runtime'})" if target == "auto" else ""))
-                # checked below against PyTorch in ONNX Runtime, which is cheaper than the reference evaluator
-                # by path: the staged graph's weights may be in its data file, which the checker must find.
-                # auto probes the runtimes it verifies in, or every installed one
-                result = legalize(staged.path, target=target, verify=False, runtimes=tuple(runtimes) or None)
-                out.legalized = [str(c) for c in result.changes]
-                if result.probe is not None:
-                    out.legalized.insert(0, f"auto: rules {', '.join(result.rules) or 'none'} from probing "
-                                            + ", ".join(f"{k} {v}" for k, v in result.probe.versions.items()))
-                if result.rewritten:
-                    staged = stage_proto(result.model, folder, path.name)
-            written_opset = opset_of(staged.proto, opset)
-            if asked is not None and written_opset != asked:  # torch's dynamo exporter raises low requests
-                raise PoolportError(
-                    f"opset {asked} was asked for, but the {exporter} exporter wrote opset {written_opset}; ask for "
-                    f"{written_opset} or newer" + (", or use exporter='torchscript' for older opsets"
-                                                   if exporter == "dynamo" else "") + "."
-                )
-            check_lowest_ir(staged)
-            proto = staged.proto
-            out.ir_version = proto.ir_version
-            out.opset = opset_of(proto, opset)
-            out.onnx_ops = dict(op_counts(proto))
-
-            if verify:
-                say(f"verifying in ONNX Runtime ({1 + random_checks} input sets){''.join(', ' + r for r in runtimes)}")
-                t = time.perf_counter()
-                sizes = verification_shapes(axes, args, out.sites) if axes else None
-                out.checks = verify_in_runtimes(
-                    staged.path, portable, args, random_checks, rtol, tuple(runtimes), reference, sizes, say
-                )
-                out.sizes_verified = list(dict.fromkeys(c.inputs.removeprefix("random inputs at ")
-                                                        for c in out.checks if c.shapes is not None))
-                if axes and (not sizes or len(out.sizes_verified) < min(3, len(sizes))):  # fail closed
-                    raise VerificationError(
-                        f"verification failed, nothing written to {path}: the model ran at only "
-                        f"{len(out.sizes_verified)} of {len(sizes or ())} other sizes inside the dynamic ranges "
-                        f"({', '.join(out.dynamic_axes)}); declare ranges the model accepts (torch.export.Dim with "
-                        f"min/max) so that it can be checked at sizes other than the example."
-                    )
-                out.verify_seconds += time.perf_counter() - t
-                failed = [c for c in out.checks if not c.passed]
-                if failed:
-                    out.total_seconds = time.perf_counter() - t_start
-                    raise VerificationError(
-                        f"verification failed, nothing written to {path}: {what_failed(failed, rtol)}.\n{out.table()}"
-                    )
-            written = publish(staged, path, overwrite, external_data)
-            out.external_data = str(written) if written else None
+        make_portable_and_record(job)
+        with staging_folder(job.path) as folder:
+            export_to_staging(job, folder)
+            legalize_staged(job, folder)
+            check_staged(job)
+            verify_staged(job)
+            publish_staged(job)
     except PoolportError as e:
-        out.error = str(e).split("\n")[0]
-        out.total_seconds = time.perf_counter() - t_start
-        if report is not None:  # what was done and measured, and why it stopped
-            Path(report).write_text(out.to_json() + "\n")
+        finish_report(job, e)
         raise
-    out.output = str(path)
-    out.total_seconds = time.perf_counter() - t_start
-    if report is not None:
-        Path(report).write_text(out.to_json() + "\n")
-    say(f"wrote {path}")
-    return out
+    finish_report(job)
+    job.say(f"wrote {job.path}")
+    return job.report

@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 
 from ..errors import PoolportError, one_line
+from ..onnxfile.files import require_onnx
+from ..onnxfile.staging import Staged, stage_file
 from ..verify.compare import flatten_outputs
-from ..verify.model_files import require_onnx
-from .staging import Staged, stage_file, stage_program
 
 EXPORTERS = ("dynamo", "torchscript")
 DEFAULT_OPSET = {"dynamo": 18, "torchscript": 17}
@@ -61,6 +61,16 @@ def torch_export(model, args, exporter: str, opset: int, folder: Path, name: str
     if program is not None:
         return stage_program(program, folder, name)
     return stage_file(exported)
+
+
+def stage_program(program, folder: Path, name: str) -> Staged:
+    """Stage a torch.onnx ONNXProgram (dynamo exporter): its weights are written straight to the
+    data file, with no protobuf copy of them."""
+    import onnx
+
+    path = folder / name
+    program.save(str(path), external_data=True)
+    return Staged(path, onnx.load(str(path), load_external_data=False))
 
 
 ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import onnx
 from onnx import helper, shape_inference
 
-from ..export.graph import opset_of
+from ..onnxfile.graph import opset_of
 from .decompose import pool_3d_as_2d
 from .rules import PADS_FORM_RULES, explicit_form, read_attrs
 

@@ -209,7 +209,7 @@ def reference_outputs(path: Path, proto, feeds, reference: str) -> tuple[str, li
 
 
 def _has_external(proto) -> bool:
-    from .model_files import has_external_data
+    from ..onnxfile.files import has_external_data
 
     return has_external_data(proto)
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import PoolportError, VerificationError, one_line
-from .model_files import require_onnx
+from ..onnxfile.files import require_onnx
 
 
 @dataclass

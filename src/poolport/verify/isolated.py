@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PoolportError
-from .model_files import Model, as_file
+from ..onnxfile.files import Model, as_file
 
 WORKERS = Path(__file__).parent / "workers"
 TIMEOUT_S = 600

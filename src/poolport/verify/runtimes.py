@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PoolportError
-from .model_files import Model, as_file
+from ..onnxfile.files import Model, as_file
 
 NAMES = ("onnxruntime", "openvino", "ncnn", "mnn", "litert")
 INSTALL = {

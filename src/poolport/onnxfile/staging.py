@@ -10,6 +10,9 @@ instead of copying each one out of a protobuf message, and the graph stays small
 Publishing writes either one self-contained ``.onnx`` file (the default when the model fits in 2 GB:
 every runtime loads it) or the graph plus ``<name>.data`` beside it (``external_data=True``, and
 always for larger models). The weights are published byte for byte as they were verified.
+
+Which IR version a model is published at is ``ir``'s decision; whether a destination may be written,
+``paths``'.
 """
 
 from __future__ import annotations
@@ -22,27 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PoolportError, one_line
-from ..verify.model_files import data_file, has_external_data
-from .graph import opset_of
+from .files import data_file, has_external_data
 
 MAX_PROTO_BYTES = 2**31 - 1  # protobuf cannot serialise a message larger than this
 EXTERNAL_THRESHOLD = 1024  # tensors of at least this many bytes go to the data file
-
-
-def check_destination(f, overwrite: bool, external_data: bool | None = False) -> Path:
-    """``f`` as a Path, or a PoolportError if it cannot be written without losing something: a folder, an existing file (unless ``overwrite``), a missing or read-only folder."""
-    path = Path(f)
-    if path.is_dir():
-        raise PoolportError(f"{path} is a folder; give a file name such as {path / 'model.onnx'}.")
-    if path.exists() and not overwrite:
-        raise PoolportError(f"{path} already exists; pass overwrite=True (--force) to replace it.")
-    if external_data and data_file(path).exists() and not overwrite:
-        raise PoolportError(f"{data_file(path)} already exists; pass overwrite=True (--force) to replace it.")
-    if not path.parent.exists():
-        raise PoolportError(f"folder {path.parent} does not exist.")
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise PoolportError(f"cannot write to folder {path.parent}; choose another output path.")
-    return path
 
 
 def _place(src: Path, dst: Path, overwrite: bool) -> None:
@@ -136,16 +122,6 @@ def _patch_ir_version(path: Path, ir_version: int) -> bool:
         f.seek(1)
         f.write(bytes([ir_version]))
     return True
-
-
-def stage_program(program, folder: Path, name: str) -> Staged:
-    """Stage a torch.onnx ONNXProgram (dynamo exporter): its weights are written straight to the
-    data file, with no protobuf copy of them."""
-    import onnx
-
-    path = folder / name
-    program.save(str(path), external_data=True)
-    return Staged(path, onnx.load(str(path), load_external_data=False))
 
 
 def stage_proto(proto, folder: Path, name: str) -> Staged:
@@ -250,26 +226,3 @@ def publish(staged: Staged, destination: Path, overwrite: bool, external_data: b
             data_file(destination).unlink()
         raise
     return data_file(destination) if staged_data is not None else None
-
-
-def minimal_ir_version(opset: int) -> int:
-    """The oldest ONNX IR version that carries ``opset``: what the most runtimes load."""
-    import onnx
-
-    return min(ir for _release, ir, ai_onnx, *_ in onnx.helper.VERSION_TABLE if ai_onnx >= opset)
-
-
-def check_lowest_ir(staged: Staged) -> None:
-    """onnx.checker on the staged model, at the oldest IR version that carries its opset (what the
-    most runtimes load: pnnx's ONNX Runtime takes IR <= 13) when the model allows, else at the
-    exporter's own version."""
-    original = staged.proto.ir_version
-    opset = opset_of(staged.proto)
-    if opset is not None and minimal_ir_version(opset) < original:
-        staged.set_ir_version(minimal_ir_version(opset))
-        try:
-            check(staged)
-            return
-        except PoolportError:  # a newer-IR feature is in use: keep the exporter's version
-            staged.set_ir_version(original)
-    check(staged)
