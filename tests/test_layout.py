@@ -14,7 +14,7 @@ LAYERS = [
     {"errors", "plan", "testing", "demo"},  # integer geometry, oracles, example models
     {"backend"},  # a plan turned into torch ops or ONNX nodes
     {"functional", "nn"},  # the public pooling API, torch names
-    {"verify"},  # recording sites against torch, running exported models in runtimes
+    {"verify", "runtimes"},  # recording sites against torch; one module per runtime, a registry, its workers
     {"routing"},  # make_portable, patch()
     {"rewrite"},  # rewrite rules on FX graphs
     {"export", "legalizer", "loading"},  # ONNX export, the legalizer, loading MODEL arguments

@@ -32,7 +32,7 @@ def parse_runtimes(text: str | None) -> tuple[str, ...] | None:
 
 def add_parser(sub) -> None:
     """Register ``poolport check``."""
-    from ..verify.runtimes import NAMES
+    from ..runtimes.registry import NAMES
 
     p = sub.add_parser(
         "check",

@@ -63,7 +63,7 @@ def run(args) -> int:
     from ..demo.models import DEMOS, build
     from ..export.onnx_export import export_onnx
     from ..export.table import format_table
-    from ..verify.runtimes import available
+    from ..runtimes.registry import available
 
     names = args.only or list(DEMOS)
     unknown = [n for n in names if n not in DEMOS]

@@ -15,7 +15,7 @@ from .terminal import quiet
 
 def add_parser(sub) -> None:
     """Register ``poolport probe``."""
-    from ..verify.runtimes import NAMES
+    from ..runtimes.registry import NAMES
 
     p = sub.add_parser(
         "probe",
@@ -36,7 +36,7 @@ def run(args) -> int:
     """Run ``poolport probe``; returns the exit code."""
     from ..errors import PoolportError
     from ..legalizer.probe import run_probe
-    from ..verify.runtimes import NAMES
+    from ..runtimes.registry import NAMES
 
     runtimes = parse_runtimes(args.runtimes)
     unknown = [r for r in runtimes or () if r not in NAMES]
