@@ -29,6 +29,13 @@ def test_unknown_runtimes_are_named_with_the_choices():
     assert not registry.available("tensorrtx") and registry.version("tensorrtx") == ""
 
 
+def test_the_legalizer_targets_every_runtime_by_name_and_alias():
+    from poolport.legalizer.targets import TARGETS
+
+    assert TARGETS[:2] == ("all", "auto")
+    assert set(TARGETS[2:]) == set(registry.NAMES) | set(registry.ALIASES)
+
+
 @pytest.mark.runtime
 @pytest.mark.parametrize("runtime", ["ncnn", "mnn", "litert"])
 def test_reports_take_each_runtimes_version_from_the_registry(runtime):
