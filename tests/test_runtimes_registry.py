@@ -36,6 +36,23 @@ def test_the_legalizer_targets_every_runtime_by_name_and_alias():
     assert set(TARGETS[2:]) == set(registry.NAMES) | set(registry.ALIASES)
 
 
+def test_the_command_line_parses_every_runtime_list_alike(tmp_path, capsys):
+    from poolport.cli.args import parse_runtimes
+    from poolport.cli.main import main
+
+    assert parse_runtimes(None) is None and parse_runtimes("") is None
+    assert parse_runtimes(" onnxruntime, ncnn ,") == ("onnxruntime", "ncnn")
+    with pytest.raises(PoolportError, match="unknown runtime tensorrtx"):
+        parse_runtimes("ncnn,tensorrtx")
+    # convert refuses an unknown --verify-in before it loads or writes anything
+    out = tmp_path / "m.onnx"
+    assert main(["convert", "torchvision.models:resnet18", "--input", "1x3x32x32", "-o", str(out),
+                 "--verify-in", "tensorrtx", "--quiet"]) == 2
+    assert "unknown runtime tensorrtx" in capsys.readouterr().err and not out.exists()
+    assert main(["probe", "--runtimes", "tensorrtx", "--quiet"]) == 2
+    assert "unknown runtime tensorrtx" in capsys.readouterr().err
+
+
 @pytest.mark.runtime
 @pytest.mark.parametrize("runtime", ["ncnn", "mnn", "litert"])
 def test_reports_take_each_runtimes_version_from_the_registry(runtime):

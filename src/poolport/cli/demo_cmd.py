@@ -63,7 +63,7 @@ def run(args) -> int:
     from ..demo.models import DEMOS, build
     from ..export.onnx_export import export_onnx
     from ..export.table import format_table
-    from ..runtimes.registry import available
+    from ..runtimes.registry import NAMES, available
 
     names = args.only or list(DEMOS)
     unknown = [n for n in names if n not in DEMOS]
@@ -71,7 +71,7 @@ def run(args) -> int:
         raise PoolportError(f"unknown demo model(s) {unknown}; choose from {list(DEMOS)}.")
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="poolport-demo-"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    others = ("openvino", "ncnn", "mnn", "litert")
+    others = tuple(n for n in NAMES if n != "onnxruntime")
     runtimes = () if args.no_runtimes else tuple(r for r in others if available(r))
     print(f"verifying in onnxruntime{''.join(', ' + r for r in runtimes)}"
           + ("" if len(runtimes) == len(others) else " (pip install 'poolport[runtimes]' adds OpenVINO, ncnn and "
