@@ -10,7 +10,8 @@ from poolport.runtimes.base import Runtime
 
 
 def test_every_runtime_module_says_all_poolport_needs():
-    assert registry.NAMES == ("onnxruntime", "openvino", "ncnn", "mnn", "litert")
+    assert registry.NAMES[0] == "onnxruntime"  # the reference, first in every table
+    assert {"openvino", "ncnn", "mnn", "litert"} <= set(registry.NAMES)
     assert set(registry.RUNNERS) == set(registry.NAMES)
     for name in registry.NAMES:
         rt = registry.get(name)
