@@ -5,6 +5,8 @@ what the progress display says meanwhile) lives in that object; the rest of pool
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as dist_version
 
@@ -15,37 +17,46 @@ from ..verify.model_files import Model
 Feeds = dict[str, np.ndarray]
 
 
+@dataclass(frozen=True, repr=False)
 class Runtime:
     """One inference runtime that poolport runs ONNX models in, to verify them.
 
-    A runtime module subclasses this, sets the class attributes and implements ``available`` and ``run``;
-    ``version`` reads the installed ``distributions`` and ``run_batch`` runs one model after the other,
-    unless the subclass says otherwise (``poolport.runtimes.isolated.IsolatedRuntime`` runs a batch in
-    one worker process).
+    A runtime module subclasses this, implements ``run`` and makes its one instance, ``RUNTIME``, with the
+    facts below. ``available`` imports ``modules``, ``version`` reads the installed ``distributions`` and
+    ``run_batch`` runs one model after the other, unless the subclass says otherwise
+    (``poolport.runtimes.isolated.IsolatedRuntime`` runs a batch in one worker process).
 
-    Attributes:
+    Args:
         name: what commands, reports and ``--runtimes`` call it (``"ncnn"``).
         label: how messages name it (``"LiteRT (onnx2tf)"``).
         install: what installs it, for "not installed" messages.
         activity: what the progress display says while it converts and runs a model.
         order: where it stands in ``registry.NAMES`` (tables, the default order of ``check`` and
             ``probe``); ONNX Runtime, the reference, comes first.
-        aliases: other names ``legalize --target`` accepts for it (``tflite`` for ``litert``).
         distributions: the packages whose versions make up ``version()``, in pipeline order (pnnx, then
             ncnn).
+        modules: what must import for the runtime to be there.
+        aliases: other names ``legalize --target`` accepts for it (``tflite`` for ``litert``).
     """
 
-    name: str = ""
-    label: str = ""
-    install: str = ""
-    activity: str = ""
-    order: int = 0
-    aliases: tuple[str, ...] = ()
+    name: str
+    label: str
+    install: str
+    activity: str
+    order: int
     distributions: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
 
     def available(self) -> bool:
-        """Whether the runtime is installed here."""
-        raise NotImplementedError
+        """Whether the runtime is installed here: every one of ``modules`` imports (an installed but broken
+        package does not count)."""
+        try:
+            for module in self.modules:
+                importlib.import_module(module)
+        except ImportError:
+            return False
+        return True
 
     def version(self) -> str:
         """The installed version ('' if not installed): one distribution's version, or several as

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -113,9 +114,14 @@ def worker_version(worker: str, python: str) -> str:
     return lines[-1] if proc.returncode == 0 and lines else ""
 
 
+@dataclass(frozen=True, repr=False)
 class IsolatedRuntime(Runtime):
     """A runtime that converts and runs each model in a worker process: ``workers/<worker>.py`` (the
-    standard library, numpy and the runtime only), started with ``python()``. A batch takes one process."""
+    standard library, numpy and the runtime only), started with ``python()``. A batch takes one process.
+
+    Args:
+        worker: the worker script's name in ``workers/``, without ``.py``.
+    """
 
     worker: str = ""
 

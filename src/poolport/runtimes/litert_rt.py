@@ -44,14 +44,6 @@ def _has_litert(python: str) -> bool:
 class LiteRT(IsolatedRuntime):
     """LiteRT through onnx2tf, in LiteRT's own Python environment."""
 
-    name = "litert"
-    label = "LiteRT (onnx2tf)"
-    install = "make litert, or set POOLPORT_LITERT_PYTHON to a Python with onnx2tf and ai-edge-litert"
-    activity = "converting with onnx2tf, running in LiteRT"
-    order = 40
-    aliases = ("tflite",)
-    worker = "litert_worker"
-
     def available(self) -> bool:
         """Whether a Python with onnx2tf and ai-edge-litert is there (see the module's docstring)."""
         return litert_python() is not None
@@ -70,4 +62,6 @@ class LiteRT(IsolatedRuntime):
         return python
 
 
-RUNTIME = LiteRT()
+RUNTIME = LiteRT("litert", label="LiteRT (onnx2tf)", order=40, aliases=("tflite",), worker="litert_worker",
+                 install="make litert, or set POOLPORT_LITERT_PYTHON to a Python with onnx2tf and ai-edge-litert",
+                 activity="converting with onnx2tf, running in LiteRT")

@@ -12,18 +12,12 @@ from .isolated import IsolatedRuntime
 class MNN(IsolatedRuntime):
     """MNN through its converter's Python binding, in a worker process of this Python."""
 
-    name = "mnn"
-    label = "MNN"
-    install = "pip install 'poolport[runtimes]'"
-    activity = "converting with MNN's converter, running in MNN"
-    order = 30
-    distributions = ("MNN",)
-    worker = "mnn_worker"
-
     def available(self) -> bool:
         """Whether MNN and its converter binding can be imported here (checked without importing them:
         importing is the worker's job)."""
         return find_spec("MNN") is not None and find_spec("_tools") is not None
 
 
-RUNTIME = MNN()
+RUNTIME = MNN("mnn", label="MNN", install="pip install 'poolport[runtimes]'",
+              activity="converting with MNN's converter, running in MNN", order=30, distributions=("MNN",),
+              worker="mnn_worker")

@@ -71,22 +71,6 @@ def run_ncnn_files(param: Path, binary: Path, arrays: list[np.ndarray]) -> list[
 class Ncnn(Runtime):
     """ncnn, reached through pnnx's ONNX converter."""
 
-    name = "ncnn"
-    label = "ncnn"
-    install = "pip install 'poolport[runtimes]'"
-    activity = "converting with pnnx, running in ncnn"
-    order = 20
-    distributions = ("pnnx", "ncnn")
-
-    def available(self) -> bool:
-        """Whether ncnn and pnnx both import here."""
-        try:
-            import ncnn  # noqa: F401
-            import pnnx  # noqa: F401
-        except ImportError:
-            return False
-        return True
-
     def run(self, model: Model, feeds: Feeds) -> list[np.ndarray]:
         """``model`` converted by pnnx (``fp16=0``) and run in ncnn on ``feeds``."""
         arrays = list(feeds.values())
@@ -102,4 +86,6 @@ class Ncnn(Runtime):
             return run_ncnn_files(param, binary, arrays)
 
 
-RUNTIME = Ncnn()
+RUNTIME = Ncnn("ncnn", label="ncnn", install="pip install 'poolport[runtimes]'",
+               activity="converting with pnnx, running in ncnn", order=20, distributions=("pnnx", "ncnn"),
+               modules=("ncnn", "pnnx"))

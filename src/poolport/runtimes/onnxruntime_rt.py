@@ -23,24 +23,11 @@ def run_onnxruntime(model: Model, feeds: Feeds) -> list[np.ndarray]:
 class OnnxRuntime(Runtime):
     """ONNX Runtime with its CPU execution provider."""
 
-    name = "onnxruntime"
-    label = "ONNX Runtime"
-    install = "pip install 'poolport[onnx]'"
-    activity = "running in onnxruntime"
-    order = 0
-    distributions = ("onnxruntime",)
-
-    def available(self) -> bool:
-        """Whether onnxruntime imports here."""
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return False
-        return True
-
     def run(self, model: Model, feeds: Feeds) -> list[np.ndarray]:
         """``model`` in ONNX Runtime (CPU) on ``feeds``."""
         return run_onnxruntime(model, feeds)
 
 
-RUNTIME = OnnxRuntime()
+RUNTIME = OnnxRuntime("onnxruntime", label="ONNX Runtime", install="pip install 'poolport[onnx]'",
+                      activity="running in onnxruntime", order=0, distributions=("onnxruntime",),
+                      modules=("onnxruntime",))

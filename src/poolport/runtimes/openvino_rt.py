@@ -11,21 +11,6 @@ from .base import Feeds, Runtime
 class OpenVINO(Runtime):
     """OpenVINO's CPU plugin at f32 precision."""
 
-    name = "openvino"
-    label = "OpenVINO"
-    install = "pip install 'poolport[runtimes]'"
-    activity = "running in openvino"
-    order = 10
-    distributions = ("openvino",)
-
-    def available(self) -> bool:
-        """Whether openvino imports here."""
-        try:
-            import openvino  # noqa: F401
-        except ImportError:
-            return False
-        return True
-
     def run(self, model: Model, feeds: Feeds) -> list[np.ndarray]:
         """``model`` in OpenVINO (CPU, f32 precision hint) on ``feeds``."""
         import openvino as ov
@@ -37,4 +22,5 @@ class OpenVINO(Runtime):
             return [np.asarray(result[out]) for out in compiled.outputs]
 
 
-RUNTIME = OpenVINO()
+RUNTIME = OpenVINO("openvino", label="OpenVINO", install="pip install 'poolport[runtimes]'",
+                   activity="running in openvino", order=10, distributions=("openvino",), modules=("openvino",))
