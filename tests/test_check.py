@@ -10,10 +10,10 @@ import pytest
 from onnx import TensorProto, helper
 
 from poolport.cli.main import main
+from poolport.runtimes.registry import available
 from poolport.verify import check as check_mod
 from poolport.verify.check import check_model
 from poolport.verify.compare import compare_arrays
-from poolport.verify.runtimes import available
 
 
 def pool_model(op, shape, opset=17, dynamic=False, **attrs):
@@ -51,15 +51,16 @@ def test_wrong_numbers_fail_the_check(tmp_path, monkeypatch, capsys):
     # test the verdict; the real runtimes' wrong answers are in the runtime-marked tests below)
     path = tmp_path / "m.onnx"
     onnx.save(pool_model("MaxPool", (1, 3, 8, 8), kernel_shape=[2, 2], strides=[2, 2]), path)
-    from poolport.verify import runtimes
+    from poolport.runtimes import registry as runtimes
+    from poolport.runtimes.onnxruntime_rt import run_onnxruntime
 
     def off_by_a_bit(model, feeds):
-        (y,) = runtimes.run_onnxruntime(model, feeds)
+        (y,) = run_onnxruntime(model, feeds)
         y[0, 0, 0, 0] += 0.01
         return [y]
 
     def nan(model, feeds):
-        (y,) = runtimes.run_onnxruntime(model, feeds)
+        (y,) = run_onnxruntime(model, feeds)
         y[0, 1, 1, 1] = np.nan
         return [y]
 
@@ -78,7 +79,7 @@ def test_wrong_numbers_fail_the_check(tmp_path, monkeypatch, capsys):
 def test_nothing_checked_is_not_a_pass(tmp_path, monkeypatch, capsys):
     path = tmp_path / "m.onnx"
     onnx.save(pool_model("MaxPool", (1, 3, 8, 8), kernel_shape=[2, 2]), path)
-    monkeypatch.setattr("poolport.verify.runtimes.available", lambda name: False)
+    monkeypatch.setattr("poolport.runtimes.registry.available", lambda name: False)
     assert main(["check", str(path), "--quiet"]) == 1
     captured = capsys.readouterr()
     assert "nothing was checked" in captured.err

@@ -74,7 +74,7 @@ def test_each_runtime_gets_its_own_progress_stage(tmp_path):
     import torch
 
     import poolport
-    from poolport.verify.runtimes import available
+    from poolport.runtimes.registry import available
 
     if not available("openvino"):
         pytest.skip("openvino not installed")

@@ -11,7 +11,7 @@ import torch
 from test_dynamic_sizes import ort_runner, quiet_export
 
 import poolport
-from poolport.verify.runtimes import RUNNERS, available
+from poolport.runtimes.registry import RUNNERS, available
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +125,7 @@ def test_patch_pnnx_two_shapes_to_ncnn(case, name, tmp_path, monkeypatch):
                     "m_pnnx.py holds an unconverted aten::addcmul (measured)")
     import pnnx
 
-    from poolport.verify.runtimes import run_ncnn_files
+    from poolport.runtimes.ncnn_rt import run_ncnn_files
 
     model, x, _, sizes = case
     monkeypatch.chdir(tmp_path)

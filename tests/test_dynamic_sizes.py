@@ -18,7 +18,7 @@ from poolport.backend.torch_generic import apply_generic
 from poolport.demo.models import PyramidHead
 from poolport.plan import adaptive_windows
 from poolport.plan.generic import plan_generic, window_bounds
-from poolport.verify.runtimes import RUNNERS, available
+from poolport.runtimes.registry import RUNNERS, available
 
 EXPORTED_AT = (15, 15)
 # divisible, non-divisible, prime, smaller than every output, large, flat and tall
@@ -334,7 +334,7 @@ def test_patch_pnnx_two_shapes_head_exact_at_every_size(head, tmp_path, monkeypa
         pytest.skip("ncnn/pnnx not installed (pip install 'poolport[runtimes]')")
     import pnnx
 
-    from poolport.verify.runtimes import run_ncnn_files
+    from poolport.runtimes.ncnn_rt import run_ncnn_files
 
     monkeypatch.chdir(tmp_path)
     with poolport.patch(head):

@@ -121,7 +121,7 @@ def test_pooling_sites_emit_only_portable_operators(tmp_path, exporter):
 
 @pytest.mark.runtime
 def test_verify_in_openvino_and_ncnn(tmp_path):
-    from poolport.verify.runtimes import available
+    from poolport.runtimes.registry import available
 
     if not (available("openvino") and available("ncnn")):
         pytest.skip("pip install 'poolport[runtimes]'")
@@ -138,7 +138,7 @@ class ReduceMaxHead(nn.Module):
 
 @pytest.mark.runtime
 def test_a_runtime_that_refuses_the_model_fails_verification(tmp_path):
-    from poolport.verify.runtimes import available
+    from poolport.runtimes.registry import available
 
     if not available("ncnn"):
         pytest.skip("pip install 'poolport[runtimes]'")

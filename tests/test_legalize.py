@@ -14,7 +14,7 @@ from poolport import PoolportError
 from poolport.cli.main import main
 from poolport.legalizer.legalize import Kept, PoolRewrite, random_feeds
 from poolport.legalizer.probe import ProbeCase, reference
-from poolport.verify.runtimes import RUNNERS, available
+from poolport.runtimes.registry import RUNNERS, available
 
 
 def pool_model(op, shape, opset=17, dtype=TensorProto.FLOAT, **attrs):

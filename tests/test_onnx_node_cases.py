@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 import poolport
-from poolport.verify.runtimes import NAMES, available, run_batch
+from poolport.runtimes.registry import NAMES, available, run_batch
 
 
 def node_cases():
@@ -53,7 +53,7 @@ def _close(case, want, got):
 def test_legalized_for_all_equals_the_expected_outputs(case):
     # every rule at once, judged by ONNX Runtime against the ONNX suite's own expected outputs
     result = poolport.legalize(_ir8(case.model), "all", verify=False)
-    from poolport.verify.runtimes import run_onnxruntime
+    from poolport.runtimes.onnxruntime_rt import run_onnxruntime
 
     for inputs, outputs in case.data_sets:
         feeds = {i.name: a for i, a in zip(case.model.graph.input, inputs)}

@@ -8,7 +8,7 @@ import torch
 
 import poolport
 from poolport.export.torch_onnx import torch_export_to_proto
-from poolport.verify.runtimes import RUNNERS, available
+from poolport.runtimes.registry import RUNNERS, available
 
 CASES = [
     ("avg", (1, 8, 9, 9), 7),  # runs x runs
@@ -99,7 +99,7 @@ def test_patch_around_pnnx_export_to_ncnn_is_exact_at_every_size(tmp_path, monke
     import pnnx
 
     from poolport.demo.models import build
-    from poolport.verify.runtimes import run_ncnn_files
+    from poolport.runtimes.ncnn_rt import run_ncnn_files
 
     model, x = build("pspnet_style")
     monkeypatch.chdir(tmp_path)  # pnnx writes its files next to the .pt
@@ -163,8 +163,8 @@ def _module(kind, op, shape, arg):
 def test_1d_and_3d_plans_in_runtime(runtime):
     if not available(runtime):
         pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]'; make litert)")
+    from poolport.runtimes.registry import run_batch
     from poolport.testing import reference
-    from poolport.verify.runtimes import run_batch
 
     items, wants = [], []
     for kind, op, shape, arg in PLANS_1D_3D:

@@ -12,9 +12,9 @@ import poolport
 from poolport.cli.main import main
 from poolport.legalizer import probe
 from poolport.legalizer.rules import RULES, case_matches
+from poolport.runtimes.registry import NAMES, available, run_batch
 from poolport.testing import reference
 from poolport.verify.compare import compare_arrays
-from poolport.verify.runtimes import NAMES, available, run_batch
 
 # where legalize leaves a case the runtime refuses, loudly (docs/runtimes.md): pnnx leaves dilated pooling
 # unconverted and the tap form is wrong on ncnn; onnx2tf refuses 3-D AveragePool without pads, and with the

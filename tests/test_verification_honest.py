@@ -114,7 +114,8 @@ def test_a_model_onnx_runtime_cannot_run_is_a_clear_error(tmp_path):
 
 @pytest.mark.runtime
 def test_ncnn_that_cannot_load_says_why(tmp_path):
-    from poolport.verify.runtimes import available, run_ncnn_files
+    from poolport.runtimes.ncnn_rt import run_ncnn_files
+    from poolport.runtimes.registry import available
 
     if not available("ncnn"):
         pytest.skip("ncnn/pnnx not installed (pip install 'poolport[runtimes]')")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import PoolportError
-from .plan_cmd import parse_size
+from .args import add_runtimes_option, parse_runtimes, parse_size
 from .progress import Progress
 from .terminal import quiet
 
@@ -23,17 +23,8 @@ def parse_inputs(items: list[str] | None) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def parse_runtimes(text: str | None) -> tuple[str, ...] | None:
-    """``onnxruntime,openvino`` -> a tuple (None: every runtime poolport knows)."""
-    if not text:
-        return None
-    return tuple(r.strip() for r in text.split(",") if r.strip())
-
-
 def add_parser(sub) -> None:
     """Register ``poolport check``."""
-    from ..verify.runtimes import NAMES
-
     p = sub.add_parser(
         "check",
         help="run an ONNX file in every installed runtime and compare each with a reference",
@@ -47,7 +38,7 @@ def add_parser(sub) -> None:
     p.add_argument("model", metavar="MODEL.onnx")
     p.add_argument("--input", action="append", metavar="[NAME=]SHAPE",
                    help="input size, e.g. x=1x3x224x224 (needed for dynamic dimensions; repeat per input)")
-    p.add_argument("--runtimes", metavar="LIST", help=f"comma-separated, from {','.join(NAMES)} (default: all)")
+    add_runtimes_option(p)
     p.add_argument("--reference", choices=["auto", "evaluator", "onnxruntime"], default="auto",
                    help="what the runtimes are compared with (auto: the ONNX reference evaluator for small graphs)")
     p.add_argument("--rtol", type=float, default=None, metavar="R",
@@ -68,9 +59,9 @@ def run(args) -> int:
     rtol = DEFAULT_RTOL if args.rtol is None else args.rtol
     if not rtol > 0:
         raise PoolportError(f"--rtol must be > 0, got {args.rtol}.")
+    inputs, runtimes = parse_inputs(args.input), parse_runtimes(args.runtimes)
     with Progress(enabled=not args.quiet) as progress, quiet():
-        report = check_model(args.model, parse_inputs(args.input), parse_runtimes(args.runtimes), args.reference,
-                             rtol, args.seed, progress=progress)
+        report = check_model(args.model, inputs, runtimes, args.reference, rtol, args.seed, progress=progress)
     data = json.dumps(report.to_dict(), indent=2)
     if args.json == "-":
         print(data)

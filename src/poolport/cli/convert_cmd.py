@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import PoolportError
 from ..legalizer.targets import TARGETS
-from .plan_cmd import parse_size
+from .args import parse_runtimes, parse_size
 from .progress import Progress
 from .terminal import quiet
 
@@ -48,6 +48,8 @@ def spatial_dynamic_shapes(inputs: tuple) -> tuple:
 
 def add_parser(sub) -> None:
     """Register ``poolport convert``."""
+    from ..runtimes.registry import NAMES
+
     p = sub.add_parser(
         "convert",
         help="export a PyTorch model to ONNX with exact portable pooling, verified",
@@ -82,8 +84,8 @@ def add_parser(sub) -> None:
     p.add_argument("--random-checks", type=int, default=1, metavar="N",
                    help="fresh random input sets verified besides the example inputs (default 1)")
     p.add_argument("--verify-in", metavar="RUNTIMES", default="",
-                   help="also verify in these runtimes, comma-separated: openvino,ncnn,mnn,litert (poolport[runtimes]; "
-                   "LiteRT: make litert)")
+                   help=f"also verify in these runtimes, comma-separated: {','.join(n for n in NAMES if n != 'onnxruntime')} "
+                   "(poolport[runtimes]; LiteRT: make litert)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow loading a pickled nn.Module (runs arbitrary code from the file)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
@@ -96,6 +98,7 @@ def run(args) -> int:
     from ..loading import is_scripted, load_model, parse_kwargs
     from ..onnxfile.paths import check_destination
 
+    runtimes = parse_runtimes(args.verify_in) or ()
     out_path = check_destination(args.output, args.force, args.external_data or None)
     if args.report:
         check_destination(args.report, args.force)
@@ -119,7 +122,7 @@ def run(args) -> int:
             report=args.report,
             overwrite=args.force,
             target=args.target,
-            runtimes=tuple(r for r in args.verify_in.split(",") if r),
+            runtimes=runtimes,
             dynamic_batch=args.dynamic_batch,
             dynamic_shapes=spatial_dynamic_shapes(inputs) if args.dynamic_spatial else None,
             external_data=args.external_data or None,

@@ -85,9 +85,9 @@ def convert_demos(args, names: list[str], out_dir: Path) -> None:
     from ..demo.models import DEMOS, build
     from ..export.onnx_export import export_onnx
     from ..export.table import format_table
-    from ..verify.runtimes import available
+    from ..runtimes.registry import NAMES, available
 
-    others = ("openvino", "ncnn", "mnn", "litert")
+    others = tuple(n for n in NAMES if n != "onnxruntime")
     runtimes = () if args.no_runtimes else tuple(r for r in others if available(r))
     print(f"verifying in onnxruntime{''.join(', ' + r for r in runtimes)}"
           + ("" if len(runtimes) == len(others) else " (pip install 'poolport[runtimes]' adds OpenVINO, ncnn and "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import PoolportError
 from ..legalizer.targets import TARGETS
+from .args import add_runtimes_option, parse_runtimes
 
 
 def add_parser(sub) -> None:
@@ -24,8 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--target", choices=TARGETS, default="all",
                    help="the runtime to legalize for; auto: probe the installed runtimes (poolport probe) and rewrite "
                    "what they get wrong")
-    p.add_argument("--runtimes", metavar="LIST", help="with --target auto: the runtimes to probe (default: every "
-                   "installed one)")
+    add_runtimes_option(p, "with --target auto: the runtimes to probe (default: every installed one)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--no-verify", action="store_true", help="skip the numerical comparison with the original")
     p.set_defaults(run=run)
@@ -47,8 +47,6 @@ def run(args) -> int:
     check_destination(dst, args.force)
     if args.runtimes and args.target != "auto":
         raise PoolportError("--runtimes goes with --target auto.")
-    from .check_cmd import parse_runtimes
-
     result = legalize(src, args.target, verify=not args.no_verify, runtimes=parse_runtimes(args.runtimes))
     # weights that came in a data file leave in one (<output>.data); a self-contained input stays one file
     external = has_external_data(onnx.load(str(src), load_external_data=False))

@@ -8,17 +8,7 @@ import json
 from ..errors import PoolportError
 from ..plan import adaptive_windows, copied_formula, plan_pool
 from ..plan.pooling import axis_names, tuple_str
-
-
-def parse_size(text: str, what: str) -> tuple[int, ...]:
-    """``128`` or ``128x128`` (or ``1x3x256x256``) into a tuple of ints."""
-    try:
-        sizes = tuple(int(p) for p in text.lower().replace("*", "x").split("x"))
-    except ValueError:
-        raise PoolportError(f"{what} {text!r} is not a size like 128 or 128x128.") from None
-    if not sizes or any(s <= 0 for s in sizes):
-        raise PoolportError(f"{what} {text!r}: every entry must be >= 1.")
-    return sizes
+from .args import parse_size
 
 
 def add_parser(sub) -> None:

@@ -8,15 +8,13 @@ import json
 import sys
 from pathlib import Path
 
-from .check_cmd import parse_runtimes
+from .args import add_runtimes_option, parse_runtimes
 from .progress import Progress
 from .terminal import quiet
 
 
 def add_parser(sub) -> None:
     """Register ``poolport probe``."""
-    from ..verify.runtimes import NAMES
-
     p = sub.add_parser(
         "probe",
         help="run small pooling graphs on the installed runtimes and show what each gets wrong",
@@ -26,7 +24,7 @@ def add_parser(sub) -> None:
         "reference evaluator, and print per runtime the cases it gets wrong or refuses, and the legalizer rules "
         "that rewrite them (what `legalize --target auto` applies).",
     )
-    p.add_argument("--runtimes", metavar="LIST", help=f"comma-separated, from {','.join(NAMES)} (default: all)")
+    add_runtimes_option(p)
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON (- for standard output)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(run=run)
@@ -34,14 +32,9 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     """Run ``poolport probe``; returns the exit code."""
-    from ..errors import PoolportError
     from ..legalizer.probe import run_probe
-    from ..verify.runtimes import NAMES
 
     runtimes = parse_runtimes(args.runtimes)
-    unknown = [r for r in runtimes or () if r not in NAMES]
-    if unknown:
-        raise PoolportError(f"unknown runtime {', '.join(unknown)}: choose from {', '.join(NAMES)}.")
     with Progress(enabled=not args.quiet) as progress, quiet():
         report = run_probe(runtimes, progress=progress)
     data = report.to_dict()

@@ -14,21 +14,23 @@ SCHEMA = "poolport.report/2"  # 2: status, error, versions, input dtypes, seeds,
 
 
 def versions(runtimes=()) -> dict[str, str]:
-    """Versions of poolport, torch, onnx, onnxruntime and each of ``runtimes`` that is installed."""
+    """Versions of poolport, torch and onnx, and of ONNX Runtime and each of ``runtimes`` that is installed,
+    as the runtime registry reports them (ncnn: ``pnnx X -> ncnn Y``; LiteRT: onnx2tf's and ai-edge-litert's,
+    from its own environment)."""
     from importlib import metadata
 
+    from ..runtimes import registry
+
     found = {}
-    for name in ("poolport", "torch", "onnx", "onnxruntime", *runtimes):
-        dist = {"ncnn": "ncnn", "openvino": "openvino"}.get(name, name)
+    for name in ("poolport", "torch", "onnx"):
         try:
-            found[name] = metadata.version(dist)
+            found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    if "ncnn" in runtimes:
-        try:
-            found["pnnx"] = metadata.version("pnnx")
-        except metadata.PackageNotFoundError:
-            pass
+    for name in dict.fromkeys(("onnxruntime", *runtimes)):
+        installed = registry.version(name)
+        if installed:
+            found[name] = installed
     return found
 
 

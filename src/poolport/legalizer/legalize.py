@@ -12,9 +12,10 @@ import numpy as np
 import onnx
 
 from ..errors import PoolportError, one_line
+from ..runtimes.onnxruntime_rt import run_onnxruntime
+from ..runtimes.registry import available
 from ..verify.check import evaluator_computes
 from ..verify.compare import compare_arrays
-from ..verify.runtimes import available, run_onnxruntime
 from .apply import POOL_OPS, Kept, PoolRewrite, apply_rules  # noqa: F401  (re-exported)
 from .rules import TARGETS, rules_for
 

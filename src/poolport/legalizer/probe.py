@@ -219,7 +219,7 @@ def run_probe(runtimes: tuple[str, ...] | None = None, cases: tuple[ProbeCase, .
               progress=None) -> ProbeReport:
     """Run ``cases`` in each of ``runtimes`` (default: every installed runtime); a runtime that is not
     installed is listed as skipped."""
-    from ..verify.runtimes import INSTALL, NAMES, available, run_batch, version
+    from ..runtimes import registry
     from .apply import apply_rules
     from .rules import RULES, case_matches
 
@@ -227,14 +227,14 @@ def run_probe(runtimes: tuple[str, ...] | None = None, cases: tuple[ProbeCase, .
     rng = np.random.default_rng(seed)
     inputs = [{"x": rng.standard_normal(c.shape).astype(np.float32)} for c in cases]
     wants = [reference(c, f) for c, f in zip(cases, inputs)]
-    for rt in runtimes or NAMES:
-        if not available(rt):
-            report.skipped[rt] = f"not installed: {INSTALL[rt]}"
+    for rt in registry.select(runtimes) if runtimes else registry.NAMES:
+        if not registry.available(rt):
+            report.skipped[rt] = f"not installed: {registry.get(rt).install}"
             continue
         if progress is not None:
             progress(f"probing {rt} ({len(cases)} cases)")
-        report.versions[rt] = version(rt)
-        answers = run_batch(rt, [(c.model(), f) for c, f in zip(cases, inputs)])
+        report.versions[rt] = registry.version(rt)
+        answers = registry.run_batch(rt, [(c.model(), f) for c, f in zip(cases, inputs)])
         rows = [_verdict(case, want, got) for case, want, got in zip(cases, wants, answers)]
         report.results[rt] = rows
         # every case a rule matches, rewritten by every rule (the nodes a rewrite makes are checked again: a
@@ -246,7 +246,7 @@ def run_probe(runtimes: tuple[str, ...] | None = None, cases: tuple[ProbeCase, .
                 names = tuple(dict.fromkeys(n for ch in changes for n in getattr(ch, "rules", ())))
                 todo.append((i, names))
                 rewritten.append(model)
-        again = run_batch(rt, [(m, inputs[i]) for m, (i, _) in zip(rewritten, todo)]) if todo else []
+        again = registry.run_batch(rt, [(m, inputs[i]) for m, (i, _) in zip(rewritten, todo)]) if todo else []
         report.fixes[rt] = {cases[i].name: (names, _verdict(cases[i], wants[i], got))
                             for (i, names), got in zip(todo, again)}
     return report

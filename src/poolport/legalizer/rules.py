@@ -27,7 +27,8 @@ from onnx import helper
 
 from ..backend.onnx_nodes import explicit_nodes, tap_nodes
 from ..plan.padding import ceil_window_in_padding, explicit_torch_pool, onnx_same_pads, tap_pool, torch_output
-from .targets import ALIASES, TARGETS  # noqa: F401  (TARGETS re-exported)
+from ..runtimes.registry import ALIASES
+from .targets import TARGETS  # noqa: F401  (TARGETS re-exported)
 
 
 @dataclass(frozen=True)

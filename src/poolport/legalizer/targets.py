@@ -1,8 +1,8 @@
-"""The runtimes poolport knows how to legalize for (``poolport legalize --target``). A separate, import-
-light module so the command line can list them without importing onnx.
+"""The runtimes poolport knows how to legalize for (``poolport legalize --target``): ``all`` (every rule),
+``auto`` (probe the installed runtimes with ``poolport probe`` and rewrite what they get wrong) and every
+runtime of the registry, by its name or an alias (``tflite`` is ``litert``). A separate, import-light module
+so the command line can list them without importing onnx."""
 
-``auto`` probes the installed runtimes (``poolport probe``) and rewrites what they get wrong; ``tflite``
-is another name for ``litert``."""
+from ..runtimes.registry import NAMES, get
 
-TARGETS = ("all", "auto", "onnxruntime", "openvino", "litert", "tflite", "ncnn", "mnn")
-ALIASES = {"tflite": "litert"}
+TARGETS = ("all", "auto", *(n for runtime in NAMES for n in (runtime, *get(runtime).aliases)))

@@ -200,7 +200,7 @@ def reference_outputs(path: Path, proto, feeds, reference: str) -> tuple[str, li
         except Exception as e:
             if reference == "evaluator":
                 raise PoolportError(f"the ONNX reference evaluator cannot run the model: {one_line(e)}") from None
-    from .runtimes import run_onnxruntime
+    from ..runtimes.onnxruntime_rt import run_onnxruntime
 
     try:
         return "onnxruntime", [np.asarray(o) for o in run_onnxruntime(path, feeds)]
@@ -232,7 +232,7 @@ def check_model(path: str | Path, inputs: dict[str, tuple[int, ...]] | None = No
     """
     import onnx
 
-    from .runtimes import NAMES, RUNNERS, available, version
+    from ..runtimes import registry
 
     path = Path(path)
     if not path.is_file():
@@ -248,26 +248,23 @@ def check_model(path: str | Path, inputs: dict[str, tuple[int, ...]] | None = No
         raise PoolportError(f"{path} keeps weights in external data that is not there: {'; '.join(missing)}. "
                             f"Put the data file beside the model (some runtimes, MNN among them, would silently "
                             f"read zeros instead).")
-    selected = tuple(runtimes) if runtimes else NAMES
-    unknown = [r for r in selected if r not in RUNNERS]
-    if unknown:
-        raise PoolportError(f"unknown runtime {', '.join(unknown)}: choose from {', '.join(NAMES)}.")
+    selected = registry.select(runtimes) if runtimes else registry.NAMES
     shapes = input_shapes(proto, inputs or {})
     feeds = random_inputs(proto, shapes, seed)
     ref_name, want = reference_outputs(path, proto, feeds, reference)
     report = CheckReport(str(path), {k: list(v) for k, v in shapes.items()}, ref_name, rtol, seed)
     for runtime in selected:
-        if not available(runtime):
+        if not registry.available(runtime):
             report.results.append(RuntimeResult(runtime, "", "not installed"))
             continue
-        ver = version(runtime)
+        ver = registry.version(runtime)
         if runtime == "onnxruntime" and ref_name == "onnxruntime":
             report.results.append(RuntimeResult(runtime, ver, "reference", converted=True))
             continue
         if progress is not None:
             progress(f"checking in {runtime}")
         try:
-            got = RUNNERS[runtime](path, {k: v.copy() for k, v in feeds.items()})
+            got = registry.run(runtime, path, {k: v.copy() for k, v in feeds.items()})
         except Exception as e:
             reason = one_line(e)
             # the isolated runtimes say which stage refused: a model that converted but would not run

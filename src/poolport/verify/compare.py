@@ -155,20 +155,20 @@ def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int,
                        sizes: list[list[tuple]] | None = None,
                        progress: Callable[[str], None] | None = None) -> list[Check]:
     """ONNX Runtime on the example inputs and ``random_checks`` random ones (seeds from ``FIRST_SEED``);
-    each runtime in ``runtimes`` (openvino, ncnn, mnn, litert: see ``poolport.verify.runtimes``) on the example inputs.
+    each runtime in ``runtimes`` (openvino, ncnn, mnn, litert: see ``poolport.runtimes``) on the example inputs.
     ``example_output``: PyTorch's output for the example inputs, if already computed. ``sizes``: other
     input shapes (one per tensor input) a dynamic model must accept: each is checked with fresh inputs in
     ONNX Runtime and every runtime in ``runtimes``; a size the PyTorch model itself refuses is skipped.
     ``progress`` hears which runtime is working (converting with pnnx and running ncnn can take a while)."""
-    from .runtimes import INSTALL, RUNNERS, available
+    from ..runtimes import registry
 
     _, ort = require_onnx()
-    unknown = [r for r in runtimes if r not in RUNNERS or r == "onnxruntime"]
+    unknown = [r for r in runtimes if r not in registry.NAMES or r == "onnxruntime"]
     if unknown:
-        raise PoolportError(f"cannot verify in {unknown}: choose from {sorted(set(RUNNERS) - {'onnxruntime'})}.")
-    missing = [r for r in runtimes if not available(r)]
+        raise PoolportError(f"cannot verify in {unknown}: choose from {sorted(set(registry.NAMES) - {'onnxruntime'})}.")
+    missing = [r for r in runtimes if not registry.available(r)]
     if missing:
-        raise PoolportError("; ".join(f"{r} not installed ({INSTALL[r]})" for r in missing) + ".")
+        raise PoolportError("; ".join(f"{r} not installed ({registry.get(r).install})" for r in missing) + ".")
     try:
         sess = ort.InferenceSession(str(model_path), verification_session_options(), providers=["CPUExecutionProvider"])
     except Exception as e:  # e.g. NOT_IMPLEMENTED: no kernel for this dtype
@@ -212,12 +212,9 @@ def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int,
             continue
         for runtime in runtimes:
             if progress is not None:
-                what = {"ncnn": "converting with pnnx, running in ncnn", "mnn": "converting with MNN's converter, "
-                        "running in MNN", "litert": "converting with onnx2tf, running in LiteRT"}.get(
-                    runtime, f"running in {runtime}")
-                progress(f"verifying: {what} ({label})")
+                progress(f"verifying: {registry.get(runtime).activity} ({label})")
             try:
-                got = RUNNERS[runtime](model_path, feeds)
+                got = registry.run(runtime, model_path, feeds)
             except Exception as e:  # a runtime that refuses the model fails the check, with its own reason
                 note = one_line(e if isinstance(e, PoolportError) else f"{type(e).__name__}: {e}")
                 checks.append(Check(label, runtime, float("inf"), float("inf"), False, note, seed, other_size,

@@ -1,58 +1,28 @@
-"""Runtimes run in a separate process, through the scripts in ``workers/``: MNN (its converter and some
-kernels crash the process on graphs they do not support: a crash must be a refusal, not the end of
-poolport) and LiteRT via onnx2tf (pinned to old onnx/onnxruntime/numpy: its own Python environment).
-
-Where LiteRT's environment is: ``POOLPORT_LITERT_PYTHON`` (a Python with onnx2tf and ai-edge-litert),
-else this Python if it has both, else ``.venv-litert`` in the working folder (``make litert`` builds it)."""
+"""Runtimes run in a process of their own, through the scripts in ``workers/``: a runtime whose converter
+or kernels can crash the process on graphs they do not support (a crash must be a refusal, not the end of
+poolport), or one that needs its own Python environment. ``IsolatedRuntime`` is their base class; the
+functions here start a worker on a batch of jobs and read its answers."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-from importlib.util import find_spec
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import PoolportError
 from ..onnxfile.files import Model, as_file
+from .base import Feeds, Runtime
 
 WORKERS = Path(__file__).parent / "workers"
 TIMEOUT_S = 600
-
-
-def litert_python() -> str | None:
-    """The Python that runs onnx2tf and LiteRT, or None if there is none."""
-    env = os.environ.get("POOLPORT_LITERT_PYTHON")
-    if env:
-        return env if _has_litert(env) else None
-    if find_spec("onnx2tf") is not None and find_spec("ai_edge_litert") is not None:
-        return sys.executable
-    local = str(Path.cwd() / ".venv-litert" / "bin" / "python")
-    return local if _has_litert(local) else None
-
-
-@functools.lru_cache(maxsize=None)
-def _has_litert(python: str) -> bool:
-    """Whether ``python`` exists and has onnx2tf and ai-edge-litert installed (without importing them)."""
-    if not Path(python).exists():
-        return False
-    code = "import importlib.util as u, sys; sys.exit(0 if u.find_spec('onnx2tf') and u.find_spec('ai_edge_litert') else 1)"
-    try:
-        return subprocess.run([python, "-c", code], capture_output=True, timeout=60).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def mnn_available() -> bool:
-    """Whether MNN and its converter binding can be imported here."""
-    return find_spec("MNN") is not None and find_spec("_tools") is not None
 
 
 def _expected_shapes(path: Path, feeds: dict[str, np.ndarray]) -> tuple[list[str], list[list[int]]]:
@@ -144,16 +114,28 @@ def worker_version(worker: str, python: str) -> str:
     return lines[-1] if proc.returncode == 0 and lines else ""
 
 
-def run_mnn(model: Model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """``model`` converted by MNN's converter binding and run on MNN's CPU backend (fp32), in a separate
-    process."""
-    return run_worker("mnn_worker", sys.executable, model, feeds, "MNN")
+@dataclass(frozen=True, repr=False)
+class IsolatedRuntime(Runtime):
+    """A runtime that converts and runs each model in a worker process: ``workers/<worker>.py`` (the
+    standard library, numpy and the runtime only), started with ``python()``. A batch takes one process.
 
+    Args:
+        worker: the worker script's name in ``workers/``, without ``.py``.
+    """
 
-def run_litert(model: Model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """``model`` converted by onnx2tf and run in LiteRT's interpreter, in LiteRT's own environment."""
-    python = litert_python()
-    if python is None:
-        raise PoolportError("LiteRT is not installed: set POOLPORT_LITERT_PYTHON to a Python with onnx2tf and "
-                            "ai-edge-litert (make litert builds one in .venv-litert).")
-    return run_worker("litert_worker", python, model, feeds, "LiteRT (onnx2tf)")
+    worker: str = ""
+
+    def python(self) -> str:
+        """The Python that runs the worker (this one unless the runtime lives in an environment of its
+        own). Raises PoolportError where there is none."""
+        return sys.executable
+
+    def run(self, model: Model, feeds: Feeds) -> list[np.ndarray]:
+        """``model`` converted and run on ``feeds`` in the worker; a PoolportError names the stage (convert
+        or run) that refused or crashed, in the runtime's own words."""
+        return run_worker(self.worker, self.python(), model, feeds, self.label)
+
+    def run_batch(self, items: list[tuple[Model, Feeds]]) -> list[list[np.ndarray] | Exception]:
+        """Each ``(model, feeds)`` of ``items`` in one worker process: its outputs or the PoolportError saying
+        why the runtime refused it."""
+        return run_many(self.worker, self.python(), items, self.label)
