@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 import poolport
 import poolport.functional as PF
 from poolport import PoolportError
-from poolport.plan.padding import plan_same, same_padding, torch_output, torch_windows
+from poolport.plan.pads import torch_output, torch_windows
+from poolport.plan.same import plan_same, same_padding
 from poolport.testing import reference
 
 FUNCS = {

@@ -8,7 +8,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..plan.padding import ExplicitPool, TapPool
+from ..plan.explicit import ExplicitPool
+from ..plan.taps import TapPool
 
 ONNX_POOL = {"avg": "AveragePool", "max": "MaxPool"}
 

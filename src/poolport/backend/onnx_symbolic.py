@@ -106,7 +106,7 @@ def same_symbolic(g, x, kernel, stride, padding, op):
     pooling with ``auto_pad`` SAME_UPPER (average: ``count_include_pad=0``), TF's 'SAME' at any size."""
     from torch.onnx import symbolic_helper as sh
 
-    from ..plan.padding import plan_same
+    from ..plan.same import plan_same
 
     k, s = list(sh._parse_arg(kernel, "is")), list(sh._parse_arg(stride, "is"))
     padding, op = sh._parse_arg(padding, "s"), sh._parse_arg(op, "s")

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from ..plan import PoolPlan
-from ..plan.padding import ExplicitPool, SamePlan
+from ..plan.explicit import ExplicitPool
+from ..plan.same import SamePlan
 from .execute import execute
 
 # (op, spatial dims) -> torch's pooling function, and torch's native adaptive pooling

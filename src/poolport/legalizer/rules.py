@@ -11,7 +11,7 @@ Pad uses zeros for average and edge values for max (every window holds a real ce
 values never change a maximum). ``after'`` is chosen so that the plain pool yields exactly the original
 output size; the constant Mul turns each window's sum/k into sum/divisor, with the divisor ONNX Runtime
 and PyTorch use (padding counted only with count_include_pad, the ceil_mode overhang never).
-Dilated pooling takes the tap form instead (``plan.padding.TapPool``), and 3-D pooling for MNN and LiteRT
+Dilated pooling takes the tap form instead (``plan.taps.TapPool``), and 3-D pooling for MNN and LiteRT
 becomes two 2-D pooling ops (``legalizer.decompose``) that the other rules then check again.
 
 The ``targets`` of each rule are what was measured (docs/runtimes.md, ``poolport probe``).
@@ -26,7 +26,10 @@ import onnx
 from onnx import helper
 
 from ..backend.onnx_nodes import explicit_nodes, tap_nodes
-from ..plan.padding import ceil_window_in_padding, explicit_torch_pool, onnx_same_pads, tap_pool, torch_output
+from ..plan.explicit import explicit_torch_pool
+from ..plan.pads import ceil_window_in_padding, torch_output
+from ..plan.same import onnx_same_pads
+from ..plan.taps import tap_pool
 from ..runtimes.registry import ALIASES
 from .targets import TARGETS  # noqa: F401  (TARGETS re-exported)
 
@@ -218,7 +221,7 @@ def rules_for(target: str) -> list[Rule]:
 def explicit_form(node: onnx.NodeProto, p: PoolAttrs, shape: tuple[int, ...], opset: int, prefix: str,
                   elem_type: int = onnx.TensorProto.FLOAT):
     """Nodes and initializers computing ``node`` as Pad + plain pool (+ Mul): the shared
-    ``plan.padding.ExplicitPool`` plan, written by ``backend.onnx_nodes``. ``shape`` is the full static
+    ``plan.explicit.ExplicitPool`` plan, written by ``backend.onnx_nodes``. ``shape`` is the full static
     input shape (N, C, *spatial); ``elem_type`` the input's ONNX element type."""
     op = "avg" if p.op == "AveragePool" else "max"
     if any(d != 1 for d in p.dilations):
