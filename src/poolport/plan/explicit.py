@@ -1,6 +1,6 @@
 """The explicit form of a pooling with static sizes: ``Pad`` + a pooling op without padding + a constant
 divisor correction (``ExplicitPool``), the form every runtime computes. Pure integers (and the correction's
-floats). Written by ``backend.torch_ops``, ``backend.onnx_symbolic`` and ``backend.onnx_nodes``.
+floats). Every backend writes it by one walk over its steps, ``backend.execute.execute_explicit``.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .pads import Window, torch_windows
+from .pooling import ONNX_POOL
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,14 @@ class ExplicitPool:
         """Whether the divisor correction is needed (some factor is not 1)."""
         return any(f != 1.0 for axis in self.factors for f in axis)
 
+    @property
+    def pad_mode(self) -> str:
+        """The Pad step's mode, as ONNX names it: "constant" (zeros) for average, "edge" for max."""
+        return "constant" if self.op == "avg" else "edge"
+
     def steps(self) -> list[str]:
         """The ONNX operators of this form, in order."""
-        pool = "AveragePool" if self.op == "avg" else "MaxPool"
-        return (["Pad"] if self.padded else []) + [pool] + (["Mul"] if self.corrected else [])
+        return (["Pad"] if self.padded else []) + [ONNX_POOL[self.op]] + (["Mul"] if self.corrected else [])
 
 
 def explicit_pool(op: str, spatial: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],

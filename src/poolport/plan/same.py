@@ -15,6 +15,7 @@ from functools import lru_cache
 from ..errors import PoolportError
 from .explicit import ExplicitPool, explicit_pool
 from .pads import Window, ceil_window_in_padding, check_pool_args, torch_windows
+from .pooling import ONNX_POOL
 
 
 @lru_cache(maxsize=4096)
@@ -145,7 +146,7 @@ class SamePlan:
     def onnx_ops(self) -> list[str]:
         """The ONNX operators this plan exports to."""
         if self.kind != "explicit":
-            return ["AveragePool" if self.op == "avg" else "MaxPool"]
+            return [ONNX_POOL[self.op]]
         return self.explicit().steps()
 
     def __str__(self) -> str:

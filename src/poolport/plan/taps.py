@@ -40,10 +40,15 @@ class TapPool:
             starts = [t + (j * d,) for t in starts for j in range(k)]
         return starts
 
+    @property
+    def padded(self) -> bool:
+        """Whether a Pad step is needed."""
+        return any(self.pads_before) or any(self.pads_after)
+
     def steps(self) -> list[str]:
         """The ONNX operators of this form."""
         n = len(self.taps())
-        pad = ["Pad"] if any(self.pads_before) or any(self.pads_after) else []
+        pad = ["Pad"] if self.padded else []
         combine = [] if n == 1 else ["Max" if self.op == "max" else "Sum"]
         subsample = ["MaxPool (1-wide, strided)"] if any(s != 1 for s in self.stride) else []
         return pad + [f"Slice x{n}"] + combine + subsample + (["Mul"] if self.op == "avg" else [])
