@@ -382,7 +382,7 @@ def test_a_dynamic_export_with_no_other_size_to_check_fails_closed(tmp_path, mon
 @pytest.mark.parametrize("op", ["avg", "max"])
 def test_static_torchscript_same_exports_every_plan_kind_exactly(op, tmp_path):
     # the symbolic writes plain / symmetric / ceil / explicit SAME plans from SamePlan.pool_args() and explicit()
-    from poolport.plan.padding import plan_same
+    from poolport.plan.same import plan_same
     from poolport.testing import reference
 
     cases = [((8, 8), 2, 2), ((7, 7), 3, 1), ((7, 9), 3, 2), ((4, 8), (1, 3), (2, 2)), ((6, 5), 4, 3)]

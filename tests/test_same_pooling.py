@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 import poolport
 import poolport.functional as PF
 from poolport import PoolportError
-from poolport.plan.padding import plan_same, same_padding, torch_output, torch_windows
+from poolport.plan.pads import torch_output, torch_windows
+from poolport.plan.same import plan_same, same_padding
 from poolport.testing import reference
 
 FUNCS = {
@@ -121,6 +122,17 @@ def test_same_modules_export_to_onnx_and_match_in_onnxruntime(op, tmp_path):
             k2 = (k, k) if isinstance(k, int) else k
             s2 = (s, s) if isinstance(s, int) else s
             assert_tf_exact(x, torch.from_numpy(y), op, k2, s2, "SAME")
+
+
+@pytest.mark.parametrize("opset", [9, 10])
+def test_the_explicit_form_exports_at_opsets_before_11(opset, tmp_path):
+    # before opset 11 ONNX's Pad takes its pads as an attribute: the TorchScript exporter's symbolic writes
+    # the explicit form (Pad + pool + Mul) that way there, as the legalizer does
+    assert plan_same("avg", (8, 8), (2, 2), (1, 1)).kind == plan_same("max", (8, 8), (2, 2), (1, 1)).kind == "explicit"
+    for cls in (poolport.nn.AvgPool2dSame, poolport.nn.MaxPool2dSame):
+        report = poolport.export_onnx(cls(2, 1).eval(), torch.randn(1, 3, 8, 8), tmp_path / f"{cls.__name__}.onnx",
+                                      exporter="torchscript", opset=opset)
+        assert report.passed and report.opset == opset
 
 
 @pytest.mark.parametrize("keepdims,shape", [(False, (2, 3)), (True, (2, 3, 1, 1))])

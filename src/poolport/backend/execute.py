@@ -1,11 +1,14 @@
-"""Walk a ``PoolPlan`` against any backend: the one place that knows how passes, runs, repeats and
-folded axes turn into slice / pool / concat calls. Backends only implement those (and copy)."""
+"""Walk a plan against any backend. ``execute``: the one place that knows how an adaptive ``PoolPlan``'s
+passes, runs, repeats and folded axes turn into slice / pool / concat calls; ``execute_explicit``: the one
+place that knows the explicit form's steps (pad, pool, divisor correction). Backends only implement the
+calls (``torch_ops``: torch; ``onnx_ops``: ONNX nodes, inside the TorchScript exporter or written directly)."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
 from ..plan import PoolPlan
+from ..plan.explicit import ExplicitPool
 
 # LiteRT's XNNPACK delegate takes a CONCATENATION of at most 5 inputs (measured, ai-edge-litert 2.3: more
 # stays on the CPU): longer concatenations are written as a tree of at most this many inputs each
@@ -26,6 +29,31 @@ class Ops(Protocol):
 
     def copy(self, x: Any) -> Any:
         """``x`` unchanged (an identity plan)."""
+
+
+class ExplicitOps(Protocol):
+    """What a backend implements for ``execute_explicit``: pad, pool (no padding) and scale."""
+
+    def pad(self, x: Any, before: tuple[int, ...], after: tuple[int, ...], mode: str) -> Any:
+        """``x`` padded on its spatial axes, with zeros (``mode`` "constant") or its edge values ("edge")."""
+
+    def pool(self, x: Any, op: str, kernel: tuple[int, ...], stride: tuple[int, ...]) -> Any:
+        """``op`` pooling with ``kernel``/``stride`` per spatial axis, no padding."""
+
+    def scale(self, x: Any, factors: tuple[tuple[float, ...], ...]) -> Any:
+        """``x`` times a constant factor per output cell: the product of its per-axis ``factors`` (per axis,
+        one per output cell), broadcast over N and C."""
+
+
+def execute_explicit(plan: ExplicitPool, x: Any, ops: ExplicitOps) -> Any:
+    """Run the explicit form ``plan`` on ``x`` (N, C, *spatial): Pad (where it pads), the pooling op, and
+    for average the divisor correction (where some factor is not 1)."""
+    if plan.padded:
+        x = ops.pad(x, plan.pads_before, plan.pads_after, plan.pad_mode)
+    x = ops.pool(x, plan.op, plan.kernel, plan.stride)
+    if plan.corrected:
+        x = ops.scale(x, plan.factors)
+    return x
 
 
 def execute(plan: PoolPlan, x: Any, ops: Ops, rank: int) -> Any:

@@ -19,37 +19,59 @@ from ..errors import PoolportError
 from ..plan import plan_pool
 from ..plan.generic import plan_generic
 from ..plan.pooling import ONNX_POOL
-from .execute import execute
+from .execute import execute, execute_explicit
 from .onnx_generic import generic_nodes, scalar_type
-from .torch_ops import correction_tensor
+from .onnx_ops import OnnxOps
+
+# the TorchScript exporter's attribute suffixes: ints (and lists of ints), floats, strings
+_SUFFIX = {int: "i", float: "f", str: "s"}
 
 
-class SymbolicOps:
-    """``execute``'s operations as ONNX nodes in a TorchScript export graph ``g``."""
+class SymbolicEmitter:
+    """An ``onnx_ops.Emitter`` that writes into a TorchScript export graph ``g`` (which names things
+    itself); ``dtype`` is the torch dtype of the input (for ``tensor``)."""
 
-    def __init__(self, g, opset: int):
-        self.g, self.opset = g, opset
+    def __init__(self, g, opset: int, dtype: torch.dtype = torch.float32):
+        self.g, self.opset, self.dtype = g, opset, dtype
 
-    def _ints(self, values):
+    def op(self, op_type: str, inputs: list, name: str, out: str, **attrs):
+        """``g.op``, each attribute with the exporter's type suffix."""
+        typed = {}
+        for key, value in attrs.items():
+            first = value[0] if isinstance(value, list) else value
+            typed[f"{key}_{_SUFFIX[type(first)]}"] = value
+        return self.g.op(op_type, *inputs, **typed)
+
+    def ints(self, values, name: str):
+        """An int64 Constant."""
         return self.g.op("Constant", value_t=torch.tensor(list(values), dtype=torch.int64))
+
+    def tensor(self, values, shape: tuple[int, ...], name: str):
+        """A Constant of the input's dtype (``values`` rounded once, from float64)."""
+        t = torch.tensor(values, dtype=torch.float64).reshape(shape)
+        return self.g.op("Constant", value_t=t.to(self.dtype))
+
+
+class SymbolicOps(OnnxOps):
+    """``execute``'s and ``execute_explicit``'s operations as ONNX nodes in a TorchScript export graph ``g``."""
+
+    def __init__(self, g, opset: int, dtype: torch.dtype = torch.float32):
+        super().__init__(SymbolicEmitter(g, opset, dtype))
 
     def slice(self, x, dim, start, stop):
         """ONNX Slice with constant bounds (attributes before opset 10, inputs from 10 on)."""
-        if self.opset < 10:
-            return self.g.op("Slice", x, axes_i=[dim], starts_i=[start], ends_i=[stop])
-        return self.g.op("Slice", x, self._ints([start]), self._ints([stop]), self._ints([dim]))
-
-    def pool(self, x, op, kernel, stride):
-        """AveragePool/MaxPool without padding."""
-        return self.g.op(ONNX_POOL[op], x, kernel_shape_i=list(kernel), strides_i=list(stride))
+        if self.emit.opset < 10:
+            return self.emit.op("Slice", [x], "slice", "sliced", axes=[dim], starts=[start], ends=[stop])
+        bounds = [self.emit.ints([start], "starts"), self.emit.ints([stop], "ends"), self.emit.ints([dim], "axes")]
+        return self.emit.op("Slice", [x, *bounds], "slice", "sliced")
 
     def concat(self, parts, dim):
         """ONNX Concat."""
-        return self.g.op("Concat", *parts, axis_i=dim)
+        return self.emit.op("Concat", parts, "concat", "concatenated", axis=dim)
 
     def copy(self, x):
         """ONNX Identity."""
-        return self.g.op("Identity", x)
+        return self.emit.op("Identity", [x], "copy", "copied")
 
 
 def export_opset() -> int:
@@ -106,7 +128,7 @@ def same_symbolic(g, x, kernel, stride, padding, op):
     pooling with ``auto_pad`` SAME_UPPER (average: ``count_include_pad=0``), TF's 'SAME' at any size."""
     from torch.onnx import symbolic_helper as sh
 
-    from ..plan.padding import plan_same
+    from ..plan.same import plan_same
 
     k, s = list(sh._parse_arg(kernel, "is")), list(sh._parse_arg(stride, "is"))
     padding, op = sh._parse_arg(padding, "s"), sh._parse_arg(op, "s")
@@ -119,21 +141,13 @@ def same_symbolic(g, x, kernel, stride, padding, op):
             return g.op(pool, x, kernel_shape_i=k, strides_i=s)
         return g.op(pool, x, kernel_shape_i=k, strides_i=s, auto_pad_s="SAME_UPPER", **extra)
     plan = plan_same(op, spatial, tuple(k), tuple(s), padding)
-    if plan.kind != "explicit":
-        pads, ceil = plan.pool_args()
-        attrs = {"kernel_shape_i": k, "strides_i": s}
-        if any(pads) or ceil:  # only what differs from ONNX's defaults
-            attrs.update(extra, pads_i=list(pads) * 2, ceil_mode_i=int(ceil))
-        return g.op(pool, x, **attrs)
-    form = plan.explicit()
-    pads = [0, 0, *form.pads_before, 0, 0, *form.pads_after]
-    ints = g.op("Constant", value_t=torch.tensor(pads, dtype=torch.int64))
-    padded = g.op("Pad", x, ints, mode_s="constant" if op == "avg" else "edge") if form.padded else x
-    y = g.op(pool, padded, kernel_shape_i=k, strides_i=s)
-    if not form.corrected:
-        return y
-    correction = g.op("Constant", value_t=correction_tensor(form, scalar_type(x).dtype()))
-    return g.op("Mul", y, correction)
+    if plan.kind == "explicit":
+        return execute_explicit(plan.explicit(), x, SymbolicOps(g, export_opset(), scalar_type(x).dtype()))
+    pads, ceil = plan.pool_args()
+    attrs = {"kernel_shape_i": k, "strides_i": s}
+    if any(pads) or ceil:  # only what differs from ONNX's defaults
+        attrs.update(extra, pads_i=list(pads) * 2, ceil_mode_i=int(ceil))
+    return g.op(pool, x, **attrs)
 
 
 def custom_op_symbolic(g, x, output_size, op):

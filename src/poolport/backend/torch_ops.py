@@ -3,7 +3,8 @@
 * an adaptive ``PoolPlan``: ``avg_pool``/``max_pool`` without padding (AveragePool/MaxPool), basic
   slicing (ONNX Slice) and ``cat`` (Concat), walked by ``execute``;
 * a TF-style ``SamePlan``: one pooling op with symmetric padding or ``ceil_mode`` where that lands on
-  TF's windows, else its ``ExplicitPool`` form: ``F.pad`` + pool + a constant divisor correction.
+  TF's windows, else its ``ExplicitPool`` form: ``F.pad`` + pool + a constant divisor correction, walked by
+  ``execute_explicit``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from ..plan import PoolPlan
-from ..plan.padding import ExplicitPool, SamePlan
-from .execute import execute
+from ..plan.same import SamePlan
+from .execute import execute, execute_explicit
 
 # (op, spatial dims) -> torch's pooling function, and torch's native adaptive pooling
 POOL = {(op, d): getattr(F, f"{op}_pool{d}d") for op in ("avg", "max") for d in (1, 2, 3)}
@@ -30,7 +31,8 @@ def pool(x: torch.Tensor, op: str, kernel, stride, **kwargs) -> torch.Tensor:
 
 
 class TorchOps:
-    """``execute``'s operations as torch calls that export to portable ONNX operators."""
+    """``execute``'s and ``execute_explicit``'s operations as torch calls that export to portable ONNX
+    operators."""
 
     @staticmethod
     def slice(x, dim, start, stop):
@@ -52,6 +54,26 @@ class TorchOps:
     def copy(x):
         """``x.clone()``, so that an identity plan never aliases its input."""
         return x.clone()
+
+    @staticmethod
+    def pad(x, before, after, mode):
+        """``F.pad`` of the spatial axes: zeros (``mode`` "constant") or the edge values ("edge")."""
+        pads = []
+        for b, a in zip(reversed(before), reversed(after)):  # F.pad wants the last axis first
+            pads += [b, a]
+        return F.pad(x, pads, mode="replicate") if mode == "edge" else F.pad(x, pads)
+
+    @staticmethod
+    def scale(x, factors):
+        """``x`` times the outer product of the per-axis ``factors`` (float64, rounded once to x's dtype),
+        shaped like x's spatial axes (it broadcasts over N and C)."""
+        factor = None
+        for i, axis in enumerate(factors):
+            shape = [1] * len(factors)
+            shape[i] = len(axis)
+            f = torch.tensor(axis, dtype=torch.float64).reshape(shape)
+            factor = f if factor is None else factor * f
+        return x * factor.to(dtype=x.dtype, device=x.device)
 
 
 class TorchOps1dAs2d(TorchOps):
@@ -83,33 +105,10 @@ def apply_plan(x: torch.Tensor, plan: PoolPlan) -> torch.Tensor:
     return y if y.dtype == dtype else y.to(dtype)
 
 
-def correction_tensor(plan: ExplicitPool, dtype: torch.dtype, device=None) -> torch.Tensor:
-    """The outer product of ``plan``'s per-axis divisor factors, shaped like the pooled output's spatial
-    axes (it broadcasts over N and C)."""
-    factor = None
-    for i, axis in enumerate(plan.factors):
-        shape = [1] * len(plan.factors)
-        shape[i] = len(axis)
-        f = torch.tensor(axis, dtype=torch.float64).reshape(shape)
-        factor = f if factor is None else factor * f
-    return factor.to(dtype=dtype, device=device)
-
-
-def apply_explicit(x: torch.Tensor, plan: ExplicitPool) -> torch.Tensor:
-    """Pad (zeros for average, edge values for max) + plain pool + divisor correction."""
-    pads = []
-    for b, a in zip(reversed(plan.pads_before), reversed(plan.pads_after)):  # F.pad wants the last axis first
-        pads += [b, a]
-    if plan.op == "max":
-        return pool(F.pad(x, pads, mode="replicate") if plan.padded else x, "max", plan.kernel, plan.stride)
-    y = pool(F.pad(x, pads) if plan.padded else x, "avg", plan.kernel, plan.stride)
-    return y * correction_tensor(plan, y.dtype, y.device) if plan.corrected else y
-
-
 def apply_same_plan(x: torch.Tensor, plan: SamePlan) -> torch.Tensor:
     """Run a TF-style ``plan`` on ``x`` of shape (N, C, *spatial)."""
     if plan.kind == "explicit":
-        return apply_explicit(x, plan.explicit())
+        return execute_explicit(plan.explicit(), x, TorchOps)
     padding, ceil = plan.pool_args()
     extra = {"count_include_pad": False} if plan.op == "avg" else {}
     return pool(x, plan.op, plan.kernel, plan.stride, padding=padding, ceil_mode=ceil, **extra)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ..plan.padding import plan_same
+from ..plan.same import plan_same
 from .torch_ops import NATIVE, apply_same_plan
 
 _NAME = "poolport::adaptive_pool"

@@ -1,7 +1,7 @@
 """TensorFlow/Keras 'SAME' and 'VALID' pooling, exact, for channels-first tensors, from portable ops.
 
 ``avg_pool2d_same(x, 3, 2)`` equals ``tf.nn.avg_pool2d(x_nhwc, 3, 2, 'SAME')`` (transposed): border
-windows average only the real cells. Which native op does it is decided by ``plan.padding.plan_same``:
+windows average only the real cells. Which native op does it is decided by ``plan.same.plan_same``:
 plain or symmetric padding, ``ceil_mode`` where it lands on TF's windows, or explicit Pad + pool (+ a
 constant correction for average). Also Keras-style global pooling with a ``keepdims`` switch.
 """
@@ -13,7 +13,7 @@ import torch
 from ..backend.torch_ops import apply_same_plan, pool
 from ..backend.traced_op import traced_pool_same
 from ..errors import PoolportError
-from ..plan.padding import plan_same
+from ..plan.same import plan_same
 from .shapes import is_symbolic, static_size
 from .validate import check_pool_input
 

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..plan.padding import torch_output
+from ..plan.pads import torch_output
 
 
 def _attrs(p, axes: list[int], extra: int) -> dict:

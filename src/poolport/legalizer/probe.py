@@ -201,7 +201,7 @@ def reference(case: ProbeCase, feeds: dict[str, np.ndarray]) -> list[np.ndarray]
     MaxPool's ``pads`` per axis pair instead of begins-then-ends, so it gets every MaxPool with asymmetric
     pads (SAME_UPPER/SAME_LOWER included) wrong."""
     from ..testing.reference import onnx_pool
-    from .rules import read_attrs
+    from .attrs import read_attrs
 
     x = feeds["x"]
     spatial_axes = tuple(range(2, x.ndim))

@@ -1,7 +1,14 @@
 """Rewrite rules for ONNX pooling nodes whose attributes some runtime computes wrongly.
 
-Each rule: a *pattern* (which AveragePool/MaxPool attribute combinations, for which targets), a
-*replacement* (``Rule.form``), and the caller verifies the whole model numerically.
+Each rule, as onnxscript's rewriter has them, is a *pattern*, a *check* and a *replacement*:
+
+* ``pattern``: which AveragePool/MaxPool attribute combinations (``attrs.PoolAttrs``) its ``targets``
+  compute wrongly, and ``why`` (what was measured: docs/runtimes.md, ``poolport probe``);
+* ``check``: whether the replacement can be written for a node, and the reason where it cannot (the
+  node is then kept and reported);
+* ``replacement``: what is written instead (``replacements``: the explicit Pad + pool + Mul form, the
+  dilated tap form, auto_pad written out as pads, or 3-D pooling as two 2-D pooling ops that the other
+  rules then check again).
 
 The explicit form of any AveragePool/MaxPool with static spatial sizes:
 
@@ -11,10 +18,7 @@ Pad uses zeros for average and edge values for max (every window holds a real ce
 values never change a maximum). ``after'`` is chosen so that the plain pool yields exactly the original
 output size; the constant Mul turns each window's sum/k into sum/divisor, with the divisor ONNX Runtime
 and PyTorch use (padding counted only with count_include_pad, the ceil_mode overhang never).
-Dilated pooling takes the tap form instead (``plan.padding.TapPool``), and 3-D pooling for MNN and LiteRT
-becomes two 2-D pooling ops (``legalizer.decompose``) that the other rules then check again.
-
-The ``targets`` of each rule are what was measured (docs/runtimes.md, ``poolport probe``).
+``apply.apply_rules`` applies rules to a graph; the caller verifies the whole model numerically.
 """
 
 from __future__ import annotations
@@ -23,81 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import onnx
-from onnx import helper
 
-from ..backend.onnx_nodes import explicit_nodes, tap_nodes
-from ..plan.padding import ceil_window_in_padding, explicit_torch_pool, onnx_same_pads, tap_pool, torch_output
+from ..plan.pads import ceil_window_in_padding, torch_output
 from ..runtimes.registry import ALIASES
+from .attrs import PoolAttrs, extents, read_attrs
+from .replacements import AS_2D, EXPLICIT, PADS, TAPS, Replacement, Written
 from .targets import TARGETS  # noqa: F401  (TARGETS re-exported)
-
-
-@dataclass(frozen=True)
-class PoolAttrs:
-    """An AveragePool/MaxPool node's attributes, with ``auto_pad`` resolved into explicit pads where the input size is static."""
-
-    op: str  # "AveragePool" | "MaxPool"
-    kernel: tuple[int, ...]
-    strides: tuple[int, ...]
-    pads_before: tuple[int, ...]
-    pads_after: tuple[int, ...]
-    auto_pad: str
-    ceil_mode: bool
-    count_include_pad: bool
-    dilations: tuple[int, ...]
-    channels: int | None = None  # the input's channel count, where static (onnx2tf guesses layouts from shapes)
-
-    @property
-    def asymmetric(self) -> bool:
-        """Whether some axis pads differently before and after."""
-        return self.pads_before != self.pads_after
-
-    def describe(self) -> str:
-        """The attributes as a short text for reports."""
-        parts = [f"k={list(self.kernel)}", f"s={list(self.strides)}"]
-        if self.auto_pad not in ("NOTSET", ""):
-            parts.append(f"auto_pad={self.auto_pad}")
-        if any(self.pads_before) or any(self.pads_after):
-            parts.append(f"pads={list(self.pads_before) + list(self.pads_after)}")
-        if self.ceil_mode:
-            parts.append("ceil_mode=1")
-        if self.op == "AveragePool" and self.count_include_pad:
-            parts.append("count_include_pad=1")
-        return f"{self.op}({', '.join(parts)})"
-
-
-def read_attrs(node: onnx.NodeProto, spatial: tuple[int, ...] | None, channels: int | None = None) -> PoolAttrs:
-    """The attributes of ``node``; ``spatial`` (the static input size) resolves ``auto_pad`` SAME_*."""
-    a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
-    kernel = tuple(a["kernel_shape"])
-    d = len(kernel)
-    strides = tuple(a.get("strides", [1] * d))
-    pads = tuple(a.get("pads", [0] * (2 * d)))
-    auto_pad = a.get("auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    before, after = pads[:d], pads[d:]
-    dilations = tuple(a.get("dilations", [1] * d))
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER") and spatial is not None:
-        pairs = [onnx_same_pads(n, k, s, auto_pad, dl) for n, k, s, dl in zip(spatial, kernel, strides, dilations)]
-        before, after = tuple(b for b, _ in pairs), tuple(e for _, e in pairs)
-    elif auto_pad == "VALID":
-        before, after = (0,) * d, (0,) * d
-    return PoolAttrs(
-        op=node.op_type,
-        kernel=kernel,
-        strides=strides,
-        pads_before=tuple(before),
-        pads_after=tuple(after),
-        auto_pad=auto_pad,
-        ceil_mode=bool(a.get("ceil_mode", 0)),
-        count_include_pad=bool(a.get("count_include_pad", 0)),
-        dilations=dilations,
-        channels=channels,
-    )
-
-
-def extents(p: PoolAttrs) -> tuple[int, ...]:
-    """Each axis' window extent: the kernel with its dilation, ``(k - 1) * d + 1``."""
-    return tuple((k - 1) * d + 1 for k, d in zip(p.kernel, p.dilations))
 
 
 def overhangs(p: PoolAttrs, spatial: tuple[int, ...]) -> bool:
@@ -119,16 +54,36 @@ def window_in_padding(p: PoolAttrs, spatial: tuple[int, ...]) -> bool:
 
 @dataclass(frozen=True)
 class Rule:
-    """A legalizer rule: which attribute combinations (``pattern``) some ``targets`` compute wrongly, and
-    why. ``form`` is the replacement: "explicit" (Pad + plain pool + Mul), "taps" (dilated pooling as
-    Slices + Max/Add + Mul), "2d" (3-D pooling as two 2-D pooling ops, then checked again) or "pads"
-    (auto_pad written out as explicit pads: MaxPool under the auto-pad rules only)."""
+    """A legalizer rule: the attribute combinations (``pattern``) some ``targets`` compute wrongly, and
+    ``why``; its ``replacement`` (``replacements.EXPLICIT`` by default) and that replacement's check.
+
+    ``pattern(p, spatial)`` takes a node's attributes and its static spatial input size (``()`` where it
+    is not static)."""
 
     name: str
     targets: frozenset[str]
     why: str
     pattern: Callable[[PoolAttrs, tuple[int, ...]], bool]
-    form: str = "explicit"
+    replacement: Replacement = EXPLICIT
+
+    def matches(self, p: PoolAttrs, spatial: tuple[int, ...]) -> bool:
+        """Whether a node with attributes ``p`` on input ``spatial`` is one the targets compute wrongly."""
+        return self.pattern(p, spatial)
+
+    def replacement_for(self, p: PoolAttrs) -> Replacement:
+        """What this rule writes for a node with attributes ``p`` (``Replacement.resolve``)."""
+        return self.replacement.resolve(p)
+
+    def check(self, node: onnx.NodeProto, p: PoolAttrs, shape: tuple | None, opset: int) -> str | None:
+        """Why the replacement cannot be written for ``node`` (input ``shape``, None where not static; the
+        model's ``opset``), or None where it can."""
+        return self.replacement_for(p).check(node, p, shape, opset)
+
+    def rewrite(self, node: onnx.NodeProto, p: PoolAttrs, shape: tuple, opset: int, prefix: str,
+                elem_type: int = onnx.TensorProto.FLOAT) -> Written:
+        """``node`` written as the replacement (after ``check``): new names start with ``prefix``, constants
+        take the input's ONNX ``elem_type``."""
+        return self.replacement_for(p).write(node, p, shape, opset, prefix, elem_type)
 
 
 def unambiguous_avg_3d(p: PoolAttrs, spatial: tuple[int, ...]) -> bool:
@@ -152,32 +107,29 @@ def _same(kind):
     return lambda p, spatial: p.auto_pad == kind
 
 
-PADS_FORM_RULES = frozenset({"auto-pad-same-upper", "auto-pad-same-lower"})
-
-
 RULES = (
     Rule("pool-3d-as-2d", frozenset({"mnn"}),
          "MNN 3.6 crashes on a 3-D pool without pads, ignores 3-D ceil_mode and divides 3-D average pooling with "
-         "pads wrongly; it computes 2-D pooling right", lambda p, spatial: len(p.kernel) == 3, "2d"),
+         "pads wrongly; it computes 2-D pooling right", lambda p, spatial: len(p.kernel) == 3, AS_2D),
     Rule("avg-3d-as-2d", frozenset({"litert"}),
          "onnx2tf refuses 3-D AveragePool without pads where the windows do not tile the input and ignores 3-D "
          "dilations; it computes the two 2-D pools (and their dilated tap form) right. Not where a tensor's sizes "
-         "are all equal: onnx2tf then guesses the layout of the Reshapes wrongly", unambiguous_avg_3d, "2d"),
+         "are all equal: onnx2tf then guesses the layout of the Reshapes wrongly", unambiguous_avg_3d, AS_2D),
     Rule("dilated-pool", frozenset({"mnn", "litert"}),
          "MNN ignores dilations; onnx2tf ignores them for AveragePool and refuses large dilated MaxPool (pnnx "
          "leaves dilated pooling unconverted for ncnn, which refuses it loudly; the tap form is wrong there too). "
          "Not 3-D average pooling: onnx2tf computes its tap form wrongly as well (MNN gets it as 2-D pooling)",
          lambda p, spatial: any(d != 1 for d in p.dilations) and not (p.op == "AveragePool" and len(p.kernel) == 3),
-         "taps"),
-    # MaxPool under only these two rules takes the "pads" form (explicit pads, no Pad node): MNN and onnx2tf
+         TAPS),
+    # a MaxPool these two rules match gets its auto_pad written out as pads (no Pad node): MNN and onnx2tf
     # compute asymmetric MaxPool pads right, and onnx2tf misplaces a Pad node where C == H == W (measured);
-    # for ncnn, max-asymmetric-pads also matches and the Pad form is written
+    # for ncnn, max-asymmetric-pads also matches and its explicit form (the Pad form) is written
     Rule("auto-pad-same-upper", frozenset({"ncnn", "mnn"}),
          "pnnx -> ncnn turns auto_pad SAME_UPPER into symmetric padding; MNN pads it wrongly for some kernels "
-         "(k2 s1)", _same("SAME_UPPER")),
+         "(k2 s1)", _same("SAME_UPPER"), PADS),
     Rule("auto-pad-same-lower", frozenset({"ncnn", "mnn", "litert"}),
          "ncnn, MNN and onnx2tf compute auto_pad SAME_LOWER with the wrong padding or output size",
-         _same("SAME_LOWER")),
+         _same("SAME_LOWER"), PADS),
     Rule("avg-asymmetric-exclude-pad", frozenset({"ncnn"}),
          "ncnn cannot load AveragePool with asymmetric pads and count_include_pad=0",
          lambda p, spatial: p.op == "AveragePool" and p.asymmetric and not p.count_include_pad),
@@ -203,7 +155,7 @@ def case_matches(rule: Rule, case) -> bool:
         return False
     model = case.model()
     spatial = tuple(case.shape[2:])
-    return rule.pattern(read_attrs(model.graph.node[0], spatial, case.shape[1]), spatial)
+    return rule.matches(read_attrs(model.graph.node[0], spatial, case.shape[1]), spatial)
 
 
 def rules_for(target: str) -> list[Rule]:
@@ -213,20 +165,3 @@ def rules_for(target: str) -> list[Rule]:
     if target == "all":
         return list(RULES)
     return [r for r in RULES if target in r.targets]
-
-
-def explicit_form(node: onnx.NodeProto, p: PoolAttrs, shape: tuple[int, ...], opset: int, prefix: str,
-                  elem_type: int = onnx.TensorProto.FLOAT):
-    """Nodes and initializers computing ``node`` as Pad + plain pool (+ Mul): the shared
-    ``plan.padding.ExplicitPool`` plan, written by ``backend.onnx_nodes``. ``shape`` is the full static
-    input shape (N, C, *spatial); ``elem_type`` the input's ONNX element type."""
-    op = "avg" if p.op == "AveragePool" else "max"
-    if any(d != 1 for d in p.dilations):
-        plan = tap_pool(op, tuple(shape[2:]), p.kernel, p.strides, p.dilations, p.pads_before, p.pads_after,
-                        p.ceil_mode, p.count_include_pad)
-        nodes, inits = tap_nodes(plan, node.input[0], node.output[0], max(opset, 11), prefix, elem_type)
-        return nodes, inits, " + ".join(plan.steps())
-    plan = explicit_torch_pool(op, tuple(shape[2:]), p.kernel, p.strides, p.pads_before, p.pads_after,
-                               p.ceil_mode, p.count_include_pad)
-    nodes, inits = explicit_nodes(plan, node.input[0], node.output[0], opset, prefix, elem_type)
-    return nodes, inits, " + ".join(plan.steps())

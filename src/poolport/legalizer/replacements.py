@@ -1,0 +1,169 @@
+"""What a legalizer rule writes instead of a pooling node (its *replacement*), and the *check* that says
+whether it can be written for a given node, with the reason where it cannot:
+
+* ``EXPLICIT`` -- Pad + a pooling op without padding + Mul by the divisor correction
+  (``plan.explicit.ExplicitPool``, written by ``backend.onnx_nodes``). That pooling op has no dilations:
+  a dilated pool takes ``TAPS``.
+* ``TAPS``     -- the tap form (``plan.taps.TapPool``): Pad + one Slice per kernel tap + Max/Add + a
+  1-wide strided pool (+ Mul). Needs opset 11 (Pad and Slice take their parameters as inputs).
+* ``PADS``     -- ``auto_pad`` written out as explicit pads on the same MaxPool, no Pad node. An
+  AveragePool takes ``EXPLICIT``: runtimes divide an asymmetrically padded average wrongly or refuse it.
+* ``AS_2D``    -- 3-D pooling as two 2-D pooling ops between Reshapes (``legalizer.decompose``); the
+  legalizer checks the two new nodes against the rules again.
+
+Each replacement has a ``rank``: where several rules match one node, the rewrite of the highest is written
+for all of them, since each removes at least what those below it remove (2-D halves that are checked
+again; dilations, pads and ceil_mode; pads and ceil_mode; auto_pad alone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx
+from onnx import helper
+
+from ..backend.onnx_nodes import explicit_nodes, tap_nodes
+from ..plan.explicit import explicit_torch_pool
+from ..plan.taps import tap_pool
+from .attrs import PoolAttrs
+from .decompose import pool_3d_as_2d
+
+
+@dataclass(frozen=True)
+class Written:
+    """A node's replacement: its ``nodes`` and new ``inits`` (initializers), ``summary`` for the report,
+    and ``again``: the new pooling nodes (each with its static input shape) to check against the rules again."""
+
+    nodes: list
+    inits: list
+    summary: str
+    again: tuple = ()
+
+
+class Replacement:
+    """A way to write a pooling node without what some runtime computes wrongly.
+
+    ``resolve(p)`` is the replacement actually written for attributes ``p`` (itself, or another where this
+    one cannot express ``p``); ``check`` says why it cannot be written for a node (None where it can);
+    ``write`` writes it.
+    """
+
+    name = "replacement"
+    rank = 0
+
+    def resolve(self, p: PoolAttrs) -> Replacement:
+        """The replacement written for a node with attributes ``p``."""
+        return self
+
+    def check(self, node: onnx.NodeProto, p: PoolAttrs, shape: tuple | None, opset: int) -> str | None:
+        """Why ``node`` (attributes ``p``, input ``shape`` N, C, *spatial or None where not static, the
+        model's ``opset``) cannot be rewritten, or None. Every replacement needs a static input size and
+        leaves a node whose Indices output is used as it is."""
+        if shape is None:
+            return "its input size is not static"
+        if len(node.output) > 1 and node.output[1]:
+            return "its Indices output is used"
+        return None
+
+    def write(self, node: onnx.NodeProto, p: PoolAttrs, shape: tuple, opset: int, prefix: str,
+              elem_type: int) -> Written:
+        """``node`` written as this replacement; new names start with ``prefix``, constants take ``elem_type``."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def _op(p: PoolAttrs) -> str:
+    return "avg" if p.op == "AveragePool" else "max"
+
+
+class Planned(Replacement):
+    """A replacement computed as a plan from ``plan/`` (``plan``) and written as nodes by a
+    ``backend.onnx_nodes`` writer (``nodes``)."""
+
+    def plan(self, p: PoolAttrs, spatial: tuple[int, ...]):
+        """The plan of a node with attributes ``p`` on input ``spatial``."""
+        raise NotImplementedError
+
+    def nodes(self, plan, x: str, y: str, opset: int, prefix: str, elem_type: int) -> tuple[list, list]:
+        """``plan`` as nodes and initializers computing ``y`` from ``x``."""
+        raise NotImplementedError
+
+    def write(self, node, p, shape, opset, prefix, elem_type):
+        """The plan of ``p`` on ``shape``'s spatial size, as nodes; the plan's steps as the summary."""
+        plan = self.plan(p, tuple(shape[2:]))
+        nodes, inits = self.nodes(plan, node.input[0], node.output[0], opset, prefix, elem_type)
+        return Written(nodes, inits, " + ".join(plan.steps()))
+
+
+class Taps(Planned):
+    """The tap form (``plan.taps.TapPool``); needs opset 11."""
+
+    name = "taps"
+    rank = 2
+    nodes = staticmethod(tap_nodes)
+
+    def check(self, node, p, shape, opset):
+        """As ``Replacement.check``, and the model's opset is 11 or newer."""
+        reason = super().check(node, p, shape, opset)
+        if reason is None and opset < 11:
+            return f"a dilated pool is rewritten with opset 11 or newer (the model has {opset})"
+        return reason
+
+    def plan(self, p, spatial):
+        """``plan.taps.tap_pool``: Pad + a Slice per kernel tap + Max/Add + a 1-wide strided pool (+ Mul)."""
+        return tap_pool(_op(p), spatial, p.kernel, p.strides, p.dilations, p.pads_before, p.pads_after, p.ceil_mode,
+                        p.count_include_pad)
+
+
+class Explicit(Planned):
+    """The explicit form (``plan.explicit.ExplicitPool``); a dilated pool takes the tap form."""
+
+    name = "explicit"
+    rank = 1
+    nodes = staticmethod(explicit_nodes)
+
+    def resolve(self, p):
+        """``TAPS`` where ``p`` is dilated, else this."""
+        return TAPS if any(d != 1 for d in p.dilations) else self
+
+    def plan(self, p, spatial):
+        """``plan.explicit.explicit_torch_pool``: Pad + a pooling op without padding (+ Mul)."""
+        return explicit_torch_pool(_op(p), spatial, p.kernel, p.strides, p.pads_before, p.pads_after, p.ceil_mode,
+                                   p.count_include_pad)
+
+
+class Pads(Replacement):
+    """``auto_pad`` written out as explicit pads on the same MaxPool; an AveragePool takes ``EXPLICIT``."""
+
+    name = "pads"
+    rank = 0
+
+    def resolve(self, p):
+        """This for a MaxPool, else what ``EXPLICIT`` writes."""
+        return self if p.op == "MaxPool" else EXPLICIT.resolve(p)
+
+    def write(self, node, p, shape, opset, prefix, elem_type):
+        """The node with ``pads`` in place of ``auto_pad``."""
+        keep = [a for a in node.attribute if a.name not in ("auto_pad", "pads")]
+        pads = list(p.pads_before) + list(p.pads_after)
+        new = helper.make_node(node.op_type, list(node.input), list(node.output), name=node.name or prefix)
+        new.attribute.extend(keep + [helper.make_attribute("pads", pads)])
+        return Written([new], [], f"MaxPool(pads={pads})")
+
+
+class As2d(Replacement):
+    """3-D pooling as two 2-D pooling ops (``legalizer.decompose``), checked again."""
+
+    name = "2d"
+    rank = 3
+
+    def write(self, node, p, shape, opset, prefix, elem_type):
+        """Reshape + 2-D pool + Reshape + 2-D pool + Reshape; the two pools to check again."""
+        nodes, inits, pools = pool_3d_as_2d(node, p, shape, prefix)
+        return Written(nodes, inits, "Reshape + 2-D pool (H, W) + Reshape + 2-D pool (D) + Reshape", tuple(pools))
+
+
+EXPLICIT, TAPS, PADS, AS_2D = Explicit(), Taps(), Pads(), As2d()
