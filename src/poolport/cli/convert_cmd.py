@@ -95,13 +95,17 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     """Run ``poolport convert``; returns the exit code."""
     from ..export.onnx_export import export_onnx
-    from ..loading import is_scripted, load_model, parse_kwargs
-    from ..onnxfile.paths import check_destination
+    from ..loading import is_scripted, load_model, model_files, parse_kwargs
+    from ..onnxfile.paths import WritePlan
 
     runtimes = parse_runtimes(args.verify_in) or ()
-    out_path = check_destination(args.output, args.force, args.external_data or None)
+    plan = WritePlan(overwrite=args.force)
+    for f in model_files(args.model):
+        plan.reads(f, "MODEL")
+    out_path = plan.writes(args.output, "-o", data=args.external_data or None)
     if args.report:
-        check_destination(args.report, args.force)
+        plan.writes(args.report, "--report")
+    plan.check()
     with Progress(enabled=not args.quiet) as progress, quiet():
         progress(f"loading {args.model}")
         loaded = load_model(args.model, parse_kwargs(args.kwargs), allow_pickle=args.trust_pickle)

@@ -50,10 +50,13 @@ def _place(src: Path, dst: Path, overwrite: bool) -> None:
 
 
 def write_atomically(data: bytes, path: Path, overwrite: bool) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write to a fresh temporary file in the same folder, then rename: readers never see half a file,
+    and an interrupted write leaves nothing behind."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp)
     try:
-        tmp.write_bytes(data)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         _place(tmp, path, overwrite)
     finally:
         if tmp.exists():
