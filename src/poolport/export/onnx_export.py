@@ -15,7 +15,8 @@ and what the stages before it produced), each with tests of its own (``tests/tes
     check_staged             the opset asked for, onnx.checker at the lowest IR version, the operators
     verify_staged            ONNX Runtime (and ``runtimes``) against PyTorch (unless ``verify=False``)
     publish_staged           rename into place
-    finish_report            the report's last fields, written as JSON if asked (also on failure)
+    finish_report            the report's last fields, written as JSON if asked (also on failure, never
+                             on Ctrl-C)
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 import torch
 
 from ..backend.onnx_symbolic import portable_symbolics
-from ..errors import PoolportError, VerificationError
+from ..errors import PoolportError, VerificationError, is_interrupt
 from ..functional.dispatch import size_generic
 from ..loading import is_scripted
 from ..onnxfile.files import require_onnx
@@ -411,7 +412,8 @@ def export_onnx(
     protobuf's 2 GB limit, otherwise ``f`` is one self-contained file.
     ``f``, its data file and ``report`` are checked together before any work: two of them on one file,
     or an existing one without ``overwrite``, is refused.
-    Raises PoolportError if anything fails; ``f`` is then left as it was.
+    Raises PoolportError if anything fails; ``f`` is then left as it was. Ctrl-C raises KeyboardInterrupt
+    (also where a library turned it into an error of its own), leaving nothing behind and no report.
     """
     job = validate_inputs(model, args, f, ExportOptions(
         exporter=exporter, opset=opset, input_names=input_names, output_names=output_names, verify=verify,
@@ -427,8 +429,11 @@ def export_onnx(
             check_staged(job)
             verify_staged(job)
             publish_staged(job)
-    except PoolportError as e:
-        finish_report(job, e)
+    except Exception as e:
+        if is_interrupt(e):  # Ctrl-C that a library turned into an error of its own: not the model's failure
+            raise KeyboardInterrupt from None
+        if isinstance(e, PoolportError):
+            finish_report(job, e)
         raise
     finish_report(job)
     job.say(f"wrote {job.path}")

@@ -43,6 +43,15 @@ def parse_kwargs(text: str | None) -> dict:
     return kwargs
 
 
+def raised(e: BaseException) -> str:
+    """What the user's code raised, in one line: the exception's type and the first line of its message
+    (a SyntaxError's names the file and the line)."""
+    if isinstance(e, SystemExit):
+        return f"it called exit({e.code!r})"
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
 def load_factory(spec: str, kwargs: dict) -> Loaded:
     """``package.module:callable`` or ``path/to/file.py:callable``."""
     target, _, attr = spec.rpartition(":")
@@ -54,12 +63,15 @@ def load_factory(spec: str, kwargs: dict) -> Loaded:
             raise PoolportError(f"{path} does not exist.")
         mspec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(mspec)
-        mspec.loader.exec_module(module)
+        try:
+            mspec.loader.exec_module(module)
+        except (Exception, SystemExit) as e:  # the user's code: its errors are input errors, not poolport's
+            raise PoolportError(f"cannot load {path} for {spec!r}: {raised(e)}") from None
     else:
         try:
             module = importlib.import_module(target)
-        except ImportError as e:
-            raise PoolportError(f"cannot import {target!r} for {spec!r}: {e}") from None
+        except (Exception, SystemExit) as e:  # a missing module, or one that fails as it runs
+            raise PoolportError(f"cannot import {target!r} for {spec!r}: {raised(e)}") from None
     factory = module
     for part in attr.split("."):
         if not hasattr(factory, part):
@@ -70,8 +82,8 @@ def load_factory(spec: str, kwargs: dict) -> Loaded:
     elif callable(factory):
         try:
             model = factory(**kwargs)
-        except TypeError as e:
-            raise PoolportError(f"{spec}(**{kwargs}) failed: {e}") from None
+        except (Exception, SystemExit) as e:  # wrong keyword arguments, or the factory's own failure
+            raise PoolportError(f"{spec}(**{kwargs}) failed: {raised(e)}") from None
     else:
         raise PoolportError(f"{spec!r} is neither a callable nor an nn.Module.")
     if not isinstance(model, torch.nn.Module):

@@ -224,8 +224,8 @@ def publish(staged: Staged, destination: Path, overwrite: bool, external_data: b
         staged_data = None
     try:
         _place(staged.path, destination, overwrite)  # the graph last: once it is there, so are its weights
-    except PoolportError:
+    except BaseException:  # Ctrl-C too: no data file without its graph
         if staged_data is not None:
-            data_file(destination).unlink()
+            data_file(destination).unlink(missing_ok=True)
         raise
     return data_file(destination) if staged_data is not None else None
