@@ -82,3 +82,66 @@ def test_each_runtime_gets_its_own_progress_stage(tmp_path):
     poolport.export_onnx(torch.nn.AdaptiveAvgPool2d(3), torch.randn(1, 2, 9, 9), tmp_path / "m.onnx",
                          runtimes=["openvino"], progress=stages.append)
     assert any("running in openvino" in s for s in stages), stages
+
+
+# --- user errors never exit 70 ---
+
+BROKEN_FACTORIES = {  # a factory file's own fault, as the user wrote it -> what the one line must name
+    "syntax": ("def build(:\n    pass\n", "SyntaxError"),
+    "import": ("import no_such_module_anywhere\ndef build():\n    pass\n", "No module named 'no_such_module_anywhere'"),
+    "raises at import": ("raise RuntimeError('config not found')\n", "RuntimeError: config not found"),
+    "factory raises": ("def build():\n    raise ValueError('num_classes must be > 0')\n",
+                       "ValueError: num_classes must be > 0"),
+    "factory exits": ("import sys\ndef build():\n    sys.exit(3)\n", "exit(3)"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BROKEN_FACTORIES))
+def test_a_broken_factory_file_is_an_input_error(kind, tmp_path, capsys):
+    source, needle = BROKEN_FACTORIES[kind]
+    (tmp_path / "f.py").write_text(source)
+    code = main(["convert", f"{tmp_path / 'f.py'}:build", "--input", "1x3x9x9", "-o", str(tmp_path / "o.onnx"),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "internal error" not in err
+    assert needle in err and "f.py" in err
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_a_module_that_fails_to_import_is_an_input_error(tmp_path, monkeypatch, capsys):
+    (tmp_path / "badpkg").mkdir()
+    (tmp_path / "badpkg" / "__init__.py").write_text("")
+    (tmp_path / "badpkg" / "models.py").write_text("x = undefined_name\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = main(["convert", "badpkg.models:build", "--input", "1x3x9x9", "-o", str(tmp_path / "o.onnx"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and "NameError: name 'undefined_name' is not defined" in err and "badpkg.models" in err
+
+
+def test_an_input_too_large_for_memory_is_an_input_error_naming_its_size(tmp_path, capsys):
+    (tmp_path / "m.py").write_text(MODEL)
+    huge = "1000000x3x10000x10000"  # 3e14 values, 1.1 PiB: more than any address space holds
+    code = main(["convert", f"{tmp_path / 'm.py'}:build", "--input", huge, "-o", str(tmp_path / "o.onnx"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE, err
+    assert huge in err and "memory" in err and "internal error" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.onnx").exists()
+
+
+@pytest.mark.parametrize("error", [
+    MemoryError(),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+                 "tried to allocate 120000000000 bytes. Error code 12 (Cannot allocate memory)"),
+])
+def test_running_out_of_memory_anywhere_names_the_input_sizes(error, tmp_path, monkeypatch, capsys):
+    import poolport.cli.convert_cmd as convert_cmd
+
+    def out_of_memory(args):
+        raise error
+
+    monkeypatch.setattr(convert_cmd, "run", out_of_memory)
+    code = main(["convert", "m.py:build", "--input", "64x3x4096x4096", "-o", str(tmp_path / "o.onnx")])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE, err
+    assert "out of memory with --input 64x3x4096x4096" in err and "internal error" not in err

@@ -46,16 +46,22 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON (- for standard output, "
                    "instead of the table)")
+    p.add_argument("--force", action="store_true", help="replace an existing --json file")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     """Run ``poolport check``; returns the exit code (0 every runtime agrees, 1 one is wrong or refuses)."""
+    from ..onnxfile.paths import WritePlan
+    from ..onnxfile.staging import write_atomically
     from ..verify.check import DEFAULT_RTOL, check_model
 
-    if args.json and args.json != "-" and Path(args.json).resolve() == Path(args.model).resolve():
-        raise PoolportError("--json names the model file; choose another file.")
+    plan = WritePlan(overwrite=args.force)
+    plan.reads_model(args.model, "MODEL.onnx")
+    if args.json and args.json != "-":
+        plan.writes(args.json, "--json")
+    plan.check()
     rtol = DEFAULT_RTOL if args.rtol is None else args.rtol
     if not rtol > 0:
         raise PoolportError(f"--rtol must be > 0, got {args.rtol}.")
@@ -71,7 +77,7 @@ def run(args) -> int:
               f"reference: {report.reference}; pass: max abs error <= {rtol:g} x the output scale")
         print(report.table())
         if args.json:
-            Path(args.json).write_text(data + "\n")
+            write_atomically((data + "\n").encode(), Path(args.json), args.force)
     if not report.ran:
         print("nothing was checked: no selected runtime is installed", file=sys.stderr)
         return 1

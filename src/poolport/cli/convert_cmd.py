@@ -3,9 +3,10 @@ exact, portable adaptive pooling, verified in ONNX Runtime."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from ..errors import PoolportError
+from ..errors import PoolportError, out_of_memory
 from ..legalizer.targets import TARGETS
 from .args import parse_runtimes, parse_size
 from .progress import Progress
@@ -27,11 +28,20 @@ def parse_input(text: str):
         raise PoolportError(f"--input {text!r}: unknown dtype {dtype_text!r}; one of {sorted(DTYPES)}.")
     dtype = getattr(torch, dtype_name)
     g = torch.Generator().manual_seed(0)
-    if dtype.is_floating_point:
-        return torch.randn(shape, generator=g).to(dtype)
-    if dtype == torch.bool:
-        return torch.rand(shape, generator=g) > 0.5
-    return torch.randint(0, 2, shape, generator=g, dtype=dtype)
+    try:
+        if dtype.is_floating_point:
+            return torch.randn(shape, generator=g).to(dtype)
+        if dtype == torch.bool:
+            return torch.rand(shape, generator=g) > 0.5
+        return torch.randint(0, 2, shape, generator=g, dtype=dtype)
+    except (MemoryError, RuntimeError) as e:
+        if not out_of_memory(e):
+            raise
+        values = math.prod(shape)
+        raise PoolportError(
+            f"--input {text}: {values:,} values ({values * dtype.itemsize / 2**30:,.1f} GiB of {dtype_name}) do not fit in memory; "
+            f"give a smaller size."
+        ) from None
 
 
 def spatial_dynamic_shapes(inputs: tuple) -> tuple:
@@ -95,13 +105,17 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     """Run ``poolport convert``; returns the exit code."""
     from ..export.onnx_export import export_onnx
-    from ..loading import is_scripted, load_model, parse_kwargs
-    from ..onnxfile.paths import check_destination
+    from ..loading import is_scripted, load_model, model_files, parse_kwargs
+    from ..onnxfile.paths import WritePlan
 
     runtimes = parse_runtimes(args.verify_in) or ()
-    out_path = check_destination(args.output, args.force, args.external_data or None)
+    plan = WritePlan(overwrite=args.force)
+    for f in model_files(args.model):
+        plan.reads(f, "MODEL")
+    out_path = plan.writes(args.output, "-o", data=args.external_data or None)
     if args.report:
-        check_destination(args.report, args.force)
+        plan.writes(args.report, "--report")
+    plan.check()
     with Progress(enabled=not args.quiet) as progress, quiet():
         progress(f"loading {args.model}")
         loaded = load_model(args.model, parse_kwargs(args.kwargs), allow_pickle=args.trust_pickle)

@@ -68,8 +68,17 @@ def run(args) -> int:
     if unknown:
         raise PoolportError(f"unknown demo model(s) {unknown}; choose from {list(DEMOS)}.")
     if args.out:
-        out_dir = Path(args.out)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        from ..onnxfile.paths import WritePlan
+
+        plan = WritePlan(overwrite=args.force)
+        out_dir = plan.fills(args.out, "--out")
+        for name in names:
+            plan.writes(out_dir / f"{name}.onnx", "--out", data=None)
+        plan.check()
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PoolportError(f"cannot make folder {out_dir}: {e.strerror}.") from None
         convert_demos(args, names, out_dir)
         print(f"\nONNX files in {out_dir}")
     else:

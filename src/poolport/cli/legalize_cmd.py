@@ -4,8 +4,6 @@ never modified."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..errors import PoolportError
 from ..legalizer.targets import TARGETS
 from .args import add_runtimes_option, parse_runtimes
@@ -33,23 +31,21 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     """Run ``poolport legalize``; returns the exit code."""
-    import onnx
-
     from ..legalizer import legalize
     from ..legalizer.rules import rules_for
-    from ..onnxfile.files import has_external_data
-    from ..onnxfile.paths import check_destination
+    from ..onnxfile.files import external_data_files
+    from ..onnxfile.paths import WritePlan
     from ..onnxfile.staging import publish, stage_proto, staging_folder
 
-    src, dst = Path(args.input), Path(args.output)
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-        raise PoolportError(f"{dst} is the input file; legalize never overwrites its input, choose another -o.")
-    check_destination(dst, args.force)
     if args.runtimes and args.target != "auto":
         raise PoolportError("--runtimes goes with --target auto.")
-    result = legalize(src, args.target, verify=not args.no_verify, runtimes=parse_runtimes(args.runtimes))
     # weights that came in a data file leave in one (<output>.data); a self-contained input stays one file
-    external = has_external_data(onnx.load(str(src), load_external_data=False))
+    external = bool(external_data_files(args.input))
+    plan = WritePlan(overwrite=args.force)
+    src = plan.reads_model(args.input, "the input")
+    dst = plan.writes(args.output, "-o", data=True if external else None)
+    plan.check()
+    result = legalize(src, args.target, verify=not args.no_verify, runtimes=parse_runtimes(args.runtimes))
     with staging_folder(dst) as folder:
         staged = stage_proto(result.model, folder, dst.name)
         written = publish(staged, dst, args.force, external_data=True if external else None)

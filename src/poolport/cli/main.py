@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import PoolportError, VerificationError
+from ..errors import PoolportError, VerificationError, is_interrupt, out_of_memory
 from . import check_cmd, convert_cmd, demo_cmd, legalize_cmd, plan_cmd, probe_cmd
+from .codes import EXIT_INTERNAL, EXIT_USAGE, EXIT_VERIFICATION, interrupted
 
 COMMANDS = [demo_cmd, convert_cmd, check_cmd, probe_cmd, legalize_cmd, plan_cmd]
-EXIT_VERIFICATION, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 70
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="poolport",
         description="Every PyTorch pooling layer, exactly, on every inference runtime.",
         epilog="exit codes: 0 done (and verified where a command verifies); 1 verification failed (the result "
-        "differs from PyTorch; nothing was written); 2 usage or input error (a bad argument, model or file); "
+        "differs from PyTorch; nothing was written); 2 usage or input error (a bad argument, model, file or path, or "
+        "sizes too large for memory; a path that would replace an input or an existing file without --force); "
         "70 internal error (a bug in poolport: please report it with the command); 130 interrupted.",
     )
     from ..version import __version__
@@ -31,27 +32,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``poolport`` command: run one command, print PoolportErrors as one line; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
-        parser.print_help()
-        return 2
+    """The ``poolport`` command: run one command and return its exit code (``EXIT_*``), printing a
+    PoolportError, an interrupt or a bug as one line, never a traceback."""
+    command, args = "poolport", None
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return EXIT_USAGE
+        command = f"poolport {args.command}"
         return args.run(args) or 0
-    except VerificationError as e:
-        print(f"poolport {args.command}: verification failed: {e}", file=sys.stderr)
-        return EXIT_VERIFICATION
-    except PoolportError as e:
-        print(f"poolport {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return interrupted()
     except BrokenPipeError:  # `poolport ... | head`
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # a bug: one line that says so, not a traceback
-        print(f"poolport {args.command}: internal error: {type(e).__name__}: {e} (this is a bug in poolport; "
-              f"please report it with the command line)", file=sys.stderr)
-        return EXIT_INTERNAL
+    except Exception as e:
+        if is_interrupt(e):  # Ctrl-C that a library turned into an error of its own
+            return interrupted()
+        code, message = classify(e, args)
+        print(f"{command}: {message}", file=sys.stderr)
+        return code
+
+
+def classify(e: Exception, args) -> tuple[int, str]:
+    """The exit code for an exception that ended a command, and what to say: a failed verification 1; a
+    PoolportError, and running out of memory (the sizes asked for are too large), a usage or input error
+    (2); anything else is a bug (70)."""
+    if isinstance(e, VerificationError):
+        return EXIT_VERIFICATION, f"verification failed: {e}"
+    if isinstance(e, PoolportError):
+        return EXIT_USAGE, f"error: {e}"
+    if out_of_memory(e):
+        sizes = getattr(args, "input", None)
+        at = f" with --input {' '.join(sizes)}" if sizes else ""
+        first = (str(e).strip().splitlines() or [""])[0]
+        return EXIT_USAGE, (f"error: out of memory{at} ({type(e).__name__}: {first}); give smaller sizes or "
+                            f"free memory.")
+    return EXIT_INTERNAL, (f"internal error: {type(e).__name__}: {e} (this is a bug in poolport; please report "
+                           f"it with the command line)")

@@ -4,6 +4,7 @@ emits, and the verdict on the widely copied ``stride = n // o`` formula."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from ..errors import PoolportError
 from ..plan import adaptive_windows, copied_formula, plan_pool
@@ -87,8 +88,13 @@ def render(result: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(result: dict, path: str) -> None:
-    """Draw the true windows against the copied formula's into the PNG ``path``."""
+def plot(result: dict, path: str, overwrite: bool = False) -> None:
+    """Draw the true windows against the copied formula's into the PNG ``path`` (written whole or not at
+    all; an existing file only with ``overwrite``)."""
+    import io
+
+    from ..onnxfile.staging import write_atomically
+
     try:
         import matplotlib
 
@@ -130,8 +136,10 @@ def plot(result: dict, path: str) -> None:
         ax.set_title(f"axis {a['axis']}: {a['n']} -> {a['o']}; copied formula {state}", fontsize=9)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, dpi=110, format=Path(path).suffix.lstrip(".").lower() or "png")
     plt.close(fig)
+    write_atomically(png.getvalue(), Path(path), overwrite)
 
 
 def run(args) -> int:
@@ -139,12 +147,14 @@ def run(args) -> int:
     in_size = parse_size(args.input_size, "input size")
     out_size = parse_size(args.output_size, "output size")
     if args.plot:  # refuse before computing anything: never overwrite, never a traceback for a missing folder
-        from ..onnxfile.paths import check_destination
+        from ..onnxfile.paths import WritePlan
 
-        check_destination(args.plot, args.force)
+        plan = WritePlan(overwrite=args.force)
+        plan.writes(args.plot, "--plot")
+        plan.check()
     result = build(in_size, out_size, args.op, args.seed)
     if args.plot:
-        plot(result, args.plot)
+        plot(result, args.plot, args.force)
     if args.json:
         out = {"plan": result["plan"].to_dict(), "axes": result["axes"]}
         print(json.dumps(out, indent=2))

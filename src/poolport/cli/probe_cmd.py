@@ -26,6 +26,7 @@ def add_parser(sub) -> None:
     )
     add_runtimes_option(p)
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON (- for standard output)")
+    p.add_argument("--force", action="store_true", help="replace an existing --json file")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(run=run)
 
@@ -33,8 +34,14 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     """Run ``poolport probe``; returns the exit code."""
     from ..legalizer.probe import run_probe
+    from ..onnxfile.paths import WritePlan
+    from ..onnxfile.staging import write_atomically
 
     runtimes = parse_runtimes(args.runtimes)
+    if args.json and args.json != "-":
+        plan = WritePlan(overwrite=args.force)
+        plan.writes(args.json, "--json")
+        plan.check()
     with Progress(enabled=not args.quiet) as progress, quiet():
         report = run_probe(runtimes, progress=progress)
     data = report.to_dict()
@@ -48,7 +55,7 @@ def run(args) -> int:
         for u in data["unfixed"]:
             print(f"not fixed by legalize: {u}")
         if args.json:
-            Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
+            write_atomically((json.dumps(data, indent=2) + "\n").encode(), Path(args.json), args.force)
     if not report.results:
         print("nothing was probed: no selected runtime is installed", file=sys.stderr)
         return 1

@@ -7,14 +7,16 @@ existing file is replaced only with ``overwrite=True``.
 ``export_onnx`` runs these stages in order, each a function of one ``ExportJob`` (the checked request
 and what the stages before it produced), each with tests of its own (``tests/test_export_stages.py``)::
 
-    validate_inputs          check the arguments and the destination, start the report
+    validate_inputs          check the arguments and every path written (``onnxfile.paths.WritePlan``),
+                             start the report
     make_portable_and_record the portable copy; every pooling site checked in PyTorch
     export_to_staging        torch.onnx into the staging folder
     legalize_staged          rewrite what ``target`` computes wrongly (only with ``target``)
     check_staged             the opset asked for, onnx.checker at the lowest IR version, the operators
     verify_staged            ONNX Runtime (and ``runtimes``) against PyTorch (unless ``verify=False``)
     publish_staged           rename into place
-    finish_report            the report's last fields, written as JSON if asked (also on failure)
+    finish_report            the report's last fields, written as JSON if asked (also on failure, never
+                             on Ctrl-C)
 """
 
 from __future__ import annotations
@@ -31,14 +33,14 @@ from pathlib import Path
 import torch
 
 from ..backend.onnx_symbolic import portable_symbolics
-from ..errors import PoolportError, VerificationError
+from ..errors import PoolportError, VerificationError, is_interrupt
 from ..functional.dispatch import size_generic
 from ..loading import is_scripted
 from ..onnxfile.files import require_onnx
 from ..onnxfile.graph import op_counts, opset_of
 from ..onnxfile.ir import check_lowest_ir
-from ..onnxfile.paths import check_destination
-from ..onnxfile.staging import Staged, publish, stage_proto, staging_folder
+from ..onnxfile.paths import WritePlan
+from ..onnxfile.staging import Staged, publish, stage_proto, staging_folder, write_atomically
 from ..routing.portable import make_portable
 from ..verify.compare import verify_in_runtimes
 from ..verify.in_pytorch import as_args, model_rtol, run_recorded, site_problems
@@ -150,7 +152,8 @@ def validate_inputs(model: torch.nn.Module, args, f: str | os.PathLike, options:
     Raises:
         PoolportError: an unknown exporter, a model that is not an ``nn.Module``, a bad
             ``random_checks`` or ``opset``, onnx or onnxruntime missing, bad ``dynamic_shapes``, or a
-            destination (model or report) that cannot be written without losing something.
+            destination (model, its data file, report) that cannot be written without losing something,
+            or two of them on one file.
     """
     started = time.perf_counter()
     exporter = options.exporter
@@ -165,11 +168,11 @@ def validate_inputs(model: torch.nn.Module, args, f: str | os.PathLike, options:
     args = as_args(args)
     rtol = model_rtol(args) if options.rtol is None else options.rtol
     axes = parse_dynamic_shapes(options.dynamic_shapes, args, model, options.dynamic_batch)
-    path = check_destination(f, options.overwrite, options.external_data)
+    plan = WritePlan(options.overwrite)
+    path = plan.writes(f, "the model", data=options.external_data)
     if options.report is not None:
-        check_destination(options.report, options.overwrite)
-        if Path(options.report).resolve() == path.resolve():
-            raise PoolportError(f"the report and the model would both be {path}; give the report another name.")
+        plan.writes(options.report, "the report")
+    plan.check()
     opset = options.opset
     if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or opset < 7):
         raise PoolportError(f"opset must be an ONNX opset number (7 or newer), got {opset!r}; leave it out for "
@@ -356,15 +359,15 @@ def publish_staged(job: ExportJob) -> None:
 
 def finish_report(job: ExportJob, error: PoolportError | None = None) -> None:
     """Close ``job.report``: the output path, or after a failure the first line of ``error``; the total
-    time. With a ``report`` path the report is written there as JSON, after a failure too (what was
-    done and measured, and why it stopped)."""
+    time. With a ``report`` path the report is written there as JSON (whole or not at all), after a
+    failure too (what was done and measured, and why it stopped)."""
     if error is None:
         job.report.output = str(job.path)
     else:
         job.report.error = str(error).split("\n")[0]
     job.report.total_seconds = job.elapsed()
     if job.options.report is not None:
-        Path(job.options.report).write_text(job.report.to_json() + "\n")
+        write_atomically((job.report.to_json() + "\n").encode(), Path(job.options.report), job.options.overwrite)
 
 
 def export_onnx(
@@ -407,7 +410,10 @@ def export_onnx(
     declared ranges (``export.dynamic.verification_shapes``). ``external_data``: write the weights
     to ``f`` + ".data" beside the graph (ONNX external data); by default (None) only for models over
     protobuf's 2 GB limit, otherwise ``f`` is one self-contained file.
-    Raises PoolportError if anything fails; ``f`` is then left as it was.
+    ``f``, its data file and ``report`` are checked together before any work: two of them on one file,
+    or an existing one without ``overwrite``, is refused.
+    Raises PoolportError if anything fails; ``f`` is then left as it was. Ctrl-C raises KeyboardInterrupt
+    (also where a library turned it into an error of its own), leaving nothing behind and no report.
     """
     job = validate_inputs(model, args, f, ExportOptions(
         exporter=exporter, opset=opset, input_names=input_names, output_names=output_names, verify=verify,
@@ -423,8 +429,11 @@ def export_onnx(
             check_staged(job)
             verify_staged(job)
             publish_staged(job)
-    except PoolportError as e:
-        finish_report(job, e)
+    except Exception as e:
+        if is_interrupt(e):  # Ctrl-C that a library turned into an error of its own: not the model's failure
+            raise KeyboardInterrupt from None
+        if isinstance(e, PoolportError):
+            finish_report(job, e)
         raise
     finish_report(job)
     job.say(f"wrote {job.path}")

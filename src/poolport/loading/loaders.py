@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,15 @@ def parse_kwargs(text: str | None) -> dict:
     return kwargs
 
 
+def raised(e: BaseException) -> str:
+    """What the user's code raised, in one line: the exception's type and the first line of its message
+    (a SyntaxError's names the file and the line)."""
+    if isinstance(e, SystemExit):
+        return f"it called exit({e.code!r})"
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
 def load_factory(spec: str, kwargs: dict) -> Loaded:
     """``package.module:callable`` or ``path/to/file.py:callable``."""
     target, _, attr = spec.rpartition(":")
@@ -53,12 +63,15 @@ def load_factory(spec: str, kwargs: dict) -> Loaded:
             raise PoolportError(f"{path} does not exist.")
         mspec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(mspec)
-        mspec.loader.exec_module(module)
+        try:
+            mspec.loader.exec_module(module)
+        except (Exception, SystemExit) as e:  # the user's code: its errors are input errors, not poolport's
+            raise PoolportError(f"cannot load {path} for {spec!r}: {raised(e)}") from None
     else:
         try:
             module = importlib.import_module(target)
-        except ImportError as e:
-            raise PoolportError(f"cannot import {target!r} for {spec!r}: {e}") from None
+        except (Exception, SystemExit) as e:  # a missing module, or one that fails as it runs
+            raise PoolportError(f"cannot import {target!r} for {spec!r}: {raised(e)}") from None
     factory = module
     for part in attr.split("."):
         if not hasattr(factory, part):
@@ -69,8 +82,8 @@ def load_factory(spec: str, kwargs: dict) -> Loaded:
     elif callable(factory):
         try:
             model = factory(**kwargs)
-        except TypeError as e:
-            raise PoolportError(f"{spec}(**{kwargs}) failed: {e}") from None
+        except (Exception, SystemExit) as e:  # wrong keyword arguments, or the factory's own failure
+            raise PoolportError(f"{spec}(**{kwargs}) failed: {raised(e)}") from None
     else:
         raise PoolportError(f"{spec!r} is neither a callable nor an nn.Module.")
     if not isinstance(model, torch.nn.Module):
@@ -106,21 +119,74 @@ def is_torchscript(path: Path) -> bool:
     )
 
 
+ARCHIVE_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".zip")  # TorchScript or a pickle
+
+
+def named_file(spec: str) -> Path | None:
+    """The file MODEL ``spec`` names itself (a ``.pt2`` archive, a TorchScript or pickle file), or None
+    for a factory."""
+    path = Path(spec)
+    if path.suffix == ".pt2" or path.suffix in ARCHIVE_SUFFIXES or (path.is_file() and ":" not in spec):
+        return path
+    return None
+
+
+def module_origin(name: str) -> Path | None:
+    """The source file of module ``name``, found the way ``import`` finds it (``sys.meta_path``) but
+    without running any of it (None if it is not found or has no file)."""
+    module = sys.modules.get(name)
+    if module is not None:
+        origin = getattr(module, "__file__", None)
+        return Path(origin) if origin else None
+    spec, search, parts = None, None, name.split(".")
+    for i in range(len(parts)):
+        if i and search is None:
+            return None  # a module, not a package, with a dotted name below it
+        spec = _find_spec(".".join(parts[: i + 1]), search)
+        if spec is None:
+            return None
+        search = spec.submodule_search_locations
+    return Path(spec.origin) if spec.has_location and spec.origin else None
+
+
+def _find_spec(name: str, search):
+    for finder in sys.meta_path:
+        try:
+            spec = finder.find_spec(name, search)
+        except (AttributeError, ImportError, ValueError, TypeError):
+            continue
+        if spec is not None:
+            return spec
+    return None
+
+
+def model_files(spec: str) -> list[Path]:
+    """The files loading MODEL ``spec`` reads, which a command must never write over: the file MODEL
+    names (``.pt2``, TorchScript, pickle), a factory's ``.py`` file, or the source file of a factory's
+    module."""
+    path = named_file(spec)
+    if path is not None:
+        return [path]
+    target = spec.rpartition(":")[0]
+    if target.endswith(".py"):
+        return [Path(target)]
+    origin = module_origin(target) if target else None
+    return [origin] if origin else []
+
+
 def load_model(spec: str, kwargs: dict | None = None, allow_pickle: bool = False) -> Loaded:
     """Load MODEL: ``package.module:callable``, ``file.py:callable``, a ``.pt2`` archive, a TorchScript
     file or (only with ``allow_pickle``) a pickled ``nn.Module``."""
-    path = Path(spec)
+    path = named_file(spec)
+    if path is None:
+        return load_factory(spec, kwargs or {})
+    if not path.is_file():
+        raise PoolportError(f"{path} does not exist.")
     if path.suffix == ".pt2":
-        if not path.is_file():
-            raise PoolportError(f"{path} does not exist.")
         return load_export_archive(path)
-    if path.suffix in (".pt", ".pth", ".ts", ".torchscript", ".zip") or (path.is_file() and ":" not in spec):
-        if not path.is_file():
-            raise PoolportError(f"{path} does not exist.")
-        if is_torchscript(path):
-            return load_torchscript(path)
-        return load_pickle(path, allow_pickle)
-    return load_factory(spec, kwargs or {})
+    if is_torchscript(path):
+        return load_torchscript(path)
+    return load_pickle(path, allow_pickle)
 
 
 def load_pickle(path: Path, allow_pickle: bool) -> Loaded:

@@ -35,6 +35,38 @@ def has_external_data(proto) -> bool:
     return any(uses_external_data(t) for t in proto.graph.initializer)
 
 
+def _tensors(graph):
+    """Every TensorProto of ``graph``: initializers, and tensors in node attributes (subgraphs too)."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _tensors(sub)
+
+
+def external_data_files(path: str | os.PathLike) -> list[Path]:
+    """The external data files the ONNX model at ``path`` names (its weights, by their ``location``
+    relative to the model's folder), in order, each once; none for a self-contained model or a file
+    onnx cannot read."""
+    import onnx
+
+    path = Path(path)
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not an ONNX model: whoever reads it says so
+        return []
+    files = {}
+    for t in _tensors(proto.graph):
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((e.value for e in t.external_data if e.key == "location"), None)
+            if location:
+                files.setdefault(path.parent / location, None)
+    return list(files)
+
+
 Model = "onnx.ModelProto | str | os.PathLike"
 
 

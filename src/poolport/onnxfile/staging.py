@@ -50,10 +50,13 @@ def _place(src: Path, dst: Path, overwrite: bool) -> None:
 
 
 def write_atomically(data: bytes, path: Path, overwrite: bool) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write to a fresh temporary file in the same folder, then rename: readers never see half a file,
+    and an interrupted write leaves nothing behind."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp)
     try:
-        tmp.write_bytes(data)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         _place(tmp, path, overwrite)
     finally:
         if tmp.exists():
@@ -221,8 +224,8 @@ def publish(staged: Staged, destination: Path, overwrite: bool, external_data: b
         staged_data = None
     try:
         _place(staged.path, destination, overwrite)  # the graph last: once it is there, so are its weights
-    except PoolportError:
+    except BaseException:  # Ctrl-C too: no data file without its graph
         if staged_data is not None:
-            data_file(destination).unlink()
+            data_file(destination).unlink(missing_ok=True)
         raise
     return data_file(destination) if staged_data is not None else None
