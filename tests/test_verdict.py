@@ -17,6 +17,7 @@ from poolport.cli.main import main
 from poolport.errors import VerificationError
 from poolport.runtimes.onnxruntime_rt import run_onnxruntime
 from poolport.runtimes.registry import available
+from poolport.verify.check import check_model
 from poolport.verify.compare import compare_arrays
 
 # -- item 1: every output on its own scale -----------------------------------------------------------
@@ -246,7 +247,7 @@ def test_check_of_a_nan_producing_model_passes_openvino(tmp_path):
     m = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     onnx.save(m, tmp_path / "m.onnx")
-    report = poolport.check_model(tmp_path / "m.onnx", runtimes=("openvino",))
+    report = check_model(tmp_path / "m.onnx", runtimes=("openvino",))
     assert report.reference == "onnxruntime" and report.passed, report.table()
 
 

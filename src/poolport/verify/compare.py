@@ -262,8 +262,10 @@ def compare_arrays(reference: list, got: list, *, rtol: float, against: str = "t
     ``names``: the outputs' names, for the report."""
     if len(got) != len(reference):
         return Comparison([], f"{len(got)} outputs, {against} has {len(reference)}")
+    names, dtypes = list(names or ()), list(dtypes or ())
     return Comparison([
-        compare_output(k, r, g, rtol, against, unit_dims, names[k] if names else "", dtypes[k] if dtypes else None)
+        compare_output(k, r, g, rtol, against, unit_dims, names[k] if k < len(names) else "",
+                       dtypes[k] if k < len(dtypes) else None)
         for k, (r, g) in enumerate(zip(reference, got))
     ])
 
