@@ -72,8 +72,8 @@ def test_every_case_legalized_for_a_runtime_is_exact_there_or_refused(runtime):
             assert isinstance(got, Exception), f"{case.name}: expected a refusal on {runtime}, got an answer"
             continue
         assert not isinstance(got, Exception), f"{case.name} refused on {runtime}: {got}"
-        err, rel, problem = compare_arrays(want, got, unit_dims=True)
-        assert not problem and rel <= 1e-5, f"{case.name} on {runtime}: {problem or err}"
+        result = compare_arrays(want, got, rtol=1e-5, unit_dims=True, dtypes=["float32"])
+        assert result.passed, f"{case.name} on {runtime}: {result.reason}"
 
 
 @pytest.mark.runtime
@@ -136,5 +136,5 @@ def test_litert_target_writes_maxpool_same_as_pads_where_channels_equal_the_size
     assert [n.op_type for n in fixed.graph.node] == ["MaxPool"]
     (got,) = run_batch("litert", [(fixed, feeds)])
     assert not isinstance(got, Exception), got
-    err, rel, problem = compare_arrays(probe.reference(case, feeds), got, unit_dims=True)
-    assert not problem and rel <= 1e-5, problem or err
+    result = compare_arrays(probe.reference(case, feeds), got, rtol=1e-5, unit_dims=True, dtypes=["float32"])
+    assert result.passed, result.reason

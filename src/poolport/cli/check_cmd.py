@@ -74,15 +74,20 @@ def run(args) -> int:
     else:
         sizes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in report.inputs.items())
         print(f"{report.model}: inputs {sizes}; "
-              f"reference: {report.reference}; pass: max abs error <= {rtol:g} x the output scale")
+              f"reference: {report.reference}; pass: every output's max abs error <= {rtol:g} x its own scale")
+        if report.reference_note:
+            print(f"  {report.reference} is the reference: {report.reference_note}")
         print(report.table())
         if args.json:
             write_atomically((data + "\n").encode(), Path(args.json), args.force)
     if not report.ran:
         print("nothing was checked: no selected runtime is installed", file=sys.stderr)
         return 1
-    bad = [r.runtime for r in report.results if r.failed]
+    bad = [r for r in report.results if r.failed]
     if bad:
-        print(f"check failed: {', '.join(bad)}", file=sys.stderr)
+        print(f"check failed: {', '.join(r.runtime for r in bad)}", file=sys.stderr)
+        for r in bad:
+            if r.verdict == "not compared":
+                print(f"{r.runtime}: nothing compared, so nothing was verified: {r.reason}", file=sys.stderr)
         return 1
     return 0

@@ -42,7 +42,7 @@ from ..onnxfile.ir import check_lowest_ir
 from ..onnxfile.paths import WritePlan
 from ..onnxfile.staging import Staged, publish, stage_proto, staging_folder, write_atomically
 from ..routing.portable import make_portable
-from ..verify.compare import verify_in_runtimes
+from ..verify.compare import cloned, verify_in_runtimes
 from ..verify.in_pytorch import as_args, model_rtol, run_recorded, site_problems
 from ..verify.recorder import Site
 from .dynamic import DynamicAxis, parse_dynamic_shapes, verification_shapes
@@ -53,22 +53,20 @@ log = logging.getLogger("poolport")
 
 
 def what_failed(failed: list, rtol: float) -> str:
-    """The failed checks in a sentence: runtimes that could not run the model, then those that differ."""
+    """The failed checks in a sentence: runtimes that could not run the model, those that differ, then
+    those where nothing could be compared (no finite value on either side, or every output empty)."""
     parts = []
     refused = [c for c in failed if not c.ran]
     if refused:
         runtimes = ", ".join(sorted({c.runtime for c in refused}))
         reasons = "; ".join(dict.fromkeys(c.note.rstrip(".") for c in refused))
         parts.append(f"{runtimes} could not load or convert the model ({reasons})")
-    differ = [c for c in failed if c.ran]
-    if differ:
-        detail = "; ".join(
-            f"{c.runtime} on {c.label}: "
-            + (c.note or f"max abs {c.max_abs_error:.3g}, relative {c.max_rel_error:.3g}")
-            for c in differ
-        )
-        runtimes = ", ".join(sorted({c.runtime for c in differ}))
-        parts.append(f"{runtimes} differs from PyTorch beyond {rtol:g} x the output scale ({detail})")
+    for group, says in (([c for c in failed if c.ran and not c.unjudged],
+                         f"differs from PyTorch beyond {rtol:g} x an output's own scale"),
+                        ([c for c in failed if c.unjudged], "had nothing to compare, so nothing was verified")):
+        if group:
+            detail = "; ".join(f"{c.runtime} on {c.label}: {c.note}" for c in group)
+            parts.append(f"{', '.join(sorted({c.runtime for c in group}))} {says} ({detail})")
     return "; ".join(parts)
 
 
@@ -110,7 +108,7 @@ class ExportJob:
     path: Path  # where the model goes, checked writable
     options: ExportOptions
     opset: int  # the opset asked for, or the exporter's default
-    rtol: float  # the tolerance, relative to the output scale
+    rtol: float  # the tolerance, relative to each output's own scale
     axes: list[DynamicAxis]  # the dynamic input axes
     report: Report
     started: float  # time.perf_counter() when the export began
@@ -239,7 +237,7 @@ def export_to_staging(job: ExportJob, folder: Path) -> None:
     job.say(f"exporting with the {exporter} exporter (opset {job.opset})")
     t = time.perf_counter()
     with portable_symbolics() if exporter == "torchscript" else contextlib.nullcontext([]) as emitted:
-        job.staged = torch_export(job.portable, job.args, exporter, job.opset, folder, job.path.name,
+        job.staged = torch_export(job.portable, cloned(job.args), exporter, job.opset, folder, job.path.name,
                                   job.options.input_names, job.options.output_names, job.axes)
     if job.scripted:  # an nn.Module's sites were recorded in PyTorch before
         job.report.sites += [
@@ -396,8 +394,10 @@ def export_onnx(
 
     Verifies each pooling site in PyTorch, checks the graph with onnx.checker, runs it in ONNX
     Runtime on ``args`` and on ``random_checks`` fresh random inputs of the same shapes, compares with
-    the PyTorch model (max abs error <= ``rtol`` x the output scale; by default 1e-4 for float32 and
-    float64 inputs, 1e-2 for float16, 2e-2 for bfloat16) and returns a Report. ``report``
+    the PyTorch model output by output (each output's max abs error <= ``rtol`` x its own scale, with
+    PyTorch's shape, dtype and NaN/inf cells, and something compared: ``verify.compare.compare_arrays``;
+    ``rtol`` by default 1e-4 for float32 and float64 inputs, 1e-2 for float16, 2e-2 for bfloat16; PyTorch
+    runs on copies of ``args``, which the call leaves as they were) and returns a Report. ``report``
     is an optional path for the report as JSON. ``runtimes`` ("openvino", "ncnn", "mnn", "litert") are also run on the
     example inputs and must agree as well (optional extras). ``target`` ("ncnn", "openvino", "litert", "mnn", ...,
     "all", or "auto": probe ``runtimes``, else every installed runtime, and rewrite what they get wrong)

@@ -10,7 +10,8 @@ from ..verify.compare import Check
 from ..verify.recorder import Site
 from .table import format_table
 
-SCHEMA = "poolport.report/2"  # 2: status, error, versions, input dtypes, seeds, dynamic sizes
+SCHEMA = "poolport.report/3"  # 2: status, error, versions, input dtypes, seeds, dynamic sizes; 3: per output errors
+# (each check's "outputs"; max_rel_error relative to each output's own scale; null where nothing was measured)
 
 
 def versions(runtimes=()) -> dict[str, str]:
@@ -60,14 +61,16 @@ class Report:
     tolerance: float = 1e-4
 
     @property
-    def max_abs_error(self) -> float:
-        """The largest absolute error over the checks that ran (a runtime that could not run is no number)."""
-        return max((c.max_abs_error for c in self.checks if c.ran), default=0.0)
+    def max_abs_error(self) -> float | None:
+        """The largest absolute error over the checks that ran (a runtime that could not run is no number);
+        None where nothing was measured (not verified, or no finite value to compare)."""
+        return max((c.max_abs_error for c in self.checks if c.ran and c.max_abs_error is not None), default=None)
 
     @property
-    def max_rel_error(self) -> float:
-        """The largest error relative to the output scale over the checks that ran."""
-        return max((c.max_rel_error for c in self.checks if c.ran), default=0.0)
+    def max_rel_error(self) -> float | None:
+        """The largest error over the checks that ran, each output's relative to its own scale (None where
+        nothing was measured)."""
+        return max((c.max_rel_error for c in self.checks if c.ran and c.max_rel_error is not None), default=None)
 
     @property
     def status(self) -> str:
@@ -133,11 +136,8 @@ class Report:
         else:
             sites = "no adaptive pooling sites"
         checks = format_table(
-            ["verified on", "runtime", "max abs err", "rel err", "ok"],
-            [[c.label, c.runtime, f"{c.max_abs_error:.2e}" if c.ran else "-",
-              f"{c.max_rel_error:.2e}" if c.ran else "-",
-              "yes" if c.passed else ("NO" if c.ran else "could not run (below)")]
-             for c in self.checks],
+            ["verified on", "runtime", "output", "max abs err", "rel err", "ok"],
+            [row for c in self.checks for row in _check_rows(c)],
         ) if self.checks else "not verified (verify=False)"
         lines = [head, "", sites, "", checks]
         refused = dict.fromkeys(f"{c.runtime} could not load or convert the model: {c.note}"
@@ -152,11 +152,33 @@ class Report:
         if self.dynamic_axes:
             lines += ["", "dynamic: " + "; ".join(self.dynamic_axes),
                       "verified at: " + ("; ".join(["example", *self.sizes_verified]))]
+        errors = ("nothing measured" if self.max_abs_error is None else
+                  f"model max abs error {self.max_abs_error:.2e} (relative to each output's scale "
+                  f"{self.max_rel_error:.2e}, tolerance {self.tolerance:g})")
         lines += [
             "",
             f"export {self.export_seconds:.2f}s, verification {self.verify_seconds:.2f}s, total {self.total_seconds:.2f}s; "
-            f"model max abs error {self.max_abs_error:.2e} (relative {self.max_rel_error:.2e}, tolerance {self.tolerance:g})",
+            + errors,
         ]
         return "\n".join(lines)
 
     __str__ = table
+
+
+def _number(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2e}"
+
+
+def _check_rows(c: Check) -> list[list[str]]:
+    """A check's rows in the report's table: one per output, each with its own error and verdict (the
+    check's label on the first); one row for a runtime that could not run or answered with another number
+    of outputs."""
+    if not c.ran:
+        return [[c.label, c.runtime, "-", "-", "-", "could not run (below)"]]
+    if not c.outputs:
+        return [[c.label, c.runtime, "-", _number(c.max_abs_error), _number(c.max_rel_error),
+                 "yes" if c.passed else "NO"]]
+    verdict = {"ok": "yes", "WRONG": "NO", "not compared": "NO: nothing compared", "empty": "empty"}
+    return [[c.label if k == 0 else "", c.runtime if k == 0 else "", o.name or str(o.index),
+             _number(o.max_abs_error), _number(o.max_rel_error), verdict[o.verdict]]
+            for k, o in enumerate(c.outputs)]

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..errors import PoolportError, one_line
-from ..runtimes.onnxruntime_rt import run_onnxruntime
+from ..errors import PoolportError, VerificationError, one_line
+from ..onnxfile.graph import output_types
 from ..runtimes.registry import available
-from ..verify.check import evaluator_computes
-from ..verify.compare import compare_arrays
+from ..verify.check import evaluator_computes, run_evaluator
+from ..verify.compare import NOT_COMPARED, compare_arrays
 from .apply import POOL_OPS, Kept, PoolRewrite, apply_rules  # noqa: F401  (re-exported)
 from .rules import TARGETS, rules_for
 
@@ -75,7 +75,9 @@ def legalize(model: onnx.ModelProto | str | Path, target: str = "all", *, verify
 
     Raises:
         PoolportError: unknown target, a file that is not an ONNX model, a model that fails
-            onnx.checker, or a legalized model that differs from the original.
+            onnx.checker.
+        VerificationError: a legalized model that differs from the original, or one whose outputs
+            could not be compared (no finite value on random inputs).
     """
     if target not in TARGETS:
         raise PoolportError(f"target must be one of {TARGETS}, got {target!r}.")
@@ -129,26 +131,38 @@ def random_feeds(proto: onnx.ModelProto, seed: int) -> dict[str, np.ndarray]:
 
 
 def verify_equivalent(original: onnx.ModelProto, rewritten: onnx.ModelProto, seed: int = 0, rtol: float = 1e-5) -> float:
-    """Max relative difference of the two models under the ONNX reference evaluator and ONNX Runtime (the
-    evaluator only where no MaxPool pads asymmetrically: it computes those wrongly)."""
-    from onnx.reference import ReferenceEvaluator
+    """The largest relative difference of the two models' outputs (each on its own scale:
+    ``verify.compare.compare_arrays``) under the ONNX reference evaluator and ONNX Runtime on random inputs.
+    The evaluator judges only where no MaxPool pads asymmetrically (it computes those wrongly) and its run
+    of the original meets no NaN (its pooling skips NaN, where ONNX Runtime carries it through).
+
+    Raises:
+        VerificationError: an output differs beyond ``rtol``, or nothing could be compared (an output
+            with no finite value on random inputs, or every output empty).
+        PoolportError: neither ONNX Runtime nor the evaluator can judge the models.
+    """
+    from ..runtimes import registry
 
     feeds = random_feeds(original, seed)
     runners = []
     if all(evaluator_computes(m) for m in (original, rewritten)):
         # onnx 1.23's evaluator reads MaxPool's pads per axis pair: wrong wherever they are asymmetric
-        runners.append(("onnx reference evaluator", lambda m: ReferenceEvaluator(m).run(None, feeds)))
+        _, nan_in = run_evaluator(original, feeds)
+        if not nan_in:
+            runners.append(("onnx reference evaluator", lambda m: run_evaluator(m, feeds)[0]))
     if available("onnxruntime"):
-        runners.append(("onnxruntime", lambda m: run_onnxruntime(m, feeds)))
+        runners.append(("onnxruntime", lambda m: registry.run("onnxruntime", m, feeds)))
     if not runners:  # nothing checked is no verification
         raise PoolportError("cannot verify the legalized model: ONNX Runtime is not installed and the reference "
-                            "evaluator computes its asymmetric MaxPool padding wrongly (pip install 'poolport[onnx]').")
-    worst = 0.0
+                            "evaluator cannot judge it (asymmetric MaxPool padding, or NaN in its computation; "
+                            "pip install 'poolport[onnx]').")
+    worst, names = 0.0, [name for name, _ in output_types(original)]
     for label, run in runners:
-        _, rel, problem = compare_arrays(run(original), run(rewritten), "the original")
-        if problem:
-            raise PoolportError(f"legalize changed the model's outputs under {label}: {problem}")
-        if rel > rtol:
-            raise PoolportError(f"legalized model differs from the original under {label}: relative {rel:.3g}")
-        worst = max(worst, rel)
+        result = compare_arrays(run(original), run(rewritten), rtol=rtol, against="the original", names=names)
+        if result.verdict == NOT_COMPARED:
+            raise VerificationError(f"cannot verify the legalized model under {label}: {result.reason} on random "
+                                    f"inputs (seed {seed}); use --no-verify (verify=False) to write it unverified.")
+        if not result.passed:
+            raise VerificationError(f"legalize changed the model's outputs under {label}: {result.reason}")
+        worst = max(worst, result.max_rel_error)
     return worst

@@ -41,3 +41,19 @@ def op_counts(model) -> Counter:
 def opset_of(model, default: int | None = None) -> int | None:
     """The default-domain ("" / "ai.onnx") opset an ``onnx.ModelProto`` imports, or ``default``."""
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default)
+
+
+def output_types(model) -> list[tuple[str, str | None]]:
+    """``(name, numpy dtype name)`` of each graph output of an ``onnx.ModelProto``, in order; the dtype is
+    None where the graph does not declare it."""
+    from onnx import helper
+
+    found = []
+    for vi in model.graph.output:
+        elem = vi.type.tensor_type.elem_type
+        try:
+            dtype = helper.tensor_dtype_to_np_dtype(elem).name if elem else None
+        except (KeyError, TypeError, ValueError):  # a type numpy does not have
+            dtype = None
+        found.append((vi.name, dtype))
+    return found

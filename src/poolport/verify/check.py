@@ -1,12 +1,13 @@
 """``poolport check``: run an ONNX file in every selected runtime and compare each with a reference.
 
 The reference is the ONNX reference evaluator (``onnx.reference``, written from the operator
-definitions) for small graphs without an asymmetrically padded MaxPool (which it computes wrongly), else
-ONNX Runtime. A runtime that is not installed is listed and skipped;
-one that refuses the model (conversion or loading) is reported with its own reason; one whose answer
-differs from the reference by more than ``rtol`` x the output scale is WRONG. The check fails closed:
-NaN or inf where the reference has none, a wrong shape, a refusal, or no runtime run at all is never
-"passed"."""
+definitions) for small graphs without an asymmetrically padded MaxPool (which it computes wrongly) and
+whose computation meets no NaN (its pooling skips NaN, where ONNX Runtime and PyTorch carry it through),
+else ONNX Runtime. A runtime that is not installed is listed and skipped; one that refuses the model
+(conversion or loading) is reported with its own reason; one with an output that differs from the
+reference's by more than ``rtol`` x that output's own scale is WRONG. The check fails closed: NaN or inf
+where the reference has none (or none where it has), a wrong shape or dtype, another number of outputs,
+a refusal, an output with no finite value to compare, or no runtime run at all is never "passed"."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PoolportError, one_line
-from .compare import compare_arrays
+from ..onnxfile.graph import output_types
+from .compare import OutputError, compare_arrays
 
 DEFAULT_RTOL = 1e-4
 # the reference evaluator is plain numpy: fast enough for pooling graphs and small models only
@@ -30,20 +32,22 @@ class RuntimeResult:
 
     runtime: str
     version: str
-    verdict: str  # "ok" | "WRONG" | "refused" | "not installed" | "reference"
+    verdict: str  # "ok" | "WRONG" | "not compared" | "refused" | "not installed" | "reference"
     converted: bool = False
-    max_abs_error: float | None = None
-    max_rel_error: float | None = None
+    max_abs_error: float | None = None  # the largest over the outputs
+    max_rel_error: float | None = None  # the largest over the outputs, each relative to its own scale
     reason: str = ""
+    outputs: list[OutputError] = field(default_factory=list)  # per output, its own error and verdict
 
     @property
     def failed(self) -> bool:
-        """Wrong numbers or a refusal (a runtime that is not installed is not a failure of the model)."""
-        return self.verdict in ("WRONG", "refused")
+        """Wrong numbers, a refusal, or nothing to compare (a runtime that is not installed is not a
+        failure of the model)."""
+        return self.verdict in ("WRONG", "not compared", "refused")
 
     def to_dict(self) -> dict:
         """The row as plain data."""
-        return dict(self.__dict__)
+        return {**self.__dict__, "outputs": [o.to_dict() for o in self.outputs]}
 
 
 @dataclass
@@ -56,11 +60,12 @@ class CheckReport:
     rtol: float
     seed: int
     results: list[RuntimeResult] = field(default_factory=list)
+    reference_note: str = ""  # why the reference is not the one asked for, if it is not
 
     @property
     def ran(self) -> list[RuntimeResult]:
-        """The rows of runtimes that were compared with the reference."""
-        return [r for r in self.results if r.verdict in ("ok", "WRONG")]
+        """The rows of runtimes that ran the model and were compared with the reference."""
+        return [r for r in self.results if r.verdict in ("ok", "WRONG", "not compared")]
 
     @property
     def passed(self) -> bool:
@@ -69,8 +74,9 @@ class CheckReport:
 
     def to_dict(self) -> dict:
         """The report as plain data (``poolport check --json``)."""
-        return {"model": self.model, "inputs": self.inputs, "reference": self.reference, "rtol": self.rtol,
-                "seed": self.seed, "passed": self.passed, "results": [r.to_dict() for r in self.results]}
+        return {"model": self.model, "inputs": self.inputs, "reference": self.reference,
+                "reference_note": self.reference_note, "rtol": self.rtol, "seed": self.seed, "passed": self.passed,
+                "results": [r.to_dict() for r in self.results]}
 
     def table(self) -> str:
         """The report as a text table."""
@@ -79,12 +85,26 @@ class CheckReport:
         for r in self.results:
             rows.append((r.runtime, r.version or "-", "yes" if r.converted else "-" if r.verdict == "not installed"
                          else "no",
-                         "-" if r.max_abs_error is None else f"{r.max_abs_error:.3g}",
-                         "-" if r.max_rel_error is None else f"{r.max_rel_error:.3g}",
+                         _figure(r.max_abs_error), _figure(r.max_rel_error),
                          r.verdict + (f": {r.reason}" if r.reason else "")))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1] for row in rows]
-        return "\n".join(lines)
+        text = _aligned(rows)
+        several = [r for r in self.results if len(r.outputs) > 1]
+        if several:  # each output on its own scale
+            per = [("runtime", "output", "max abs", "max rel", "verdict")]
+            per += [(r.runtime, o.label, _figure(o.max_abs_error), _figure(o.max_rel_error), o.verdict)
+                    for r in several for o in r.outputs]
+            text += "\n\nper output:\n" + _aligned(per)
+        return text
+
+
+def _figure(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}"
+
+
+def _aligned(rows: list[tuple[str, ...]]) -> str:
+    """Rows as columns, the last one unpadded (it holds reasons)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1] for row in rows)
 
 
 def missing_external_data(path: Path) -> list[str]:
@@ -184,26 +204,52 @@ def _use_evaluator(proto) -> bool:
     return len(proto.graph.node) <= EVALUATOR_MAX_NODES and weights <= EVALUATOR_MAX_WEIGHTS and evaluator_computes(proto)
 
 
-def reference_outputs(path: Path, proto, feeds, reference: str) -> tuple[str, list[np.ndarray]]:
-    """``(which reference, its outputs)``: ``reference`` is "auto", "evaluator" or "onnxruntime"."""
+def run_evaluator(proto, feeds) -> tuple[list[np.ndarray], str]:
+    """The ONNX reference evaluator's outputs for ``feeds``, and the first value of its computation that
+    holds NaN ('' if none). Such a run must not judge: the evaluator's pooling pads with NaN and drops NaN
+    from every window, where ONNX Runtime and PyTorch carry a NaN through."""
+    from onnx.reference import ReferenceEvaluator
+
+    with np.errstate(all="ignore"):
+        values = ReferenceEvaluator(proto).run(None, feeds, intermediate=True)
+    nan_in = next((name for name, v in values.items()
+                   if isinstance(v, np.ndarray) and v.dtype.kind in "fc" and np.isnan(v).any()), "")
+    return [np.asarray(values[o.name]) for o in proto.graph.output], nan_in
+
+
+def reference_outputs(path: Path, proto, feeds, reference: str) -> tuple[str, list[np.ndarray], str]:
+    """``(which reference, its outputs, why not the evaluator)``: ``reference`` is "auto", "evaluator" or
+    "onnxruntime". "auto" takes the evaluator for small graphs it computes right, unless its computation
+    meets NaN (then ONNX Runtime, and the last item says why); "evaluator" refuses such a model.
+
+    Raises:
+        PoolportError: no reference can run the model, or the evaluator was asked for and cannot judge it.
+    """
     if reference not in ("auto", "evaluator", "onnxruntime"):
         raise PoolportError(f"reference must be auto, evaluator or onnxruntime, got {reference!r}.")
     if reference == "evaluator" and not evaluator_computes(proto):
         raise PoolportError("the ONNX reference evaluator computes MaxPool with asymmetric pads wrongly (onnx "
                             "1.23); use --reference onnxruntime or auto.")
+    note = ""
     if reference == "evaluator" or (reference == "auto" and _use_evaluator(proto)):
-        from onnx.reference import ReferenceEvaluator
-
         try:
             full = proto if not proto.graph.initializer or not _has_external(proto) else _load_full(path)
-            return "onnx reference evaluator", [np.asarray(o) for o in ReferenceEvaluator(full).run(None, feeds)]
+            outputs, nan_in = run_evaluator(full, feeds)
         except Exception as e:
             if reference == "evaluator":
                 raise PoolportError(f"the ONNX reference evaluator cannot run the model: {one_line(e)}") from None
+        else:
+            if not nan_in:
+                return "onnx reference evaluator", outputs, ""
+            note = (f"the model computes NaN on these inputs (first in {nan_in!r}), and the ONNX reference "
+                    f"evaluator's pooling skips NaN where ONNX Runtime and PyTorch carry it through")
+            if reference == "evaluator":
+                raise PoolportError(f"the ONNX reference evaluator cannot judge this model: {note}; use "
+                                    f"--reference onnxruntime or auto.")
     from ..runtimes.onnxruntime_rt import run_onnxruntime
 
     try:
-        return "onnxruntime", [np.asarray(o) for o in run_onnxruntime(path, feeds)]
+        return "onnxruntime", [np.asarray(o) for o in run_onnxruntime(path, feeds)], note
     except Exception as e:
         raise PoolportError(f"no reference: ONNX Runtime cannot run the model either: {one_line(e)}") from None
 
@@ -251,8 +297,10 @@ def check_model(path: str | Path, inputs: dict[str, tuple[int, ...]] | None = No
     selected = registry.select(runtimes) if runtimes else registry.NAMES
     shapes = input_shapes(proto, inputs or {})
     feeds = random_inputs(proto, shapes, seed)
-    ref_name, want = reference_outputs(path, proto, feeds, reference)
-    report = CheckReport(str(path), {k: list(v) for k, v in shapes.items()}, ref_name, rtol, seed)
+    ref_name, want, note = reference_outputs(path, proto, feeds, reference)
+    report = CheckReport(str(path), {k: list(v) for k, v in shapes.items()}, ref_name, rtol, seed,
+                         reference_note=note)
+    declared = output_types(proto)
     for runtime in selected:
         if not registry.available(runtime):
             report.results.append(RuntimeResult(runtime, "", "not installed"))
@@ -270,7 +318,9 @@ def check_model(path: str | Path, inputs: dict[str, tuple[int, ...]] | None = No
             # the isolated runtimes say which stage refused: a model that converted but would not run
             report.results.append(RuntimeResult(runtime, ver, "refused", "could not run" in reason, reason=reason))
             continue
-        err, rel, problem = compare_arrays(want, got, unit_dims=True)
-        verdict = "ok" if not problem and rel <= rtol else "WRONG"
-        report.results.append(RuntimeResult(runtime, ver, verdict, True, err, rel, problem))
+        # ncnn drops the batch axis: unit dimensions may differ, nothing else
+        result = compare_arrays(want, got, rtol=rtol, against=ref_name, unit_dims=True,
+                                names=[name for name, _ in declared], dtypes=[dtype for _, dtype in declared])
+        report.results.append(RuntimeResult(runtime, ver, result.verdict, True, result.max_abs_error,
+                                            result.max_rel_error, result.reason, result.outputs))
     return report

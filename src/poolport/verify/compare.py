@@ -4,7 +4,7 @@ and every other runtime asked for."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,92 @@ import torch
 from ..errors import PoolportError, VerificationError, one_line
 from ..onnxfile.files import require_onnx
 
+# what the comparison of one output found (``OutputError.verdict``)
+OK, WRONG, NOT_COMPARED, EMPTY = "ok", "WRONG", "not compared", "empty"
+
+
+@dataclass
+class OutputError:
+    """One output tensor of a model against the reference, judged on its own scale.
+
+    ``verdict`` is ``"ok"`` (max abs error within ``rtol`` x this output's scale, its largest finite
+    reference magnitude), ``"WRONG"`` (beyond that, or the shape, the dtype or which cells are NaN, +inf
+    or -inf differ: ``problem`` says which), ``"not compared"`` (cells there, but not one finite on either
+    side: nothing was verified) or ``"empty"`` (zero-size on both sides, with the same shape)."""
+
+    index: int
+    name: str  # the output's name in the graph, or ""
+    verdict: str
+    max_abs_error: float | None = None  # None: no finite cell to measure (``not compared``, ``empty``)
+    max_rel_error: float | None = None  # max abs error / this output's scale
+    problem: str = ""
+
+    @property
+    def label(self) -> str:
+        """``output 1 (scores)``."""
+        return f"output {self.index}" + (f" ({self.name})" if self.name else "")
+
+    def to_dict(self) -> dict:
+        """The output's row as plain data."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class Comparison:
+    """What ``compare_arrays`` found: one ``OutputError`` per output, or ``problem`` when the answer as a
+    whole does not match (another number of outputs)."""
+
+    outputs: list[OutputError]
+    problem: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """Every output within tolerance or empty on both sides, and at least one compared: an answer with
+        nothing compared (every output empty, or all NaN/inf on both sides) never passes."""
+        return (not self.problem and all(o.verdict in (OK, EMPTY) for o in self.outputs)
+                and any(o.verdict == OK for o in self.outputs))
+
+    @property
+    def verdict(self) -> str:
+        """``"ok"`` (passed), ``"WRONG"`` (an output differs, or the number of outputs) or ``"not compared"``
+        (nothing wrong, but no output had a finite value to compare, or every one was empty)."""
+        if self.passed:
+            return OK
+        if self.problem or any(o.verdict == WRONG for o in self.outputs):
+            return WRONG
+        return NOT_COMPARED
+
+    def _worst(self, attr: str) -> float | None:
+        if self.problem:
+            return float("inf")
+        found = [getattr(o, attr) for o in self.outputs if getattr(o, attr) is not None]
+        return max(found) if found else None
+
+    @property
+    def max_abs_error(self) -> float | None:
+        """The largest absolute error over the outputs (inf where one does not match in count, shape, dtype
+        or non-finite cells; None where no output had a finite cell to measure)."""
+        return self._worst("max_abs_error")
+
+    @property
+    def max_rel_error(self) -> float | None:
+        """The largest error over the outputs, each relative to its own output's scale."""
+        return self._worst("max_rel_error")
+
+    @property
+    def reason(self) -> str:
+        """Why the answer did not pass, in a sentence ('' when it passed)."""
+        if self.passed:
+            return ""
+        if self.problem:
+            return self.problem
+        bad = [f"{o.label}: {o.problem}" for o in self.outputs if o.verdict not in (OK, EMPTY)]
+        if bad:
+            return "; ".join(bad)
+        if self.outputs:
+            return "nothing compared: every output is empty (zero-size) on both sides"
+        return "nothing compared: there are no outputs"
+
 
 @dataclass
 class Check:
@@ -20,22 +106,30 @@ class Check:
 
     inputs: str  # "example inputs" | "random inputs #1" ...
     runtime: str
-    max_abs_error: float
-    max_rel_error: float  # relative to max |reference output|
+    max_abs_error: float | None  # the largest over the outputs; None: nothing compared (no finite cell)
+    max_rel_error: float | None  # the largest over the outputs, each relative to its own max |reference|
     passed: bool
-    note: str = ""  # why the runtime could not run the model, if it could not
+    note: str = ""  # why it did not pass: the runtime could not run the model, or what differs where
     seed: int | None = None  # the seed of fresh random inputs (None: the example inputs)
     shapes: list | None = None  # the input shapes, where they differ from the example's
     ran: bool = True  # False: the runtime could not load or convert the model (``note`` says why)
+    outputs: list[OutputError] = field(default_factory=list)  # per output, its own error and verdict
 
     @property
     def label(self) -> str:
         """The inputs, with the seed they were drawn with."""
         return self.inputs + (f" (seed {self.seed})" if self.seed is not None else "")
 
+    @property
+    def unjudged(self) -> bool:
+        """It ran and nothing in it is wrong, yet it did not pass: an output had no finite value to compare
+        (all NaN or inf on both sides), or every output was empty."""
+        return (self.ran and not self.passed and self.max_abs_error != float("inf")
+                and not any(o.verdict == WRONG for o in self.outputs))
+
     def to_dict(self) -> dict:
         """The check as plain data."""
-        return dict(self.__dict__)
+        return {**self.__dict__, "outputs": [o.to_dict() for o in self.outputs]}
 
 
 def flatten_outputs(out) -> list[torch.Tensor]:
@@ -49,6 +143,18 @@ def flatten_outputs(out) -> list[torch.Tensor]:
     if out is None:
         return []
     raise PoolportError(f"cannot verify a model output of type {type(out).__name__}; return tensors.")
+
+
+def cloned(args):
+    """A copy of ``args`` (tensors, and lists, tuples and dicts of them) that a model may change in place
+    (``x.mul_(2)``, ``nn.ReLU(inplace=True)``) without touching the inputs as given."""
+    if isinstance(args, torch.Tensor):
+        return args.clone()
+    if isinstance(args, (list, tuple)):
+        return type(args)(cloned(a) for a in args)
+    if isinstance(args, dict):
+        return {k: cloned(v) for k, v in args.items()}
+    return args
 
 
 def random_like(args: tuple, seed: int, shapes: list[tuple] | None = None) -> tuple:
@@ -92,7 +198,8 @@ def difference(reference: np.ndarray, got: np.ndarray) -> tuple[float, float, st
 
     NaN and inf never hide an error: where the two disagree about a cell being finite, NaN, +inf or
     -inf, the error is ``inf`` and ``problem`` says where; elsewhere the error is the largest difference
-    of the finite cells, and ``scale`` the largest finite magnitude of the reference."""
+    of the finite cells, and ``scale`` the largest finite magnitude of the reference (both 0 where no
+    cell is finite: ``compare_output`` calls that output "not compared", never right)."""
     mismatch = _kind(reference) != _kind(got)
     if mismatch.any():
         where = tuple(int(i) for i in np.argwhere(mismatch)[0])
@@ -105,38 +212,85 @@ def difference(reference: np.ndarray, got: np.ndarray) -> tuple[float, float, st
     return float(np.abs(reference[finite] - got[finite]).max()), float(np.abs(reference[finite]).max()), ""
 
 
-def compare_arrays(reference: list, got: list, against: str = "the reference",
-                   unit_dims: bool = False) -> tuple[float, float, str]:
-    """``(max abs error, relative to the output scale, problem)`` of ``got`` against ``reference`` (lists of
-    arrays). ``problem`` is '' unless the output count, a shape or which cells are finite differ; then both
-    errors are inf. ``unit_dims``: accept an output that only adds or drops unit dimensions (ncnn drops the
-    batch axis)."""
-    def failed(note: str) -> tuple[float, float, str]:
-        return float("inf"), float("inf"), note
+def _same_but_unit_dims(a: tuple, b: tuple) -> bool:
+    return [d for d in a if d != 1] == [d for d in b if d != 1]
 
+
+def compare_output(index: int, reference: np.ndarray, got, rtol: float, against: str = "the reference",
+                   unit_dims: bool = False, name: str = "", dtype: str | None = None) -> OutputError:
+    """One output ``got`` against ``reference``, on the reference's own scale (see ``compare_arrays``)."""
+    reference, got = np.asarray(reference), np.asarray(got)
+    expected = dtype or reference.dtype.name
+    dtype_problem = f"dtype {got.dtype.name}, {against}'s {expected}" if got.dtype.name != expected else ""
+
+    def wrong(*problems: str) -> OutputError:
+        return OutputError(index, name, WRONG, float("inf"), float("inf"), "; ".join(p for p in problems if p))
+
+    if got.shape != reference.shape:
+        if not (unit_dims and _same_but_unit_dims(got.shape, reference.shape)):
+            return wrong(f"shape {got.shape}, {against}'s {reference.shape}", dtype_problem)
+        got = got.reshape(reference.shape)  # only unit dimensions added or dropped: the same cells, in order
+    if not reference.size:
+        return wrong(dtype_problem) if dtype_problem else OutputError(index, name, EMPTY)
+    r, g = reference.astype(np.float64), got.astype(np.float64)
+    err, scale, problem = difference(r, g)
+    if problem:
+        return wrong(problem, dtype_problem)
+    if not np.isfinite(r).any():
+        return wrong(dtype_problem) if dtype_problem else OutputError(index, name, NOT_COMPARED, problem=(
+            f"no finite value to compare: all {r.size} cells are NaN or inf, in {against} and in the answer alike"))
+    rel = err / scale if scale > 0 else err
+    problems = [dtype_problem] if dtype_problem else []
+    if rel > rtol:
+        problems.append(f"max abs error {err:.3g} is {rel:.3g} x its scale {scale:.3g} (tolerance {rtol:g})")
+    return OutputError(index, name, WRONG if problems else OK, err, rel, "; ".join(problems))
+
+
+def compare_arrays(reference: list, got: list, *, rtol: float, against: str = "the reference",
+                   unit_dims: bool = False, names: list[str] | None = None,
+                   dtypes: list[str | None] | None = None) -> Comparison:
+    """``got`` (a runtime's outputs, a list of arrays) against ``reference``: every output judged on its own.
+
+    Output ``k`` passes when its max abs error is within ``rtol`` x its own scale (its largest finite
+    reference magnitude; a large output never hides a wrong small one), its shape and dtype are the
+    reference's (``dtypes[k]``, a numpy dtype name, where given: the type the model declares, when the
+    reference was computed at another precision) and its NaN, +inf and -inf cells are exactly the
+    reference's. An output with cells but no finite one on either side is ``not compared``; one that is
+    empty on both sides is neither right nor wrong. The answer passes when every output passes or is
+    empty and at least one was compared: nothing compared is never a pass (``Comparison.passed``).
+    ``unit_dims``: accept an output that only adds or drops unit dimensions (ncnn drops the batch axis).
+    ``names``: the outputs' names, for the report."""
     if len(got) != len(reference):
-        return failed(f"{len(got)} outputs, {against} has {len(reference)}")
-    max_abs, scale = 0.0, 0.0
-    for k, (r, g) in enumerate(zip(reference, got)):
-        r, g = np.asarray(r, dtype=np.float64), np.asarray(g, dtype=np.float64)
-        if r.shape != g.shape:
-            if not (unit_dims and r.size == g.size and r.ndim != g.ndim):
-                return failed(f"output {k} has shape {g.shape}, {against}'s {r.shape}")
-            g = g.reshape(r.shape)
-        if r.size:
-            err, out_scale, problem = difference(r, g)
-            if problem:
-                return failed(f"output {k}: {problem}")
-            max_abs, scale = max(max_abs, err), max(scale, out_scale)
-    return max_abs, (max_abs / scale if scale > 0 else max_abs), ""
+        return Comparison([], f"{len(got)} outputs, {against} has {len(reference)}")
+    names, dtypes = list(names or ()), list(dtypes or ())
+    return Comparison([
+        compare_output(k, r, g, rtol, against, unit_dims, names[k] if k < len(names) else "",
+                       dtypes[k] if k < len(dtypes) else None)
+        for k, (r, g) in enumerate(zip(reference, got))
+    ])
+
+
+def torch_dtype_name(t: torch.Tensor) -> str:
+    """``float32``, ``int64``, ``bool``, ``bfloat16``: the numpy name of a tensor's dtype."""
+    return str(t.dtype).removeprefix("torch.")
+
+
+def as_reference(t: torch.Tensor) -> np.ndarray:
+    """A PyTorch output as a numpy array to compare with (floating types in float64, the others as they are)."""
+    t = t.detach().cpu()
+    return (t.double() if t.is_floating_point() else t).numpy()
 
 
 def compare(reference: list[torch.Tensor], got: list, rtol: float, inputs: str, runtime: str,
-            seed: int | None = None, shapes: list | None = None) -> Check:
-    """``got`` (a runtime's outputs) against ``reference`` (PyTorch's): max abs error, relative to the
-    output scale, passed if within ``rtol``. A count, shape or non-finite mismatch fails, with the reason."""
-    max_abs, rel, problem = compare_arrays([r.detach().double().numpy() for r in reference], got, "PyTorch")
-    return Check(inputs, runtime, max_abs, rel, not problem and rel <= rtol, problem, seed=seed, shapes=shapes)
+            seed: int | None = None, shapes: list | None = None, names: list[str] | None = None,
+            unit_dims: bool = False) -> Check:
+    """``got`` (a runtime's outputs) against ``reference`` (PyTorch's), output by output
+    (``compare_arrays``): each within ``rtol`` x its own scale, with PyTorch's shapes and dtypes and its
+    NaN/inf cells, and something compared."""
+    result = compare_arrays([as_reference(r) for r in reference], got, rtol=rtol, against="PyTorch",
+                            unit_dims=unit_dims, names=names, dtypes=[torch_dtype_name(r) for r in reference])
+    return Check(inputs, runtime, result.max_abs_error, result.max_rel_error, result.passed, result.reason,
+                 seed=seed, shapes=shapes, outputs=result.outputs)
 
 
 def fresh_seeds(args: tuple):
@@ -178,6 +332,7 @@ def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int,
             f"float32 inputs, or pass verify=False / --no-verify to skip the check.)"
         ) from None
     names = [i.name for i in sess.get_inputs()]
+    output_names = [o.name for o in sess.get_outputs()]
     checks = []
     seeds = fresh_seeds(args)
     sets = [("example inputs", args, None, None)]
@@ -195,33 +350,36 @@ def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int,
                 f"the exported model takes {len(names)} inputs ({', '.join(names)}) but {len(tensors)} "
                 f"tensors were given; pass every model input as a tensor."
             )
+        # the runtimes get the inputs as given: copied before PyTorch runs, which may change them in place
+        feeds = {n: t.detach().cpu().numpy().copy() for n, t in zip(names, tensors)}
         if label == "example inputs" and example_output is not None:
             reference = flatten_outputs(example_output)
         else:
             try:
                 with torch.no_grad():
-                    reference = flatten_outputs(model(*inputs))
+                    reference = flatten_outputs(model(*cloned(inputs)))
             except Exception:
                 if not other_size:
                     raise
                 continue  # the PyTorch model itself refuses this size: nothing to compare
 
-        feeds = {n: t.detach().cpu().numpy() for n, t in zip(names, tensors)}
-        checks.append(compare(reference, sess.run(None, feeds), rtol, label, "onnxruntime", seed, other_size))
+        checks.append(compare(reference, sess.run(None, feeds), rtol, label, "onnxruntime", seed, other_size,
+                              output_names))
         if label != "example inputs" and not other_size:
             continue
         for runtime in runtimes:
             if progress is not None:
                 progress(f"verifying: {registry.get(runtime).activity} ({label})")
             try:
-                got = registry.run(runtime, model_path, feeds)
+                got = registry.run(runtime, model_path, {k: v.copy() for k, v in feeds.items()})
             except Exception as e:  # a runtime that refuses the model fails the check, with its own reason
                 note = one_line(e if isinstance(e, PoolportError) else f"{type(e).__name__}: {e}")
                 checks.append(Check(label, runtime, float("inf"), float("inf"), False, note, seed, other_size,
                                     ran=False))
                 continue
-            got = [np.asarray(g).reshape(r.shape) if np.asarray(g).size == r.numel() else g for g, r in zip(got, reference)]
-            checks.append(compare(reference, got, rtol, label, runtime, seed, other_size))
+            # ncnn drops the batch axis: unit dimensions may differ, nothing else
+            checks.append(compare(reference, got, rtol, label, runtime, seed, other_size, output_names,
+                                  unit_dims=True))
     return checks
 
 

@@ -8,6 +8,7 @@ import torch
 
 from ..errors import PoolportError, VerificationError
 from ..functional.dispatch import always_portable
+from .compare import cloned
 from .recorder import Site, recording
 
 # per-site bound on |portable - native| / max|input|: max pooling must be bit-exact
@@ -37,11 +38,12 @@ def as_args(example_inputs) -> tuple:
 
 def run_recorded(model: torch.nn.Module, args: tuple) -> tuple[object, list[Site]]:
     """Run ``model`` once, portable path forced, recording every pooling site against the native op.
-    Each site passes the native result on, so the output is the original model's. If the model itself
+    Each site passes the native result on, so the output is the original model's. The model runs on a
+    copy of ``args``: one that changes its input in place leaves the inputs as given. If the model itself
     fails on these inputs, a PoolportError names the input shapes and the module that failed."""
     with torch.no_grad(), recording(model) as rec, always_portable(), failing_module(model) as path:
         try:
-            out = model(*args)
+            out = model(*cloned(args))
         except PoolportError:
             raise
         except Exception as e:
