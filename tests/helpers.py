@@ -1,4 +1,7 @@
-"""Shared oracles for the tests: torch's native ops and poolport's numpy reference."""
+"""Shared oracles for the tests: torch's native ops and poolport's numpy reference; what an exported graph
+holds."""
+
+import collections
 
 import numpy as np
 import torch
@@ -39,3 +42,22 @@ def assert_matches_oracles(x: torch.Tensor, y: torch.Tensor, out_size, op: str, 
         err_native = float((y.double() - native.double()).abs().max()) / scale
         assert err_ref <= rtol, f"relative error {err_ref:.3g} against numpy > {rtol}"
         assert err_native <= 2 * rtol, f"relative error {err_native:.3g} against torch > {2 * rtol}"
+
+
+def ops_per_output(proto) -> list[collections.Counter]:
+    """For each output of the ONNX graph ``proto``, the operators (Constants aside) between it and the graph
+    inputs: what the graph computes that output with."""
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    found = []
+    for output in proto.graph.output:
+        counts, seen, todo = collections.Counter(), set(), [output.name]
+        while todo:
+            node = producer.get(todo.pop())
+            if node is None or id(node) in seen:
+                continue
+            seen.add(id(node))
+            if node.op_type != "Constant":
+                counts[node.op_type] += 1
+            todo.extend(node.input)
+        found.append(counts)
+    return found

@@ -1,7 +1,9 @@
 """Walk a plan against any backend. ``execute``: the one place that knows how an adaptive ``PoolPlan``'s
-passes, runs, repeats and folded axes turn into slice / pool / concat calls; ``execute_explicit``: the one
-place that knows the explicit form's steps (pad, pool, divisor correction). Backends only implement the
-calls (``torch_ops``: torch; ``onnx_ops``: ONNX nodes, inside the TorchScript exporter or written directly)."""
+passes, runs, repeats and folded axes turn into slice / pool / concat calls, in the plan's style
+(``plan.pooling.STYLES``: the default form, or the edge form for the XNNPACK delegates of LiteRT and
+ExecuTorch); ``execute_explicit``: the one place that knows the explicit form's steps (pad, pool, divisor
+correction). Backends only implement the calls (``torch_ops``: torch; ``onnx_ops``: ONNX nodes, inside the
+TorchScript exporter or written directly; ``counting``: the operators counted)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,7 @@ from typing import Any, Protocol
 
 from ..plan import PoolPlan
 from ..plan.explicit import ExplicitPool
-
-# LiteRT's XNNPACK delegate takes a CONCATENATION of at most 5 inputs (measured, ai-edge-litert 2.3: more
-# stays on the CPU): longer concatenations are written as a tree of at most this many inputs each
-MAX_CONCAT_INPUTS = 5
+from ..plan.pooling import MAX_CONCAT_INPUTS
 
 
 class Ops(Protocol):
@@ -57,7 +56,10 @@ def execute_explicit(plan: ExplicitPool, x: Any, ops: ExplicitOps) -> Any:
 
 
 def execute(plan: PoolPlan, x: Any, ops: Ops, rank: int) -> Any:
-    """Run ``plan`` on ``x`` of rank ``rank`` = 2 + plan.ndim (batch, channels, spatial...)."""
+    """Run ``plan`` on ``x`` of rank ``rank`` = 2 + plan.ndim (batch, channels, spatial...), written in the
+    plan's style: one Concat per pass listing every piece (``"default"``), or concats of at most
+    ``MAX_CONCAT_INPUTS`` inputs and repeated windows copied through 1x1 pools (``"edge"``)."""
+    edge = plan.style == "edge"
     first = rank - plan.ndim  # dim of spatial axis 0
     if plan.kind == "identity":
         return ops.copy(x)
@@ -79,11 +81,15 @@ def execute(plan: PoolPlan, x: Any, ops: Ops, rank: int) -> Any:
             if p.pools(plan.axes, run):
                 kernel, stride = p.pool_params(plan.axes, run)
                 part = ops.pool(part, plan.op, kernel, stride)
-            # a repeated window: each further copy through a 1x1 pool (an exact identity), because
-            # ExecuTorch's XNNPACK partitioner leaves a concat that lists one tensor twice outside the delegate
             pieces.append(part)
-            pieces.extend(ops.pool(part, plan.op, unit, unit) for _ in range(run.copies - 1))
-        x = concat_tree(ops, pieces, dim, plan.op, plan.ndim)
+            # a repeated window: listed again in the Concat (default), or in the edge style each further copy
+            # through a 1x1 pool (an exact identity), because ExecuTorch's XNNPACK partitioner leaves a concat
+            # that lists one tensor twice outside the delegate
+            pieces.extend(ops.pool(part, plan.op, unit, unit) if edge else part for _ in range(run.copies - 1))
+        if edge:
+            x = concat_tree(ops, pieces, dim, plan.op, plan.ndim)
+        else:
+            x = ops.concat(pieces, dim) if len(pieces) > 1 else pieces[0]
     return x
 
 

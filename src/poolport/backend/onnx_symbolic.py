@@ -18,7 +18,7 @@ import torch
 from ..errors import PoolportError
 from ..plan import plan_pool
 from ..plan.generic import plan_generic
-from ..plan.pooling import ONNX_POOL
+from ..plan.pooling import ONNX_POOL, check_style
 from .execute import execute, execute_explicit
 from .onnx_generic import generic_nodes, scalar_type
 from .onnx_ops import OnnxOps
@@ -85,10 +85,13 @@ def export_opset() -> int:
 
 # what each export emitted, for the report: (op name, input sizes (None = dynamic), output size, plan)
 _emitted: list | None = None
+# the style of ``aten::adaptive_*`` sites (TorchScript files) during ``portable_symbolics``
+_style = "default"
 
 
-def emit(g, x, op: str, out_size: tuple[int | None, ...]):
-    """Nodes for adaptive ``op`` pooling of ``x`` to ``out_size`` (``None`` keeps an axis)."""
+def emit(g, x, op: str, out_size: tuple[int | None, ...], style: str):
+    """Nodes for adaptive ``op`` pooling of ``x`` to ``out_size`` (``None`` keeps an axis); a static plan
+    written in ``style`` (``plan.pooling.STYLES``)."""
     from torch.onnx import symbolic_helper as sh
 
     d = len(out_size)
@@ -101,7 +104,7 @@ def emit(g, x, op: str, out_size: tuple[int | None, ...]):
     spatial = tuple(sizes[-d:])
     if all(isinstance(n, int) for n in spatial):
         resolved = tuple(n if o is None else o for n, o in zip(spatial, out_size))
-        plan = plan_pool(op, spatial, resolved)
+        plan = plan_pool(op, spatial, resolved, style)
         y = execute(plan, x, SymbolicOps(g, opset), len(sizes))
     else:
         plan = plan_generic(op, tuple(out_size))
@@ -150,12 +153,12 @@ def same_symbolic(g, x, kernel, stride, padding, op):
     return g.op(pool, x, **attrs)
 
 
-def custom_op_symbolic(g, x, output_size, op):
-    """Symbolic of ``poolport::adaptive_pool(x, output_size, op)``."""
+def custom_op_symbolic(g, x, output_size, op, style):
+    """Symbolic of ``poolport::adaptive_pool(x, output_size, op, style)``."""
     from torch.onnx import symbolic_helper as sh
 
     size = tuple(None if o < 0 else o for o in sh._parse_arg(output_size, "is"))
-    return emit(g, x, sh._parse_arg(op, "s"), size)
+    return emit(g, x, sh._parse_arg(op, "s"), size, sh._parse_arg(style, "s"))
 
 
 OPS = [(f"adaptive_{op}_pool{d}d", op, d) for op in ("avg", "max") for d in (1, 2, 3)]
@@ -166,20 +169,22 @@ def _aten_symbolic(op: str, d: int):
 
     def symbolic(g, x, output_size):
         out = tuple(sh._parse_arg(output_size, "is"))
-        y = emit(g, x, op, out)
+        y = emit(g, x, op, out, _style)
         return (y, None) if op == "max" else y
 
     return symbolic
 
 
 @contextlib.contextmanager
-def portable_symbolics():
+def portable_symbolics(style: str = "default"):
     """During a TorchScript export: poolport's symbolics for every ``aten::adaptive_*`` op (TorchScript
-    files) and a record of every site emitted (yielded: a list of (op, sizes, output size, plan))."""
-    global _emitted
+    files; their static plans written in ``style``, ``plan.pooling.STYLES``) and a record of every site
+    emitted (yielded: a list of (op, sizes, output size, plan))."""
+    global _emitted, _style
     ensure_custom_op_symbolic()
     sites: list = []
     previous, _emitted = _emitted, sites
+    previous_style, _style = _style, check_style(style)
     registered = []
     try:
         for name, op, d in OPS:
@@ -187,6 +192,6 @@ def portable_symbolics():
             registered.append(name)
         yield sites
     finally:
-        _emitted = previous
+        _emitted, _style = previous, previous_style
         for name in registered:
             torch.onnx.unregister_custom_op_symbolic(f"aten::{name}", 9)

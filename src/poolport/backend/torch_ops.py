@@ -88,15 +88,16 @@ class TorchOps1dAs2d(TorchOps):
 def apply_plan(x: torch.Tensor, plan: PoolPlan) -> torch.Tensor:
     """Run ``plan`` on ``x`` of shape (N, C, *plan.in_size); returns (N, C, *plan.out_size).
 
-    A 1-D plan runs as 2-D pooling between one reshape in and one out: torch decomposes every 1-D pooling
-    op into unsqueeze + 2-D pool + squeeze, and ExecuTorch's XNNPACK partitioner leaves those copies (and
-    1-D max pooling's indices variant) outside the delegate, one set per run (measured, ExecuTorch 1.5.1).
-    Not inside torch.onnx.export: both exporters write 1-D AveragePool/MaxPool nodes, which every runtime
-    measured computes, without the two Reshapes."""
+    In the edge style a 1-D plan runs as 2-D pooling between one reshape in and one out: torch decomposes
+    every 1-D pooling op into unsqueeze + 2-D pool + squeeze, and ExecuTorch's XNNPACK partitioner leaves
+    those copies (and 1-D max pooling's indices variant) outside the delegate, one set per run (measured,
+    ExecuTorch 1.5.1). Not inside torch.onnx.export: both exporters write 1-D AveragePool/MaxPool nodes,
+    which every runtime measured computes, without the two Reshapes."""
     dtype = x.dtype
     if plan.op == "avg" and len(plan.passes) > 1 and dtype in (torch.float16, torch.bfloat16):
         x = x.float()  # round once at the end, as the native op does, not after every pass
-    if plan.ndim == 1 and x.dim() == 3 and plan.kind != "identity" and not torch.onnx.is_in_onnx_export():
+    if (plan.style == "edge" and plan.ndim == 1 and x.dim() == 3 and plan.kind != "identity"
+            and not torch.onnx.is_in_onnx_export()):
         n, c, length = x.shape
         y = execute(plan, x.reshape(n, c, 1, length), TorchOps1dAs2d, 4)
         y = y.reshape(n, c, y.shape[-1])

@@ -22,26 +22,29 @@ _NAME = "poolport::adaptive_pool"
 
 
 @torch.library.custom_op(_NAME, mutates_args=())
-def adaptive_pool_op(x: torch.Tensor, output_size: list[int], op: str) -> torch.Tensor:
-    """Adaptive ``op`` pooling over the last ``len(output_size)`` axes; ``-1`` keeps an axis."""
+def adaptive_pool_op(x: torch.Tensor, output_size: list[int], op: str, style: str) -> torch.Tensor:
+    """Adaptive ``op`` pooling over the last ``len(output_size)`` axes; ``-1`` keeps an axis. ``style``
+    (``plan.pooling.STYLES``) is how the symbolic writes a static plan."""
     d = len(output_size)
     size = [None if o < 0 else o for o in output_size]
     return NATIVE[op, d](x, size).clone()
 
 
 @adaptive_pool_op.register_fake
-def _(x: torch.Tensor, output_size: list[int], op: str) -> torch.Tensor:
+def _(x: torch.Tensor, output_size: list[int], op: str, style: str) -> torch.Tensor:
     d = len(output_size)
     tail = [n if o < 0 else o for n, o in zip(x.shape[-d:], output_size)]
     return x.new_empty((*x.shape[:-d], *tail))
 
 
-def traced_adaptive_pool(x: torch.Tensor, output_size: tuple[int | None, ...], op: str) -> torch.Tensor:
-    """Record ``poolport::adaptive_pool`` in the TorchScript exporter's trace (its symbolic registered)."""
+def traced_adaptive_pool(x: torch.Tensor, output_size: tuple[int | None, ...], op: str,
+                         style: str = "default") -> torch.Tensor:
+    """Record ``poolport::adaptive_pool`` in the TorchScript exporter's trace (its symbolic registered),
+    to be written in ``style`` (``plan.pooling.STYLES``) where its sizes are static."""
     from .onnx_symbolic import ensure_custom_op_symbolic  # torch.onnx only when exporting
 
     ensure_custom_op_symbolic()
-    return torch.ops.poolport.adaptive_pool(x, [-1 if o is None else int(o) for o in output_size], op)
+    return torch.ops.poolport.adaptive_pool(x, [-1 if o is None else int(o) for o in output_size], op, style)
 
 
 @torch.library.custom_op("poolport::pool_same", mutates_args=())

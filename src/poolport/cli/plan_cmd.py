@@ -1,14 +1,17 @@
 """``poolport plan N O``: show PyTorch's adaptive windows, poolport's plan, the ONNX operators it
-emits, and the verdict on the widely copied ``stride = n // o`` formula."""
+emits for a target (counted by running the plan through the counting backend: what the exporters
+write), and the verdict on the widely copied ``stride = n // o`` formula."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from ..backend.counting import count_ops, describe_counts
 from ..errors import PoolportError
 from ..plan import adaptive_windows, copied_formula, plan_pool
-from ..plan.pooling import axis_names, tuple_str
+from ..plan.pooling import STYLES, axis_names, tuple_str
+from ..routing.targets import TARGETS, style_for
 from .args import parse_size
 
 
@@ -23,6 +26,11 @@ def add_parser(sub) -> None:
     p.add_argument("input_size", help="input size: 128, or 128x128 / 16x128x128 for several axes")
     p.add_argument("output_size", help="output size with as many axes as the input: 14 or 14x14")
     p.add_argument("--op", choices=["avg", "max"], default="avg", help="pooling op (default avg)")
+    p.add_argument("--target", choices=TARGETS, default=None, metavar="TARGET",
+                   help="the runtime or converter the plan is written for: litert/tflite, executorch, litert-torch "
+                   "and all get the edge style (at most 5 inputs per Concat, repeated windows through 1x1 "
+                   "pools); no target and every other one the default form (fewest nodes); auto decides by "
+                   f"the installed runtimes. One of {', '.join(TARGETS)}")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.add_argument("--plot", metavar="PNG", help="draw the true windows against the copied formula's (needs matplotlib)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input for the copied formula's error")
@@ -44,13 +52,15 @@ def formula_error(n: int, o: int, op: str, seed: int) -> float | None:
     return float(np.abs(true - copied).max())
 
 
-def build(in_size, out_size, op: str, seed: int) -> dict:
-    """The plan and, per axis, the windows and the copied formula's verdict."""
+def build(in_size, out_size, op: str, seed: int, target: str | None = None) -> dict:
+    """The plan, the ONNX operators it is written with for ``target`` (and in every style) and, per axis,
+    the windows and the copied formula's verdict."""
     if len(in_size) != len(out_size):
         raise PoolportError(
             f"input size {tuple_str(in_size)} and output size {tuple_str(out_size)} need the same number of axes."
         )
-    plan = plan_pool(op, in_size, out_size)
+    style = style_for(target)
+    plan = plan_pool(op, in_size, out_size, style)
     axes = []
     for name, n, o in zip(axis_names(len(in_size)), in_size, out_size):
         verdict = copied_formula(n, o)
@@ -70,13 +80,15 @@ def build(in_size, out_size, op: str, seed: int) -> dict:
                 },
             }
         )
-    return {"plan": plan, "axes": axes}
+    return {"plan": plan, "axes": axes, "target": target, "onnx_ops": count_ops(plan),
+            "onnx_ops_per_style": {s: count_ops(plan_pool(op, in_size, out_size, s)) for s in STYLES}}
 
 
 def render(result: dict) -> str:
     """``build``'s result as text."""
-    plan = result["plan"]
-    lines = [str(plan), ""]
+    plan, target = result["plan"], result["target"]
+    written = "" if target is None else f" ({plan.style} style, for {target})"
+    lines = [str(plan), f"  ONNX{written}: {describe_counts(result['onnx_ops'])}", ""]
     for a in result["axes"]:
         w = a["windows"]
         shown = " ".join(f"[{s},{e})" for s, e in w[:16]) + (" ..." if len(w) > 16 else "")
@@ -152,11 +164,14 @@ def run(args) -> int:
         plan = WritePlan(overwrite=args.force)
         plan.writes(args.plot, "--plot")
         plan.check()
-    result = build(in_size, out_size, args.op, args.seed)
+    result = build(in_size, out_size, args.op, args.seed, args.target)
     if args.plot:
         plot(result, args.plot, args.force)
     if args.json:
-        out = {"plan": result["plan"].to_dict(), "axes": result["axes"]}
+        plan = {**result["plan"].to_dict(), "target": result["target"],
+                "onnx_ops": dict(sorted(result["onnx_ops"].items())),
+                "onnx_ops_per_style": {s: dict(sorted(c.items())) for s, c in result["onnx_ops_per_style"].items()}}
+        out = {"plan": plan, "axes": result["axes"]}
         print(json.dumps(out, indent=2))
     else:
         print(render(result))

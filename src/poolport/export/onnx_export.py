@@ -34,7 +34,7 @@ import torch
 
 from ..backend.onnx_symbolic import portable_symbolics
 from ..errors import PoolportError, VerificationError, is_interrupt
-from ..functional.dispatch import size_generic
+from ..functional.dispatch import emitting, size_generic
 from ..loading import is_scripted
 from ..onnxfile.files import require_onnx
 from ..onnxfile.graph import op_counts, opset_of
@@ -42,6 +42,7 @@ from ..onnxfile.ir import check_lowest_ir
 from ..onnxfile.paths import WritePlan
 from ..onnxfile.staging import Staged, publish, stage_proto, staging_folder, write_atomically
 from ..routing.portable import make_portable
+from ..routing.targets import style_for
 from ..verify.compare import cloned, verify_in_runtimes
 from ..verify.in_pytorch import as_args, model_rtol, run_recorded, site_problems
 from ..verify.recorder import Site
@@ -112,6 +113,7 @@ class ExportJob:
     axes: list[DynamicAxis]  # the dynamic input axes
     report: Report
     started: float  # time.perf_counter() when the export began
+    style: str = "default"  # how static plans are written for ``options.target`` (routing.targets)
     scripted: bool = False  # a TorchScript model (its sites are recorded as it is exported)
     portable: torch.nn.Module | None = None  # what is exported and verified against
     reference: object = None  # the portable model's output on ``args``, if computed while recording
@@ -149,9 +151,9 @@ def validate_inputs(model: torch.nn.Module, args, f: str | os.PathLike, options:
 
     Raises:
         PoolportError: an unknown exporter, a model that is not an ``nn.Module``, a bad
-            ``random_checks`` or ``opset``, onnx or onnxruntime missing, bad ``dynamic_shapes``, or a
-            destination (model, its data file, report) that cannot be written without losing something,
-            or two of them on one file.
+            ``random_checks`` or ``opset``, an unknown ``target``, onnx or onnxruntime missing, bad
+            ``dynamic_shapes``, or a destination (model, its data file, report) that cannot be written
+            without losing something, or two of them on one file.
     """
     started = time.perf_counter()
     exporter = options.exporter
@@ -159,6 +161,7 @@ def validate_inputs(model: torch.nn.Module, args, f: str | os.PathLike, options:
         raise PoolportError(f"exporter must be one of {EXPORTERS}, got {exporter!r}.")
     if not isinstance(model, torch.nn.Module):
         raise PoolportError(f"export_onnx: expected a torch.nn.Module, got {type(model).__name__}.")
+    style = style_for(options.target, options.runtimes or None)
     random_checks = options.random_checks
     if isinstance(random_checks, bool) or not isinstance(random_checks, int) or random_checks < 0:
         raise PoolportError(f"random_checks must be a whole number >= 0, got {random_checks!r}.")
@@ -187,7 +190,7 @@ def validate_inputs(model: torch.nn.Module, args, f: str | os.PathLike, options:
         versions=versions(tuple(options.runtimes)),
         tolerance=rtol,
     )
-    return ExportJob(model, args, path, options, opset, rtol, axes, report, started)
+    return ExportJob(model, args, path, options, opset, rtol, axes, report, started, style)
 
 
 def make_portable_and_record(job: ExportJob) -> None:
@@ -213,7 +216,7 @@ def make_portable_and_record(job: ExportJob) -> None:
         # a scripted graph cannot be made portable in Python: custom ONNX symbolics convert it on export
         job.portable = copy.deepcopy(job.model).eval()
         return
-    job.portable = make_portable(job.model, share_weights=True).eval()
+    job.portable = make_portable(job.model, share_weights=True, target=job.style).eval()
     job.say("checking every pooling site in PyTorch")
     t = time.perf_counter()
     spatial = any(a.spatial for a in job.axes)
@@ -236,7 +239,8 @@ def export_to_staging(job: ExportJob, folder: Path) -> None:
     exporter = job.options.exporter
     job.say(f"exporting with the {exporter} exporter (opset {job.opset})")
     t = time.perf_counter()
-    with portable_symbolics() if exporter == "torchscript" else contextlib.nullcontext([]) as emitted:
+    symbolics = portable_symbolics(job.style) if exporter == "torchscript" else contextlib.nullcontext([])
+    with symbolics as emitted, emitting(job.style):
         job.staged = torch_export(job.portable, cloned(job.args), exporter, job.opset, folder, job.path.name,
                                   job.options.input_names, job.options.output_names, job.axes)
     if job.scripted:  # an nn.Module's sites were recorded in PyTorch before
@@ -401,8 +405,11 @@ def export_onnx(
     is an optional path for the report as JSON. ``runtimes`` ("openvino", "ncnn", "mnn", "litert") are also run on the
     example inputs and must agree as well (optional extras). ``target`` ("ncnn", "openvino", "litert", "mnn", ...,
     "all", or "auto": probe ``runtimes``, else every installed runtime, and rewrite what they get wrong)
-    additionally legalizes pooling attributes that target computes wrongly (``poolport.legalize``).
-    ``dynamic_batch`` makes dimension 0 of every input and output symbolic and adds a check at another
+    additionally legalizes pooling attributes that target computes wrongly (``poolport.legalize``), and
+    chooses how the plans are written (``poolport.routing.targets``): the edge style (at most 5 inputs per
+    Concat, repeated windows copied through 1x1 pools) for "litert"/"tflite", "all", and "auto" where LiteRT
+    is among the runtimes; without a target, and for every other one, the default form with the fewest
+    nodes. The report names each site's style. ``dynamic_batch`` makes dimension 0 of every input and output symbolic and adds a check at another
     batch size. ``dynamic_shapes`` (torch.onnx.export's format: per input ``{axis: torch.export.Dim or
     name}``, by position or by ``forward``'s parameter names) makes those axes dynamic for either
     exporter; adaptive pooling over a dynamic spatial size is written in the size-generic formulation

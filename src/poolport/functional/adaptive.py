@@ -17,7 +17,7 @@ from ..errors import PoolportError
 from ..plan import plan_pool
 from ..plan.generic import plan_generic
 from ..plan.pooling import tuple_str
-from .dispatch import active_observer, size_generic_forced, use_portable
+from .dispatch import active_observer, current_style, size_generic_forced, use_portable
 from .shapes import is_symbolic, static_size
 from .validate import check_pool_input
 
@@ -83,12 +83,14 @@ def _all_positive(output_size) -> bool:
 
 def adaptive_pool(
     x: torch.Tensor, output_size: OutputSize, op: str, d: int, *, portable: bool | None = None,
-    site: str | None = None,
+    site: str | None = None, style: str | None = None,
 ) -> torch.Tensor:
     """Adaptive ``op`` ("avg" or "max") pooling over the last ``d`` axes: the one implementation behind
     every public function and module. ``portable=None`` decides by context (native op in plain eager
-    mode, the plan's portable ops otherwise); ``site`` names the call in verification reports."""
+    mode, the plan's portable ops otherwise); ``site`` names the call in verification reports; ``style``
+    is how a static plan is written (``plan.pooling.STYLES``; None: ``dispatch.emitting``'s)."""
     where = _name(op, d)
+    style = current_style() if style is None else style
     if portable is None:
         portable = use_portable(x)
     if not portable and active_observer() is None and _all_positive(output_size):
@@ -107,7 +109,7 @@ def adaptive_pool(
         # exactly at every size. A static plan traced in would be silently wrong at other sizes.
         size = normalize_output_size(output_size, d, where)
         if torch.onnx.is_in_onnx_export():
-            return traced_adaptive_pool(x, size, op)
+            return traced_adaptive_pool(x, size, op, style)
         return NATIVE[op, d](x, size)
     if any(is_symbolic(n) for n in x.shape[-d:]):
         # symbolic H/W (torch.export / dynamo with Dims): the size-generic formulation, no guard
@@ -123,7 +125,7 @@ def adaptive_pool(
         plan = plan_generic(op, normalize_output_size(output_size, d, where))
         out = _apply(apply_generic, x, plan, d)
     else:
-        plan = plan_pool(op, in_size, out_size)
+        plan = plan_pool(op, in_size, out_size, style)
         out = _apply(apply_plan, x, plan, d)
     observer = None if torch.compiler.is_compiling() else active_observer()
     if observer is not None and type(x) is torch.Tensor:

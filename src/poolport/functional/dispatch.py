@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import torch
 
+from ..plan.pooling import check_style
+
 _state = threading.local()
 
 
@@ -52,6 +54,25 @@ def size_generic():
 def size_generic_forced() -> bool:
     """Whether ``size_generic()`` is active on this thread."""
     return getattr(_state, "generic", 0) > 0
+
+
+@contextlib.contextmanager
+def emitting(style: str):
+    """Within this block the portable path writes its plans in ``style`` (``plan.pooling.STYLES``:
+    ``"default"``, the fewest nodes, or ``"edge"``, for the XNNPACK delegates of LiteRT and ExecuTorch)
+    wherever the caller does not name one. ``make_portable``/``patch`` and ``export_onnx`` enter it for
+    their target. Outside any such block: ``"default"``."""
+    previous = current_style()
+    _state.style = check_style(style)
+    try:
+        yield
+    finally:
+        _state.style = previous
+
+
+def current_style() -> str:
+    """The style ``emitting()`` set on this thread (``"default"`` outside it)."""
+    return getattr(_state, "style", "default")
 
 
 def graph_is_recorded() -> bool:

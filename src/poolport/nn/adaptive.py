@@ -33,6 +33,9 @@ class _Site:
 
     # the module's path in its model, set by poolport.make_portable; names the site in reports
     _poolport_site: Optional[str] = None
+    # how its plan is written (plan.pooling.STYLES), set by make_portable/patch for their target;
+    # None: poolport.functional.dispatch.emitting's
+    _poolport_style: Optional[str] = None
     _d: int
 
     def __init__(self, output_size, *args) -> None:
@@ -56,7 +59,8 @@ class AdaptiveAvgPool1d(_Site, nn.AdaptiveAvgPool1d):
     def _portable(self, input: torch.Tensor) -> torch.Tensor:
         if plain_eager(input):
             return NATIVE["avg", 1](input, self.output_size)
-        return adaptive_pool(input, self.output_size, "avg", 1, site=self._poolport_site)
+        return adaptive_pool(input, self.output_size, "avg", 1, site=self._poolport_site,
+                             style=self._poolport_style)
 
 
 class AdaptiveAvgPool2d(_Site, nn.AdaptiveAvgPool2d):
@@ -75,7 +79,8 @@ class AdaptiveAvgPool2d(_Site, nn.AdaptiveAvgPool2d):
     def _portable(self, input: torch.Tensor) -> torch.Tensor:
         if plain_eager(input):
             return NATIVE["avg", 2](input, self.output_size)
-        return adaptive_pool(input, self.output_size, "avg", 2, site=self._poolport_site)
+        return adaptive_pool(input, self.output_size, "avg", 2, site=self._poolport_site,
+                             style=self._poolport_style)
 
 
 class AdaptiveAvgPool3d(_Site, nn.AdaptiveAvgPool3d):
@@ -94,7 +99,8 @@ class AdaptiveAvgPool3d(_Site, nn.AdaptiveAvgPool3d):
     def _portable(self, input: torch.Tensor) -> torch.Tensor:
         if plain_eager(input):
             return NATIVE["avg", 3](input, self.output_size)
-        return adaptive_pool(input, self.output_size, "avg", 3, site=self._poolport_site)
+        return adaptive_pool(input, self.output_size, "avg", 3, site=self._poolport_site,
+                             style=self._poolport_style)
 
 
 class _PortableMaxMixin(_Site):
@@ -107,7 +113,8 @@ class _PortableMaxMixin(_Site):
     def _portable(self, input: torch.Tensor) -> torch.Tensor:
         if plain_eager(input):
             return NATIVE["max", self._d](input, self.output_size)
-        return adaptive_pool(input, self.output_size, "max", self._d, site=self._poolport_site)
+        return adaptive_pool(input, self.output_size, "max", self._d, site=self._poolport_site,
+                             style=self._poolport_style)
 
 
 class AdaptiveMaxPool1d(_PortableMaxMixin, nn.AdaptiveMaxPool1d):

@@ -10,11 +10,20 @@ a short list of *passes* over the tensor:
 * Otherwise one pass per ``runs`` axis, ordered by how much it shrinks the tensor (largest
   reduction first, so later passes touch less data). The single-op axes are folded into the first
   pass: every run's pooling op also pools them, so they cost no extra node.
+
+A plan also has a *style* (``STYLES``), chosen per target: the same windows, two graphs.
+
+* ``"default"``: one Concat per pass listing every piece, a repeated window listed as often as it
+  repeats. The fewest nodes: what ONNX Runtime, OpenVINO, ncnn and MNN run fastest, exactly.
+* ``"edge"``: for the XNNPACK delegates of LiteRT and ExecuTorch. A Concat takes at most
+  ``MAX_CONCAT_INPUTS`` inputs (longer ones become a tree, a 1x1 pool after each inner Concat), and each
+  further copy of a repeated window goes through a 1x1 pool.
+
+Which target gets which style: ``poolport.routing.targets``; how a style is walked: ``backend.execute``.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -22,6 +31,10 @@ from ..errors import PoolportError
 from .axis import AxisPlan, Run, plan_axis
 
 OPS = ("avg", "max")
+STYLES = ("default", "edge")
+# LiteRT's XNNPACK delegate takes a CONCATENATION of at most 5 inputs (measured, ai-edge-litert 2.3: more
+# stays on the CPU): in the edge style, longer concatenations are a tree of at most this many inputs each
+MAX_CONCAT_INPUTS = 5
 ONNX_POOL = {"avg": "AveragePool", "max": "MaxPool"}
 # a global plan (every axis -> 1) is one pooling op over the whole plane: ncnn via pnnx cannot load
 # ReduceMax and gives a wrong shape for a keepdims ReduceMean at the graph output (measured 2026-11-25)
@@ -56,7 +69,11 @@ class Pass:
 
 @dataclass(frozen=True)
 class PoolPlan:
-    """Adaptive ``op`` pooling of ``in_size`` to ``out_size``: the per-axis plans and the passes that compute them. ``print(plan)`` shows it; ``to_dict()`` is plain data."""
+    """Adaptive ``op`` pooling of ``in_size`` to ``out_size``: the per-axis plans and the passes that compute them. ``print(plan)`` shows it; ``to_dict()`` is plain data.
+
+    The ONNX operators a plan is written with depend on the target's style; they are counted by running
+    the plan through the counting backend (``poolport.backend.counting.count_ops``), the same walk every
+    backend takes."""
 
     op: str  # "avg" | "max"
     in_size: tuple[int, ...]
@@ -64,40 +81,12 @@ class PoolPlan:
     axes: tuple[AxisPlan, ...]
     kind: str  # "identity" | "global" | "single" | "passes"
     passes: tuple[Pass, ...]
+    style: str = "default"  # how it is written: one of STYLES
 
     @property
     def ndim(self) -> int:
         """Number of pooled axes."""
         return len(self.in_size)
-
-    def onnx_ops(self) -> Counter:
-        """The ONNX operators (with counts) this plan exports to, for the pooling itself."""
-        ops: Counter = Counter()
-        if self.kind == "identity":
-            return ops
-        if self.kind == "global":
-            ops[ONNX_POOL[self.op]] += 1
-            return ops
-        for p in self.passes:
-            if p.runs_axis is None:
-                ops[ONNX_POOL[self.op]] += 1
-                continue
-            n = self.axes[p.runs_axis].n
-            for r in p.runs:
-                if r.start > 0 or r.stop < n:
-                    ops["Slice"] += 1
-                if p.pools(self.axes, r):
-                    ops[ONNX_POOL[self.op]] += 1
-            if sum(r.copies for r in p.runs) > 1:
-                ops["Concat"] += 1
-        return ops
-
-    def describe_ops(self) -> str:
-        """``onnx_ops`` as a short text, e.g. ``AveragePool x6, Concat x2, Slice x6``."""
-        ops = self.onnx_ops()
-        if not ops:
-            return "none (identity)"
-        return ", ".join(f"{name} x{count}" if count > 1 else name for name, count in sorted(ops.items()))
 
     def summary(self) -> str:
         """One line: the kind of plan per axis, e.g. ``H runs(3) x W uniform(k2 s1)``."""
@@ -113,8 +102,9 @@ class PoolPlan:
 
     def __str__(self) -> str:
         names = axis_names(self.ndim)
+        style = "" if self.style == "default" else f" ({self.style} style)"
         lines = [
-            f"adaptive {self.op} pool {tuple_str(self.in_size)} -> {tuple_str(self.out_size)}: {self.kind}"
+            f"adaptive {self.op} pool {tuple_str(self.in_size)} -> {tuple_str(self.out_size)}: {self.kind}{style}"
         ]
         for name, a in zip(names, self.axes):
             lines.append(f"  axis {name}: {a}")
@@ -128,7 +118,6 @@ class PoolPlan:
                 lines.append(
                     f"  pass {i}: axis {names[p.runs_axis]} in {len(p.runs)} run{'' if len(p.runs) == 1 else 's'}{extra}, then Concat"
                 )
-        lines.append(f"  ONNX: {self.describe_ops()}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -138,6 +127,7 @@ class PoolPlan:
             "in_size": list(self.in_size),
             "out_size": list(self.out_size),
             "kind": self.kind,
+            "style": self.style,
             "axes": [
                 {
                     "n": a.n,
@@ -150,8 +140,14 @@ class PoolPlan:
                 }
                 for a in self.axes
             ],
-            "onnx_ops": dict(sorted(self.onnx_ops().items())),
         }
+
+
+def check_style(style: str) -> str:
+    """``style`` if it is one of ``STYLES``; else a PoolportError naming them."""
+    if style not in STYLES:
+        raise PoolportError(f"unknown plan style {style!r}: choose from {', '.join(STYLES)}.")
+    return style
 
 
 def axis_names(ndim: int) -> tuple[str, ...]:
@@ -165,10 +161,17 @@ def tuple_str(size: tuple[int | None, ...]) -> str:
 
 
 @lru_cache(maxsize=4096)
-def plan_pool(op: str, in_size: tuple[int, ...], out_size: tuple[int, ...]) -> PoolPlan:
-    """Plan adaptive ``op`` pooling of a spatial ``in_size`` down (or up) to ``out_size``."""
+def plan_pool(op: str, in_size: tuple[int, ...], out_size: tuple[int, ...], style: str = "default") -> PoolPlan:
+    """Plan adaptive ``op`` pooling of a spatial ``in_size`` down (or up) to ``out_size``, to be written
+    in ``style`` (one of ``STYLES``, see the module's docstring).
+
+    Raises:
+        PoolportError: an unknown ``op`` or ``style``, sizes of different or unsupported lengths, or an
+            empty axis.
+    """
     if op not in OPS:
         raise PoolportError(f"adaptive pooling: op must be one of {OPS}, got {op!r}.")
+    check_style(style)
     if len(in_size) != len(out_size) or not 1 <= len(in_size) <= 3:
         raise PoolportError(
             f"adaptive pooling: input size {in_size} and output size {out_size} must both have 1, 2 or 3 entries."
@@ -176,16 +179,16 @@ def plan_pool(op: str, in_size: tuple[int, ...], out_size: tuple[int, ...]) -> P
     axes = tuple(plan_axis(n, o) for n, o in zip(in_size, out_size))
     kinds = {a.kind for a in axes}
     if kinds == {"identity"}:
-        return PoolPlan(op, in_size, out_size, axes, "identity", ())
+        return PoolPlan(op, in_size, out_size, axes, "identity", (), style)
     if all(a.o == 1 for a in axes):
         # every axis reduces to one cell: one pooling op over the whole plane
-        return PoolPlan(op, in_size, out_size, axes, "global", ())
+        return PoolPlan(op, in_size, out_size, axes, "global", (), style)
     single = tuple(i for i, a in enumerate(axes) if a.single_op and a.kind != "identity")
     runs_axes = [i for i, a in enumerate(axes) if a.kind == "runs"]
     if not runs_axes:
-        return PoolPlan(op, in_size, out_size, axes, "single", (Pass(None, (), single),))
+        return PoolPlan(op, in_size, out_size, axes, "single", (Pass(None, (), single),), style)
     runs_axes.sort(key=lambda i: (axes[i].o / axes[i].n, i))
     passes = tuple(
         Pass(axis, axes[axis].runs, single if k == 0 else ()) for k, axis in enumerate(runs_axes)
     )
-    return PoolPlan(op, in_size, out_size, axes, "passes", passes)
+    return PoolPlan(op, in_size, out_size, axes, "passes", passes, style)

@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from ..functional.adaptive import adaptive_pool
-from ..functional.dispatch import always_portable
+from ..functional.dispatch import always_portable, emitting
 from .swap import restore_modules, swap_modules
+from .targets import style_for
 
 # func -> (op, d, returns (values, indices): True, False, or None = as its return_indices argument says)
 _TABLE: dict = {}
@@ -78,7 +79,7 @@ class PortableFunctionMode(TorchFunctionMode):
 
 
 @contextlib.contextmanager
-def patch(model: torch.nn.Module | None = None):
+def patch(model: torch.nn.Module | None = None, *, target: str | None = None):
     """Inside this block every adaptive pooling call anywhere takes poolport's portable path.
 
     Use it around tools that trace or convert a model themselves::
@@ -89,10 +90,19 @@ def patch(model: torch.nn.Module | None = None):
     With ``model``, its torch pooling modules also wear poolport's classes for the duration (restored
     on exit). Converters that recognise ``nn.AdaptiveAvgPool2d`` by its class and expect the native op
     inside (pnnx crashes otherwise) then see a module they trace through instead.
+
+    ``target`` (``poolport.routing.targets.TARGETS``) chooses how plans are written: by default the edge
+    style, which ExecuTorch's and LiteRT's XNNPACK delegates take whole (``patch`` is used ahead of
+    torch-side converters); ``target="onnxruntime"`` (or ``"openvino"``, ``"default"``, ...) the plain
+    form with the fewest nodes.
+
+    Raises:
+        PoolportError: an unknown ``target``.
     """
-    swapped = swap_modules(model) if model is not None else []
+    style = style_for(target, default="edge")
+    swapped = swap_modules(model, style) if model is not None else []
     try:
-        with always_portable(), PortableFunctionMode():
+        with always_portable(), emitting(style), PortableFunctionMode():
             yield
     finally:
         restore_modules(swapped)

@@ -15,6 +15,7 @@ still converted there, functional ones need ``with poolport.patch():`` around th
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 
@@ -23,9 +24,10 @@ import torch.fx
 from torch import nn
 
 from ..errors import PoolportError
-from ..functional.dispatch import active_observer, graph_is_recorded
+from ..functional.dispatch import active_observer, emitting, graph_is_recorded
 from .intercept import PortableFunctionMode
 from .swap import swap_modules
+from .targets import style_for
 
 _hooks = threading.local()
 
@@ -42,19 +44,21 @@ def _routing_needed(args) -> bool:
 
 def _enter(module, args):
     stack = _hooks.__dict__.setdefault("stack", [])
-    mode = PortableFunctionMode() if _routing_needed(args) else None
-    if mode is not None:
-        mode.__enter__()
-    stack.append(mode)
+    scope = None
+    if _routing_needed(args):
+        scope = contextlib.ExitStack()
+        scope.enter_context(emitting(getattr(module, "_poolport_style", "edge")))
+        scope.enter_context(PortableFunctionMode())
+    stack.append(scope)
 
 
 def _exit(module, args, output):
     stack = _hooks.__dict__.get("stack")
     if not stack:  # the pre-hook never ran (an earlier pre-hook raised)
         return
-    mode = stack.pop()
-    if mode is not None:
-        mode.__exit__(None, None, None)
+    scope = stack.pop()
+    if scope is not None:
+        scope.close()
 
 
 def without_routing_hooks(model: nn.Module) -> nn.Module:
@@ -90,7 +94,8 @@ def structural_copy(module: nn.Module) -> nn.Module:
     return new
 
 
-def make_portable(model: nn.Module, example_inputs=None, *, share_weights: bool = False) -> nn.Module:
+def make_portable(model: nn.Module, example_inputs=None, *, share_weights: bool = False,
+                  target: str | None = None) -> nn.Module:
     """Return a copy of ``model`` whose adaptive pooling traces and exports to portable operators.
 
     With ``example_inputs`` (a tensor or a tuple of them), the copy is also run once in a
@@ -98,7 +103,19 @@ def make_portable(model: nn.Module, example_inputs=None, *, share_weights: bool 
     ``share_weights=True`` copies the module objects but shares parameters, buffers and other attribute
     values with the original (much cheaper; for read-only uses such as exporting: training the copy
     would change the original).
+
+    ``target`` (``poolport.routing.targets.TARGETS``) chooses how the copy's plans are written when it is
+    traced or exported: by default the edge style, which ExecuTorch's and LiteRT's XNNPACK delegates take
+    whole (one partition, at most 5 inputs per concatenation), since ``make_portable`` is what goes ahead
+    of torch-side converters; ``target="onnxruntime"`` (or ``"openvino"``, ``"default"``, ...) the plain form
+    with the fewest nodes, which ``export_onnx`` writes unless its own ``target`` needs the edge style.
+    Strict ``torch.export`` (Dynamo) applies it to the swapped modules only; other calls there are
+    written in the default style.
+
+    Raises:
+        PoolportError: ``model`` is not an ``nn.Module``, or an unknown ``target``.
     """
+    style = style_for(target, default="edge")
     if not isinstance(model, nn.Module):
         raise PoolportError(
             f"make_portable: expected a torch.nn.Module, got {type(model).__name__}; for a TorchScript "
@@ -108,13 +125,18 @@ def make_portable(model: nn.Module, example_inputs=None, *, share_weights: bool 
     shallow_ok = share_weights and not any(isinstance(m, torch.fx.GraphModule) for m in model.modules())
     portable = structural_copy(model) if shallow_ok else copy.deepcopy(model)
     if not is_portable(portable):
-        swap_modules(portable)
+        swap_modules(portable, style)
         portable.register_forward_pre_hook(_enter)
         portable.register_forward_hook(_exit, always_call=True)
         portable._poolport_portable = True
         # torch.jit.script calls this first: the routing hooks are Python, and scripted, the swapped
         # modules run torch's native op anyway (poolport convert then writes it portably)
         portable.__prepare_scriptable__ = lambda: without_routing_hooks(portable)
+    else:  # a copy of a copy: its swapped modules take this target's style
+        for module in portable.modules():
+            if "_poolport_site" in module.__dict__:
+                module._poolport_style = style
+    portable._poolport_style = style
     if example_inputs is not None:
         from ..verify.in_pytorch import verify_sites
 

@@ -17,9 +17,10 @@ SWAP = {
 }
 
 
-def swap_modules(model: nn.Module) -> list[tuple[nn.Module, type, str]]:
+def swap_modules(model: nn.Module, style: str | None = None) -> list[tuple[nn.Module, type, str]]:
     """Give every module of ``model`` whose class is exactly one of torch's adaptive pooling classes the
-    poolport class of the same name (same state and repr), in place, and remember its path for reports.
+    poolport class of the same name (same state and repr), in place, and remember its path for reports
+    and the ``style`` its plan is written in (``plan.pooling.STYLES``; None: the caller's context).
     Subclasses and ``return_indices=True`` stay (the function mode covers their calls).
 
     Returns ``(module, original class, path)`` for each swapped module (see ``restore_modules``)."""
@@ -31,6 +32,8 @@ def swap_modules(model: nn.Module) -> list[tuple[nn.Module, type, str]]:
         swapped.append((module, type(module), name))
         module.__class__ = cls
         module._poolport_site = name or "<root>"
+        if style is not None:
+            module._poolport_style = style
     return swapped
 
 
@@ -39,3 +42,4 @@ def restore_modules(swapped: list[tuple[nn.Module, type, str]]) -> None:
     for module, cls, _ in swapped:
         module.__class__ = cls
         del module._poolport_site
+        module.__dict__.pop("_poolport_style", None)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..backend.counting import count_ops, describe_counts
 from ..functional.adaptive import NATIVE
 from ..functional.dispatch import active_observer, observing
 from ..plan import PoolPlan
@@ -47,10 +48,18 @@ class Site:
         """Whether the graph pools this site at any input size (the size-generic formulation)."""
         return isinstance(self.plan, GenericPlan)
 
+    def op_counts(self) -> dict[str, int]:
+        """The ONNX operators the site is written with, counted: a static plan run through the counting
+        backend (the walk every exporter takes, in the plan's style), a size-generic plan's pooling ones."""
+        return dict(sorted((self.plan.onnx_ops() if self.dynamic else count_ops(self.plan)).items()))
+
     @property
     def onnx_ops(self) -> str:
-        """The plan's ONNX operators as text."""
-        return self.plan.describe_ops()
+        """The site's ONNX operators as text; a static plan's style is named unless it is the default."""
+        if self.dynamic:
+            return self.plan.describe_ops()
+        text = describe_counts(self.op_counts())
+        return text if self.plan.style == "default" else f"{text} [{self.plan.style}]"
 
     def to_dict(self) -> dict:
         """The site as plain data."""
@@ -63,7 +72,8 @@ class Site:
             "plan_kind": self.plan.kind,
             "size": "dynamic" if self.dynamic else "static",
             "formulation": self.plan.formulation if self.dynamic else "static plan",
-            "onnx_ops": dict(sorted(self.plan.onnx_ops().items())),
+            "style": None if self.dynamic else self.plan.style,
+            "onnx_ops": self.op_counts(),
             "calls": self.calls,
             "max_abs_error": self.max_abs_error if self.measured else None,
             "max_rel_error": self.max_rel_error if self.measured else None,
