@@ -18,12 +18,12 @@ from torch import nn
 
 import poolport
 from poolport.backend.counting import count_ops
-from poolport.backend.execute import MAX_CONCAT_INPUTS
 from poolport.cli.main import main
 from poolport.errors import PoolportError
 from poolport.functional.adaptive import adaptive_pool
 from poolport.functional.dispatch import emitting
 from poolport.plan import plan_pool
+from poolport.plan.pooling import MAX_CONCAT_INPUTS
 from poolport.routing.targets import TARGETS, style_for
 from poolport.runtimes.registry import available, run_batch
 

@@ -84,7 +84,3 @@ def describe_counts(counts: Counter | dict) -> str:
         return "none"
     return ", ".join(f"{name} x{count}" if count > 1 else name for name, count in sorted(counts.items()))
 
-
-def describe_ops(plan: PoolPlan) -> str:
-    """``count_ops(plan)`` as a short text, e.g. ``AveragePool x6, Concat x2, Slice x6``."""
-    return describe_counts(count_ops(plan))

@@ -81,7 +81,9 @@ def add_parser(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace existing output/report files")
     p.add_argument("--kwargs", metavar="JSON", help="keyword arguments for a factory, e.g. '{\"num_classes\": 10}'")
     p.add_argument("--target", choices=TARGETS, default=None,
-                   help="also legalize pooling attributes this runtime computes wrongly")
+                   help="also legalize pooling attributes this runtime computes wrongly, and write the plans in "
+                   "the form it takes: litert/tflite, all and auto with LiteRT get the edge form (at most 5 inputs "
+                   "per Concat), every other target and none the default form (fewest nodes)")
     p.add_argument("--dynamic-batch", action="store_true",
                    help="make the batch dimension symbolic (verified at a second batch size too)")
     p.add_argument("--dynamic-spatial", action="store_true",
