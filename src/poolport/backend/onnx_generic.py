@@ -28,6 +28,7 @@ import torch
 
 from ..errors import PoolportError
 from ..plan.generic import GenericPlan
+from ..plan.pooling import ONNX_POOL
 
 MIN_OPSET = 15
 FLOAT, BOOL = 1, 9  # ONNX element types (TensorProto)
@@ -162,6 +163,28 @@ def generic_graph(b: Builder, x, plan: GenericPlan, rank: int, elem_type: int):
     else:  # sums only (global / kept axes): PyTorch's semantics as they stand
         y = _apply(b, src, plan, rank, work, "windows")
     return y if work == elem_type else b.op("Cast", y, to=elem_type)
+
+
+class BuilderOps:
+    """``execute``'s operations (a static plan: slice, pool without padding, concat, copy) written with a
+    ``Builder``."""
+
+    def __init__(self, b: Builder):
+        self.b = b
+
+    def slice(self, x, dim: int, start: int, stop: int):
+        if self.b.opset < 10:  # the bounds were attributes before opset 10
+            return self.b.op("Slice", x, axes=[dim], starts=[start], ends=[stop])
+        return self.b.op("Slice", x, self.b.ints([start]), self.b.ints([stop]), self.b.ints([dim]))
+
+    def pool(self, x, op: str, kernel: tuple[int, ...], stride: tuple[int, ...]):
+        return self.b.op(ONNX_POOL[op], x, kernel_shape=list(kernel), strides=list(stride))
+
+    def concat(self, parts: list, dim: int):
+        return self.b.op("Concat", *parts, axis=dim)
+
+    def copy(self, x):
+        return self.b.op("Identity", x)
 
 
 # ---- inside torch's TorchScript exporter ----------------------------------------------------------

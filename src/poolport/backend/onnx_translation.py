@@ -29,9 +29,8 @@ import torch
 from ..errors import PoolportError
 from ..plan import plan_pool
 from ..plan.generic import plan_generic
-from ..plan.pooling import ONNX_POOL
 from .execute import execute
-from .onnx_generic import generic_graph
+from .onnx_generic import BuilderOps, generic_graph
 from .traced_op import translated_adaptive_pool  # noqa: F401  (registers poolport::adaptive_pool)
 
 OPSET = 18  # the opset of the ONNX Script ops written here (the exporter converts to the one asked for)
@@ -103,25 +102,6 @@ class ScriptBuilder(GraphBuilder):
         then_graph = then.graph(build(then), "poolport_exact")
         else_graph = orelse.graph(orelse.op("Identity", otherwise), "poolport_fast")
         return self.ops.If(cond, then_branch=then_graph, else_branch=else_graph)
-
-
-class BuilderOps:
-    """``execute``'s operations (a static plan) written with a builder."""
-
-    def __init__(self, b: GraphBuilder):
-        self.b = b
-
-    def slice(self, x, dim, start, stop):
-        return self.b.op("Slice", x, self.b.ints([start]), self.b.ints([stop]), self.b.ints([dim]))
-
-    def pool(self, x, op, kernel, stride):
-        return self.b.op(ONNX_POOL[op], x, kernel_shape=list(kernel), strides=list(stride))
-
-    def concat(self, parts, dim):
-        return self.b.op("Concat", *parts, axis=dim)
-
-    def copy(self, x):
-        return self.b.op("Identity", x)
 
 
 def _kept(entry, x, axis: int) -> bool:
