@@ -7,8 +7,8 @@ is its graph context); ``backend.onnx_translation`` writes the same nodes with O
 dynamo exporter. The formulation (measured in ONNX Runtime, ``docs/bench-dynamic.md``):
 
 * average: per axis a MatMul by the window matrix (``mask / count``), the fastest form; a MatMul spreads
-  one inf or NaN over its whole plane (``0 * inf = NaN``), so the result is checked (one sum of the
-  small output) and, only if it holds a non-finite value, recomputed by an ``If`` with
+  one inf or NaN over its whole plane (``0 * inf = NaN``), so the result is checked (cell 0 of each
+  pooled plane tells) and, only if it holds a non-finite value, recomputed by an ``If`` with
   one Slice per window (run-time bounds) + ReduceMean + Concat per axis: a sum per window, PyTorch's
   own semantics (inf stays inf, inf and -inf give NaN). Half types accumulate in float32, as torch does.
 * max: one Slice per window + ReduceMax + Concat per axis (reads the tensor once). ONNX Runtime's
@@ -31,7 +31,7 @@ from ..plan.generic import GenericPlan
 from ..plan.pooling import ONNX_POOL
 
 MIN_OPSET = 15
-FLOAT, BOOL = 1, 9  # ONNX element types (TensorProto)
+FLOAT, INT64, BOOL = 1, 7, 9  # ONNX element types (TensorProto)
 HALF = (10, 16)  # FLOAT16, BFLOAT16: average pooling accumulates them in float32, as torch does
 
 
@@ -88,7 +88,7 @@ def _matmul_axis(b: Builder, x, axis: int, rank: int, o: int, work: int):
     """Average along ``axis`` as a MatMul by the window matrix ``mask / count`` (no transposes on the last
     two axes). Exact for finite inputs only (``0 * inf = NaN``): ``generic_graph`` checks its result."""
     n, start, end = _bounds(b, x, axis, o)
-    j = b.op("Range", b.number(0, 7), b.op("Squeeze", n, b.ints([0])), b.number(1, 7))  # [n] (7: INT64)
+    j = b.op("Range", b.number(0, INT64), b.op("Squeeze", n, b.ints([0])), b.number(1, INT64))  # [n]
     row = b.op("Unsqueeze", j, b.ints([0]))  # [1, n]
     mask = b.op("And", b.op("GreaterOrEqual", row, b.op("Unsqueeze", start, b.ints([1]))),
                 b.op("Less", row, b.op("Unsqueeze", end, b.ints([1]))))  # [o, n]
@@ -154,10 +154,14 @@ def generic_graph(b: Builder, x, plan: GenericPlan, rank: int, elem_type: int):
     src = x if work == elem_type else b.op("Cast", x, to=work)
     if "windows" in plan.axis_kinds:
         fast = _apply(b, src, plan, rank, work, "matmul")
-        # a MatMul's output is finite iff its input plane is: then it is the answer, else sum per window.
-        # Its sum s is finite iff every cell is (or an overflow: the exact branch then, no harm); s - s is NaN
-        # where s is not finite
-        total = reduce(b, "ReduceSum", fast, None, 0)
+        # a MatMul's output is finite iff its input is: then it is the answer, else sum per window. A
+        # non-finite input cell makes its whole output line along each MatMul'd axis non-finite, so cell 0
+        # of those axes tells (with any kept axes whole); their sum s is finite iff they all are (or on an
+        # overflow: the exact branch then, no harm), and s - s is NaN where s is not finite
+        first = rank - len(plan.out_size)
+        lines = [first + k for k, kind in enumerate(plan.axis_kinds) if kind == "windows"]
+        probe = b.op("Slice", fast, b.ints([0] * len(lines)), b.ints([1] * len(lines)), b.ints(lines))
+        total = reduce(b, "ReduceSum", probe, None, 0)
         spread = b.op("IsNaN", b.op("Sub", total, total))
         y = b.branch(spread, lambda sub: _apply(sub, src, plan, rank, work, "windows"), fast)
     else:  # sums only (global / kept axes): PyTorch's semantics as they stand
