@@ -8,7 +8,7 @@ import poolport
 import poolport.functional as PF
 import poolport.nn as PN
 
-TOP = ["functional", "nn", "plan", "make_portable", "patch", "always_portable", "export_onnx", "Report",
+TOP = ["functional", "nn", "plan", "make_portable", "patch", "always_portable", "export_onnx", "onnx_translations", "Report",
        "verify_sites", "legalize", "PoolportError", "__version__"]
 
 

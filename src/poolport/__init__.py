@@ -31,6 +31,7 @@ _LAZY = {
     "make_portable": ("poolport.routing.portable", "make_portable"),
     "patch": ("poolport.routing.intercept", "patch"),
     "export_onnx": ("poolport.export.onnx_export", "export_onnx"),
+    "onnx_translations": ("poolport.backend.onnx_translation", "onnx_translations"),
     "Report": ("poolport.export.report", "Report"),
     "verify_sites": ("poolport.verify.in_pytorch", "verify_sites"),
     "legalize": ("poolport.legalizer", "legalize"),

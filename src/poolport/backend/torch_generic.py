@@ -20,30 +20,20 @@ def window_mask(n, o: int, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def pool_axis(x: torch.Tensor, dim: int, o: int, op: str) -> torch.Tensor:
-    """Adaptive ``op`` pooling of ``x`` along ``dim`` to ``o`` cells, for any size of that axis. No
-    transposes on the last two axes: average is ``x @ W^T`` (last) or ``W @ x`` (second to last); max
-    broadcasts ``x`` against the mask in place."""
+    """Adaptive ``op`` pooling of ``x`` along ``dim`` to ``o`` cells, for any size of that axis: ``x``
+    broadcast against the window mask (``(.., o, n, ..)``), cells outside a window replaced by 0 (average:
+    a sum per window, divided by its length) or -inf (max), so that an inf or NaN reaches only the windows
+    that hold it, as in PyTorch. Half types accumulate in float32, as torch's native op does."""
     mask, count = window_mask(x.shape[dim], o, x.device)  # (o, n)
-    rank = x.dim()
+    trailing = (None,) * (x.dim() - 1 - dim)
+    inside = mask[(...,) + trailing]
     if op == "avg":
-        # float32 weights and accumulation for half types, as torch's native op accumulates
         work = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-        weights = mask.to(work) / count.to(work).unsqueeze(1)  # (o, n), rows sum to 1
-        src = x.to(work)
-        # the weights take x's rank, so that matmul broadcasts over the static leading axes instead of
-        # folding them together with a symbolic one (which makes torch.export guard on that size)
-        lead = (1,) * (rank - 2)
-        if dim == rank - 1:
-            y = torch.matmul(src, weights.t().reshape(*lead, *weights.t().shape))
-        elif dim == rank - 2:
-            y = torch.matmul(weights.reshape(*lead, *weights.shape), src)
-        else:  # a depth axis: bring it last and back
-            y = torch.matmul(src.movedim(dim, -1), weights.t()).movedim(-1, dim)
-        return y.to(x.dtype)
-    trailing = rank - 1 - dim
+        zero = torch.zeros((), dtype=work, device=x.device)
+        total = torch.where(inside, x.to(work).unsqueeze(dim), zero).sum(dim + 1)
+        return (total / count.to(work)[(...,) + trailing]).to(x.dtype)
     lowest = torch.tensor(float("-inf"), dtype=x.dtype, device=x.device)
-    spread = torch.where(mask[(...,) + (None,) * trailing], x.unsqueeze(dim), lowest)  # (.., o, n, ..)
-    return spread.amax(dim + 1)
+    return torch.where(inside, x.unsqueeze(dim), lowest).amax(dim + 1)
 
 
 def apply_generic(x: torch.Tensor, plan: GenericPlan) -> torch.Tensor:

@@ -8,10 +8,16 @@ have them:
 * any pooled size dynamic -> the size-generic plan (``onnx_generic``), exact at every size.
 
 Outside the ONNX exporter nothing of this appears: ``torch.jit.trace`` keeps torch's native op (which
-OpenVINO and pnnx/ncnn compute exactly at every size), dynamo sees the torch formulations.
+OpenVINO and pnnx/ncnn compute exactly at every size), dynamo sees the torch formulations -- except
+inside ``onnx_translation()`` (``export_onnx``'s dynamo export, which passes poolport's translation table,
+``onnx_translation.onnx_translations``): there adaptive pooling over symbolic sizes records
+``poolport::adaptive_pool`` too, and the table writes it as the same ONNX nodes as the TorchScript path.
 """
 
 from __future__ import annotations
+
+import contextlib
+import threading
 
 import torch
 
@@ -44,6 +50,32 @@ def traced_adaptive_pool(x: torch.Tensor, output_size: tuple[int | None, ...], o
     from .onnx_symbolic import ensure_custom_op_symbolic  # torch.onnx only when exporting
 
     ensure_custom_op_symbolic()
+    return torch.ops.poolport.adaptive_pool(x, [-1 if o is None else int(o) for o in output_size], op, style)
+
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def onnx_translation():
+    """Within this block adaptive pooling over symbolic sizes records ``poolport::adaptive_pool``
+    (``translated_adaptive_pool``) for a dynamo ONNX export that passes poolport's translation table."""
+    _state.depth = getattr(_state, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _state.depth -= 1
+
+
+def translating() -> bool:
+    """Whether ``onnx_translation()`` is active on this thread."""
+    return getattr(_state, "depth", 0) > 0
+
+
+def translated_adaptive_pool(x: torch.Tensor, output_size: tuple[int | None, ...], op: str,
+                             style: str = "default") -> torch.Tensor:
+    """Record ``poolport::adaptive_pool`` for torch.export (its fake kernel keeps symbolic sizes: no guard);
+    ``style`` is how the translation table writes it where its sizes are static."""
     return torch.ops.poolport.adaptive_pool(x, [-1 if o is None else int(o) for o in output_size], op, style)
 
 

@@ -24,6 +24,8 @@ def torch_export(model, args, exporter: str, opset: int, folder: Path, name: str
     weights go to ``name.data``, a TorchScript export stays the one file torch wrote (see
     ``staging``). ``axes`` (``export.dynamic.DynamicAxis``) are made dynamic: ``Dim``s for the dynamo
     exporter, ``dynamic_axes`` for the TorchScript exporter."""
+    from ..backend.onnx_translation import onnx_translations
+    from ..backend.traced_op import onnx_translation
     from .dynamic import for_dynamo, for_torchscript
 
     require_onnx()
@@ -33,10 +35,14 @@ def torch_export(model, args, exporter: str, opset: int, folder: Path, name: str
     try:
         with torch.no_grad():
             if exporter == "dynamo":
-                program = torch.onnx.export(
-                    model, args, dynamo=True, opset_version=opset, input_names=input_names, verbose=False,
-                    output_names=output_names, dynamic_shapes=for_dynamo(axes, args) if axes else None,
-                )
+                # poolport's translation table writes adaptive pooling over symbolic sizes as the TorchScript
+                # path does (fast and exact at every size), and any native adaptive op left in the model
+                with onnx_translation():
+                    program = torch.onnx.export(
+                        model, args, dynamo=True, opset_version=opset, input_names=input_names, verbose=False,
+                        output_names=output_names, dynamic_shapes=for_dynamo(axes, args) if axes else None,
+                        custom_translation_table=onnx_translations(),
+                    )
             else:
                 program = None
                 dynamic_axes = None

@@ -12,7 +12,7 @@ import torch
 
 from ..backend.torch_generic import apply_generic
 from ..backend.torch_ops import NATIVE, apply_plan
-from ..backend.traced_op import traced_adaptive_pool
+from ..backend.traced_op import traced_adaptive_pool, translated_adaptive_pool, translating
 from ..errors import PoolportError
 from ..plan import plan_pool
 from ..plan.generic import plan_generic
@@ -115,6 +115,8 @@ def adaptive_pool(
         # symbolic H/W (torch.export / dynamo with Dims): the size-generic formulation, no guard
         # (no layout step here: asking a symbolic tensor whether it is channels-last makes Dynamo guard on
         # its sizes, i.e. specialise them)
+        if translating():  # export_onnx's dynamo export: poolport's translation table writes the ONNX nodes
+            return translated_adaptive_pool(x, normalize_output_size(output_size, d, where), op, style)
         plan = plan_generic(op, normalize_output_size(output_size, d, where))
         return apply_generic(x.unsqueeze(0), plan).squeeze(0) if x.dim() == d + 1 else apply_generic(x, plan)
     in_size = static_size(x, d)
