@@ -80,14 +80,8 @@ def run(args) -> int:
         print(report.table())
         if args.json:
             write_atomically((data + "\n").encode(), Path(args.json), args.force)
-    if not report.ran:
-        print("nothing was checked: no selected runtime is installed", file=sys.stderr)
-        return 1
-    bad = [r for r in report.results if r.failed]
-    if bad:
-        print(f"check failed: {', '.join(r.runtime for r in bad)}", file=sys.stderr)
-        for r in bad:
-            if r.verdict == "not compared":
-                print(f"{r.runtime}: nothing compared, so nothing was verified: {r.reason}", file=sys.stderr)
+    failure = report.failure()  # what happened, each runtime with its reason
+    if failure:
+        print(failure, file=sys.stderr)
         return 1
     return 0

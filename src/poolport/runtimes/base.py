@@ -58,6 +58,11 @@ class Runtime:
             return False
         return True
 
+    def missing(self) -> str:
+        """Why ``available()`` is False, for messages: by default what installs the runtime; a runtime
+        that looks for its environment in several places names them."""
+        return self.install
+
     def version(self) -> str:
         """The installed version ('' if not installed): one distribution's version, or several as
         ``pnnx 20240819 -> ncnn 1.0.20240820``."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,8 +22,9 @@ from ..errors import PoolportError
 from ..onnxfile.files import Model, as_file
 from .base import Feeds, Runtime
 
-WORKERS = Path(__file__).parent / "workers"
+WORKERS = Path(os.path.abspath(__file__)).parent / "workers"
 TIMEOUT_S = 600
+TAIL_LINES = 4  # how much of a worker's captured output a refusal quotes
 
 
 def _expected_shapes(path: Path, feeds: dict[str, np.ndarray]) -> tuple[list[str], list[list[int]]]:
@@ -31,8 +33,10 @@ def _expected_shapes(path: Path, feeds: dict[str, np.ndarray]) -> tuple[list[str
     import onnx
     import onnxruntime as ort
 
+    from .onnxruntime_rt import quiet_session_options
+
     names = [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(path), quiet_session_options(), providers=["CPUExecutionProvider"])
     return names, [list(np.shape(o)) for o in sess.run(None, feeds)]
 
 
@@ -49,19 +53,24 @@ def run_many(worker: str, python: str, items: list[tuple[Model, dict[str, np.nda
              label: str) -> list[list[np.ndarray] | PoolportError]:
     """Each ``(model, feeds)`` of ``items`` in one worker process (one start-up for all); per item its
     outputs or the PoolportError saying why ``label`` refused it. Items a crash left unanswered are run
-    again one per process, so a crash is pinned on the model that caused it."""
+    again one per process, so a crash is pinned on the model that caused it.
+
+    The worker runs in a temporary folder: every path it is given is absolute (a model named relative to
+    the caller's working folder included), and so is ``python``."""
+    python = os.path.abspath(python) if os.sep in python else python  # not resolved: a venv's python is a link
     with contextlib.ExitStack() as stack:
         d = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="poolport-")))
         jobs = []
         for i, (model, feeds) in enumerate(items):
-            source = Path(stack.enter_context(as_file(model, self_contained=True)))
+            # absolute, not resolved: a model's external data lies beside the path it was given
+            source = Path(os.path.abspath(stack.enter_context(as_file(model, self_contained=True))))
             work = d / f"job{i}"
             work.mkdir()
             output_names, shapes = _expected_shapes(source, feeds)
             np.savez(work / "inputs.npz", **feeds)
             job = {"onnx": str(source), "inputs": str(work / "inputs.npz"), "outputs": str(work / "outputs.npz"),
-                   "result": str(work / "result.json"), "workdir": str(work), "output_names": output_names,
-                   "expected_shapes": shapes}
+                   "result": str(work / "result.json"), "log": str(work / "log.txt"), "workdir": str(work),
+                   "output_names": output_names, "expected_shapes": shapes}
             (work / "job.json").write_text(json.dumps(job))
             jobs.append(work)
         crash = _start(worker, python, jobs, d, label)
@@ -91,14 +100,34 @@ def _start(worker: str, python: str, jobs: list[Path], cwd: Path, label: str) ->
     return ""
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+TIMESTAMP = re.compile(r"^\[\d\d:\d\d:\d\d\]\s*(:\d+:\s*)?")  # MNN's "[20:53:55] :220: "
+
+
+def output_tail(text: str, lines: int = TAIL_LINES, width: int = 200) -> str:
+    """The last ``lines`` non-empty lines of a tool's output, without terminal colours and time stamps, each
+    at most ``width`` characters, joined by " | " ('' for no output): what a converter said last is
+    usually why it stopped."""
+    kept = [TIMESTAMP.sub("", ANSI.sub("", line)).strip() for line in text.splitlines()]
+    kept = [line if len(line) <= width else line[: width - 3] + "..." for line in kept if line]
+    return " | ".join(kept[-lines:])
+
+
+def _said(work: Path, label: str) -> str:
+    """What the worker printed while on the job in ``work`` (its converter's own words), as a clause."""
+    log = work / "log.txt"
+    tail = output_tail(log.read_text(errors="replace")) if log.exists() else ""
+    return f"; {label} printed: {tail}" if tail else ""
+
+
 def _answer(work: Path, label: str, crash: str) -> list[np.ndarray] | PoolportError:
     result_file = work / "result.json"
     if not result_file.exists():
-        return PoolportError(crash or f"{label} gave no answer")
+        return PoolportError((crash or f"{label} gave no answer") + _said(work, label))
     result = json.loads(result_file.read_text())
     if result["stage"] != "done":
         what = "could not convert the model" if result["stage"] == "convert" else "could not run the model"
-        return PoolportError(f"{label} {what}: {result['error']}")
+        return PoolportError(f"{label} {what}: {result['error'].rstrip('.')}{_said(work, label)}")
     with np.load(work / "outputs.npz") as data:
         return [data[f"out{i}"] for i in range(len(data.files))]
 

@@ -20,6 +20,9 @@ from ..errors import PoolportError, one_line
 from ..onnxfile.graph import output_types
 from .compare import OutputError, compare_arrays
 
+# how the summary line names a failed runtime's verdict
+_FAILED = {"refused": "refused the model", "not compared": "nothing compared, so nothing was verified"}
+
 DEFAULT_RTOL = 1e-4
 # the reference evaluator is plain numpy: fast enough for pooling graphs and small models only
 EVALUATOR_MAX_NODES = 300
@@ -71,6 +74,21 @@ class CheckReport:
     def passed(self) -> bool:
         """Every selected, installed runtime converted and ran the model and agrees; at least one did."""
         return bool(self.ran) and not any(r.failed for r in self.results)
+
+    def failure(self) -> str:
+        """'' when the check passed, else one line that says what happened: each runtime that failed (a
+        refusal with its reason), or, where none ran, why each selected runtime did not."""
+        failed = [r for r in self.results if r.failed]
+        if failed:
+            return "check failed: " + "; ".join(
+                f"{r.runtime} {_FAILED.get(r.verdict, r.verdict)}"
+                + (f": {r.reason.rstrip('.')}" if r.reason else "") for r in failed)
+        if self.passed:
+            return ""
+        why = {"not installed": "is not installed", "reference": "is the reference itself"}
+        return "nothing was checked: " + "; ".join(
+            f"{r.runtime} {why.get(r.verdict, r.verdict)}" + (f" ({r.reason.rstrip('.')})" if r.reason else "")
+            for r in self.results)
 
     def to_dict(self) -> dict:
         """The report as plain data (``poolport check --json``)."""
@@ -303,7 +321,7 @@ def check_model(path: str | Path, inputs: dict[str, tuple[int, ...]] | None = No
     declared = output_types(proto)
     for runtime in selected:
         if not registry.available(runtime):
-            report.results.append(RuntimeResult(runtime, "", "not installed"))
+            report.results.append(RuntimeResult(runtime, "", "not installed", reason=registry.get(runtime).missing()))
             continue
         ver = registry.version(runtime)
         if runtime == "onnxruntime" and ref_name == "onnxruntime":

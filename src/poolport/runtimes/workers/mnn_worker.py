@@ -22,7 +22,7 @@ def convert(job):
     ok = _tools.mnnconvert(["mnnconvert", "-f", "ONNX", "--modelFile", job["onnx"], "--MNNModel", out,
                             "--bizCode", "poolport"])
     if not ok or not os.path.exists(out):
-        raise RuntimeError("MNN's converter refused the model (see its output above)")
+        raise RuntimeError("MNN's converter refused the model")  # the parent quotes what it printed
     return out
 
 
