@@ -1,8 +1,13 @@
-"""The argument parsers the commands share: sizes (``128x128``) and runtime lists
-(``onnxruntime,openvino``, checked against the runtime registry). Each raises a PoolportError that names
-the option and what it accepts; the command line prints it as one line and exits 2."""
+"""The argument parsers the commands share: sizes (``128x128``), runtime lists (``onnxruntime,openvino``,
+checked against the runtime registry), tolerances (``--rtol``) and input files. Each raises a PoolportError
+(or, inside argparse, an ArgumentTypeError) that names the option and what it accepts; the command line
+prints it as one line and exits 2."""
 
 from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
 
 from ..errors import PoolportError
 
@@ -36,3 +41,32 @@ def add_runtimes_option(parser, help: str | None = None) -> None:
 
     parser.add_argument("--runtimes", metavar="LIST", help=help or f"comma-separated, from {','.join(NAMES)} "
                         "(default: all)")
+
+
+def parse_rtol(text: str) -> float:
+    """``--rtol R``: a finite number >= 0 (a negative or NaN tolerance would fail every check or pass
+    every one). Raises argparse.ArgumentTypeError, which argparse reports as a usage error (exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number.") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (a tolerance), got {text}.")
+    return value
+
+
+def add_rtol_option(parser, help: str) -> None:
+    """Add ``--rtol R`` (None when not given), checked by ``parse_rtol``: every command that takes a
+    tolerance takes it the same way."""
+    parser.add_argument("--rtol", type=parse_rtol, default=None, metavar="R", help=help)
+
+
+def input_file(text: str, what: str = "the model") -> Path:
+    """``text`` as the path of an existing file; a PoolportError that says whether it is missing or a
+    folder (``what`` names the argument)."""
+    path = Path(text)
+    if path.is_dir():
+        raise PoolportError(f"{path} is a folder, not a file: give {what} file itself.")
+    if not path.is_file():
+        raise PoolportError(f"{path} does not exist.")
+    return path

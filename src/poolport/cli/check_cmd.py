@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import PoolportError
-from .args import add_runtimes_option, parse_runtimes, parse_size
+from .args import add_rtol_option, add_runtimes_option, input_file, parse_runtimes, parse_size
 from .progress import Progress
 from .terminal import quiet
 
@@ -41,8 +41,7 @@ def add_parser(sub) -> None:
     add_runtimes_option(p)
     p.add_argument("--reference", choices=["auto", "evaluator", "onnxruntime"], default="auto",
                    help="what the runtimes are compared with (auto: the ONNX reference evaluator for small graphs)")
-    p.add_argument("--rtol", type=float, default=None, metavar="R",
-                   help="a runtime passes if max abs error <= R x the output scale (default 1e-4)")
+    add_rtol_option(p, "a runtime passes if max abs error <= R x the output scale (default 1e-4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON (- for standard output, "
                    "instead of the table)")
@@ -63,8 +62,7 @@ def run(args) -> int:
         plan.writes(args.json, "--json")
     plan.check()
     rtol = DEFAULT_RTOL if args.rtol is None else args.rtol
-    if not rtol > 0:
-        raise PoolportError(f"--rtol must be > 0, got {args.rtol}.")
+    input_file(args.model, "the ONNX model")
     inputs, runtimes = parse_inputs(args.input), parse_runtimes(args.runtimes)
     with Progress(enabled=not args.quiet) as progress, quiet():
         report = check_model(args.model, inputs, runtimes, args.reference, rtol, args.seed, progress=progress)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import PoolportError, out_of_memory
 from ..legalizer.targets import TARGETS
-from .args import parse_runtimes, parse_size
+from .args import add_rtol_option, parse_runtimes, parse_size
 from .progress import Progress
 from .terminal import quiet
 
@@ -44,16 +44,30 @@ def parse_input(text: str):
         ) from None
 
 
-def spatial_dynamic_shapes(inputs: tuple) -> tuple:
+def spatial_dynamic_shapes(inputs: tuple) -> tuple[tuple, list[str]]:
     """``--dynamic-spatial``: every axis from 2 on of every tensor input with spatial axes is dynamic, its
-    range inferred by the exporter (``Dim.DYNAMIC``: torch.export finds what the model accepts)."""
+    range inferred by the exporter (``Dim.DYNAMIC``: torch.export finds what the model accepts). Returns
+    the dynamic shapes and a note per input left static for having no spatial axis.
+
+    Raises:
+        PoolportError: no input has a spatial axis (nothing would be dynamic).
+    """
     import torch
 
-    return tuple(
-        {axis: torch.export.Dim.DYNAMIC for axis in range(2, t.dim())} if isinstance(t, torch.Tensor) and t.dim() >= 3
-        else None
-        for t in inputs
-    )
+    def spatial(t) -> bool:
+        return isinstance(t, torch.Tensor) and t.dim() >= 3
+
+    def shape(t) -> str:
+        return "x".join(map(str, t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
+
+    flat = [f"input {i} ({shape(t)})" for i, t in enumerate(inputs) if not spatial(t)]
+    if len(flat) == len(inputs):
+        raise PoolportError(f"--dynamic-spatial: {', '.join(flat)} {'has' if len(flat) == 1 else 'have'} no "
+                            f"spatial axis (axis 2 on of N x C x ...): nothing would be dynamic. Leave it out "
+                            f"(--dynamic-batch makes the batch dynamic).")
+    notes = [f"--dynamic-spatial: {f} has no spatial axis; it stays static" for f in flat]
+    return tuple({axis: torch.export.Dim.DYNAMIC for axis in range(2, t.dim())} if spatial(t) else None
+                 for t in inputs), notes
 
 
 def add_parser(sub) -> None:
@@ -90,9 +104,8 @@ def add_parser(sub) -> None:
                    help="make every spatial axis (axis 2 on) of every input symbolic: adaptive pooling is then "
                    "written to be exact at every size, and verified at several other sizes")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime verification (not recommended)")
-    p.add_argument("--rtol", type=float, default=None, metavar="R",
-                   help="tolerance of the model-level check: max abs error <= R x the output scale (default by "
-                   "input dtype: 1e-4 float32/float64, 1e-2 float16, 2e-2 bfloat16)")
+    add_rtol_option(p, "tolerance of the model-level check: max abs error <= R x the output scale (default by "
+                    "input dtype: 1e-4 float32/float64, 1e-2 float16, 2e-2 bfloat16)")
     p.add_argument("--random-checks", type=int, default=1, metavar="N",
                    help="fresh random input sets verified besides the example inputs (default 1)")
     p.add_argument("--verify-in", metavar="RUNTIMES", default="",
@@ -102,6 +115,18 @@ def add_parser(sub) -> None:
                    help="allow loading a pickled nn.Module (runs arbitrary code from the file)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(run=run)
+
+
+def write_failure_report(args, runtimes: tuple[str, ...], error: PoolportError) -> None:
+    """``--report`` for a conversion that stopped before the export began (the model or the inputs could
+    not be loaded): what was asked for and why it stopped, status "failed"."""
+    from ..export.report import Report, versions
+
+    report = Report(model=args.model, output=None, exporter=args.exporter or "dynamo", opset=args.opset,
+                    versions=versions(runtimes), error=str(error).split("\n")[0])
+    if args.rtol is not None:
+        report.tolerance = args.rtol
+    Path(args.report).write_text(report.to_json() + "\n")
 
 
 def run(args) -> int:
@@ -120,13 +145,22 @@ def run(args) -> int:
     plan.check()
     with Progress(enabled=not args.quiet) as progress, quiet():
         progress(f"loading {args.model}")
-        loaded = load_model(args.model, parse_kwargs(args.kwargs), allow_pickle=args.trust_pickle)
-        if args.input:
-            inputs = tuple(parse_input(s) for s in args.input)
-        elif loaded.example_inputs:
-            inputs = loaded.example_inputs
-        else:
-            raise PoolportError("give the example input shape(s) with --input, e.g. --input 1x3x224x224.")
+        try:
+            loaded = load_model(args.model, parse_kwargs(args.kwargs), allow_pickle=args.trust_pickle)
+            if args.input:
+                inputs = tuple(parse_input(s) for s in args.input)
+            elif loaded.example_inputs:
+                inputs = loaded.example_inputs
+            else:
+                raise PoolportError("give the example input shape(s) with --input, e.g. --input 1x3x224x224.")
+            dynamic_shapes = None
+            if args.dynamic_spatial:
+                dynamic_shapes, notes = spatial_dynamic_shapes(inputs)
+                loaded.notes += notes
+        except PoolportError as e:  # from here on export_onnx writes the report of a failure
+            if args.report:
+                write_failure_report(args, runtimes, e)
+            raise
         exporter = args.exporter or ("torchscript" if is_scripted(loaded.model) else "dynamo")
         report = export_onnx(
             loaded.model,
@@ -140,7 +174,7 @@ def run(args) -> int:
             target=args.target,
             runtimes=runtimes,
             dynamic_batch=args.dynamic_batch,
-            dynamic_shapes=spatial_dynamic_shapes(inputs) if args.dynamic_spatial else None,
+            dynamic_shapes=dynamic_shapes,
             external_data=args.external_data or None,
             random_checks=args.random_checks,
             rtol=args.rtol,

@@ -117,6 +117,7 @@ def convert_demos(args, names: list[str], out_dir: Path) -> None:
         print(report.table())
         verified_in = list(dict.fromkeys(c.runtime for c in report.checks))
         summary.append([name, plain["torchscript"], plain["dynamo"], "verified in " + ", ".join(verified_in),
-                        f"{report.max_abs_error:.1e}", str(len(report.sites))])
+                        "-" if report.max_abs_error is None else f"{report.max_abs_error:.1e}",
+                        str(len(report.sites))])
     print("\n=== summary (Gather/GatherND: ncnn cannot load them; MatMul: LiteRT and OpenVINO's default hint get it wrong)")
     print(format_table(["model", "plain torchscript", "plain dynamo", "poolport", "max abs err", "sites"], summary))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..errors import PoolportError
 from ..legalizer.targets import TARGETS
-from .args import add_runtimes_option, parse_runtimes
+from .args import add_runtimes_option, input_file, parse_runtimes
 
 
 def add_parser(sub) -> None:
@@ -40,9 +40,10 @@ def run(args) -> int:
     if args.runtimes and args.target != "auto":
         raise PoolportError("--runtimes goes with --target auto.")
     # weights that came in a data file leave in one (<output>.data); a self-contained input stays one file
-    external = bool(external_data_files(args.input))
+    model_path = input_file(args.input, "the ONNX model")  # a folder or a missing file, named as such
+    external = bool(external_data_files(model_path))
     plan = WritePlan(overwrite=args.force)
-    src = plan.reads_model(args.input, "the input")
+    src = plan.reads_model(model_path, "the input")
     dst = plan.writes(args.output, "-o", data=True if external else None)
     plan.check()
     result = legalize(src, args.target, verify=not args.no_verify, runtimes=parse_runtimes(args.runtimes))

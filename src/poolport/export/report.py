@@ -152,7 +152,7 @@ class Report:
         if self.dynamic_axes:
             lines += ["", "dynamic: " + "; ".join(self.dynamic_axes),
                       "verified at: " + ("; ".join(["example", *self.sizes_verified]))]
-        errors = ("nothing measured" if self.max_abs_error is None else
+        errors = ("not verified: no error measured" if self.max_abs_error is None else
                   f"model max abs error {self.max_abs_error:.2e} (relative to each output's scale "
                   f"{self.max_rel_error:.2e}, tolerance {self.tolerance:g})")
         lines += [

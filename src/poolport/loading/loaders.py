@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import re
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import PoolportError
+from ..errors import PoolportError, one_line
 
 
 @dataclass
@@ -180,13 +181,51 @@ def load_model(spec: str, kwargs: dict | None = None, allow_pickle: bool = False
     path = named_file(spec)
     if path is None:
         return load_factory(spec, kwargs or {})
+    if path.is_dir():
+        raise PoolportError(f"{path} is a folder, not a file: give the model file itself.")
     if not path.is_file():
         raise PoolportError(f"{path} does not exist.")
     if path.suffix == ".pt2":
         return load_export_archive(path)
+    unreadable = damaged(path)
+    if unreadable:
+        raise PoolportError(f"{path} {unreadable}: not a TorchScript archive nor a torch.save file poolport can "
+                            f"load. Save it again (torch.jit.save, torch.save) or give the factory that builds "
+                            f"the model (package.module:callable).")
     if is_torchscript(path):
         return load_torchscript(path)
     return load_pickle(path, allow_pickle)
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # TorchScript and torch.save (since PyTorch 1.6) write zip archives
+
+
+def damaged(path: Path) -> str:
+    """What is wrong with a model file that cannot be a model at all ('' if nothing visible): empty, or
+    a zip archive (as TorchScript and torch.save write) that is truncated or corrupt."""
+    if path.stat().st_size == 0:
+        return "is empty (0 bytes)"
+    with open(path, "rb") as f:
+        head = f.read(len(ZIP_MAGIC))
+    if head == ZIP_MAGIC:
+        try:
+            with zipfile.ZipFile(path) as z:
+                z.namelist()
+        except (zipfile.BadZipFile, OSError) as e:
+            return f"is a damaged zip archive, truncated or corrupt ({e})"
+    return ""
+
+
+UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")  # torch's weights-only refusal
+
+
+def load_failure(e: BaseException) -> str:
+    """Why torch.load failed, in a few words: the weights-only unpickler's own finding, else the first
+    line of the message (torch.load's go on for paragraphs of advice)."""
+    text = str(e)
+    _, found, finding = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (finding if found else text).splitlines() if line.strip()]
+    return f"{type(e).__name__}: {one_line(lines[0] if lines else '', 200).rstrip('.')}"
 
 
 def load_pickle(path: Path, allow_pickle: bool) -> Loaded:
@@ -194,10 +233,14 @@ def load_pickle(path: Path, allow_pickle: bool) -> Loaded:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=not allow_pickle)
     except Exception as e:
-        if allow_pickle:
-            raise PoolportError(f"{path}: torch.load failed: {type(e).__name__}: {e}") from None
+        # only a class the weights-only unpickler will not import (an nn.Module's) is worth --trust-pickle;
+        # anything else is a file torch.load cannot read either way
+        refused = None if allow_pickle else UNSUPPORTED_GLOBAL.search(str(e))
+        if refused is None:
+            raise PoolportError(f"{path} cannot be read by torch.load: it is corrupt or not a PyTorch file "
+                                f"({load_failure(e)}).") from None
         raise PoolportError(
-            f"{path} is a pickled object that a weights-only load refuses ({type(e).__name__}). Unpickling "
+            f"{path} is a pickled object (it names {refused[1]}) that a weights-only load refuses. Unpickling "
             f"runs arbitrary code: if you trust the file, pass --trust-pickle; otherwise export it as a "
             f"factory (package.module:callable), a torch.export archive (.pt2) or TorchScript."
         ) from None
