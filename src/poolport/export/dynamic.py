@@ -30,10 +30,17 @@ class DynamicAxis:
     min: int
     max: int
     dim: object = None  # the caller's torch.export.Dim, if one was given
+    fixed: bool = False  # the exporter made the axis static (at ``min`` == ``max``)
 
     @property
     def spatial(self) -> bool:
         return self.axis >= 2
+
+    def __str__(self) -> str:
+        where = f"input {self.input} axis {self.axis}"
+        if self.fixed:
+            return f"{where}: fixed at {self.min} by the exporter"
+        return f"{where}: {self.name} in [{self.min}, {self.max}]"
 
 
 def _dim_range(dim) -> tuple[int, int]:
@@ -41,6 +48,21 @@ def _dim_range(dim) -> tuple[int, int]:
     lo = 1 if not isinstance(lo, int) else max(lo, 1)
     hi = UNBOUNDED if not isinstance(hi, int) or hi > UNBOUNDED else hi
     return lo, hi
+
+
+def _check_example_in_range(dim, name: str, position: int, axis: int, size: int) -> None:
+    """A ``Dim`` whose declared range leaves out the example's size: torch.export refuses such a call
+    (and the range would claim sizes the example does not show), so say so before exporting."""
+    lo, hi = getattr(dim, "min", None), getattr(dim, "max", None)
+    below = isinstance(lo, int) and size < lo
+    above = isinstance(hi, int) and size > hi
+    if below or above:
+        declared = f"[{lo if isinstance(lo, int) else 0}, {hi if isinstance(hi, int) else 'unbounded'}]"
+        raise PoolportError(
+            f"dynamic_shapes: input {position} axis {axis} is {size} in the example inputs, outside the declared "
+            f"range of Dim {name!r}, {declared}: give example inputs of a size inside the range, or widen the "
+            f"Dim's {'min' if below else 'max'}."
+        )
 
 
 def parse_dynamic_shapes(dynamic_shapes, args: tuple, model, dynamic_batch: bool = False) -> list[DynamicAxis]:
@@ -87,6 +109,7 @@ def parse_dynamic_shapes(dynamic_shapes, args: tuple, model, dynamic_batch: bool
                 axes.append(DynamicAxis(t, axis, dim, 1, UNBOUNDED))
             else:
                 name = getattr(dim, "__name__", None) or f"input{t}_dim{axis}"
+                _check_example_in_range(dim, name, position, axis, args[position].shape[axis])
                 lo, hi = _dim_range(dim)
                 axes.append(DynamicAxis(t, axis, name, lo, hi, dim))
     if dynamic_batch:
@@ -109,6 +132,73 @@ def for_dynamo(axes: list[DynamicAxis], args: tuple):
         shapes[position] = shapes[position] or {}
         shapes[position][a.axis] = dims[a.name]
     return tuple(shapes)
+
+
+def exporter_ranges(program, axes: list[DynamicAxis]) -> dict[tuple[int, int], tuple[int, int]]:
+    """The sizes the dynamo exporter accepted for each of ``axes``, as ``{(input, axis): (min, max)}``: the
+    range torch.export derived from the model's own guards (vgg11's H and W from 32 on, its five max
+    pools), or ``(n, n)`` where it made the axis static. Empty for the TorchScript exporter (``program``
+    None), which derives no range; an axis it cannot tell is left out."""
+    ep = getattr(program, "exported_program", None)
+    if ep is None or not axes:
+        return {}
+    try:
+        from torch.export.graph_signature import InputKind
+
+        nodes = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
+        vals = [nodes[spec.arg.name].meta.get("val") for spec in ep.graph_signature.input_specs
+                if spec.kind == InputKind.USER_INPUT and getattr(spec.arg, "name", None) in nodes]
+        tensors = [v for v in vals if isinstance(v, torch.Tensor)]
+        ranges = {}
+        for a in axes:
+            if a.input >= len(tensors) or a.axis >= tensors[a.input].dim():
+                continue
+            size = tensors[a.input].shape[a.axis]
+            if isinstance(size, int):
+                ranges[(a.input, a.axis)] = (size, size)
+                continue
+            bounds = ep.range_constraints.get(size.node.expr)
+            if bounds is not None:
+                ranges[(a.input, a.axis)] = (_whole(bounds.lower, 1), _whole(bounds.upper, UNBOUNDED))
+        return ranges
+    except Exception:  # torch's internals moved: the declared ranges stand
+        return {}
+
+
+def _whole(bound, default: int) -> int:
+    try:
+        return int(bound)
+    except Exception:  # torch's int_oo raises AttributeError
+        return default
+
+
+def file_axes(axes: list[DynamicAxis], proto, ranges: dict[tuple[int, int], tuple[int, int]]) -> list[DynamicAxis]:
+    """``axes`` as the exported ONNX file ``proto`` has them: named as the file names the input dimension
+    (the dynamo exporter names its own symbols, ``s53``), within the sizes the exporter accepted
+    (``exporter_ranges``) and the declared range, and ``fixed`` where the file made the axis static.
+    Verification then picks its other sizes inside that range, and the report states it."""
+    import dataclasses
+
+    weights = {t.name for t in proto.graph.initializer}
+    inputs = [vi for vi in proto.graph.input if vi.name not in weights]
+    out = []
+    for a in axes:
+        name, lo, hi, fixed = a.name, a.min, a.max, False
+        dims = inputs[a.input].type.tensor_type.shape.dim if a.input < len(inputs) else []
+        if a.axis < len(dims):
+            d = dims[a.axis]
+            if d.HasField("dim_param") and d.dim_param:
+                name = d.dim_param
+            elif d.HasField("dim_value") and d.dim_value > 0:
+                lo = hi = d.dim_value
+                fixed = True
+        if not fixed and (a.input, a.axis) in ranges:
+            accepted_lo, accepted_hi = ranges[(a.input, a.axis)]
+            fixed = accepted_lo == accepted_hi
+            lo, hi = max(lo, accepted_lo), min(hi, accepted_hi)
+            lo, hi = (accepted_lo, accepted_hi) if lo > hi else (lo, hi)
+        out.append(dataclasses.replace(a, name=name, min=lo, max=hi, fixed=fixed))
+    return out
 
 
 def for_torchscript(axes: list[DynamicAxis], input_names: list[str]) -> dict:

@@ -46,7 +46,7 @@ from ..routing.targets import style_for
 from ..verify.compare import cloned, verify_in_runtimes
 from ..verify.in_pytorch import as_args, model_rtol, run_recorded, site_problems
 from ..verify.recorder import Site
-from .dynamic import DynamicAxis, parse_dynamic_shapes, verification_shapes
+from .dynamic import DynamicAxis, file_axes, parse_dynamic_shapes, verification_shapes
 from .report import Report, versions
 from .torch_onnx import DEFAULT_OPSET, EXPORTERS, torch_export
 
@@ -231,7 +231,9 @@ def make_portable_and_record(job: ExportJob) -> None:
 def export_to_staging(job: ExportJob, folder: Path) -> None:
     """Export ``job.portable`` with torch.onnx into ``folder`` (named like the destination) and set
     ``job.staged``. The TorchScript exporter writes pooling sites with poolport's ONNX symbolics; for a
-    TorchScript model those are the sites the report lists. Records the dynamic axes and the time taken.
+    TorchScript model those are the sites the report lists. The dynamic axes become the file's: named as
+    its inputs name them, within the sizes the exporter accepted (``export.dynamic.file_axes``); the report
+    states them. Records the time taken.
 
     Raises:
         PoolportError: torch.onnx.export failed (its root cause, and the other exporter to try).
@@ -241,14 +243,16 @@ def export_to_staging(job: ExportJob, folder: Path) -> None:
     t = time.perf_counter()
     symbolics = portable_symbolics(job.style) if exporter == "torchscript" else contextlib.nullcontext([])
     with symbolics as emitted, emitting(job.style):
-        job.staged = torch_export(job.portable, cloned(job.args), exporter, job.opset, folder, job.path.name,
-                                  job.options.input_names, job.options.output_names, job.axes)
+        job.staged, ranges = torch_export(job.portable, cloned(job.args), exporter, job.opset, folder,
+                                          job.path.name, job.options.input_names, job.options.output_names,
+                                          job.axes)
     if job.scripted:  # an nn.Module's sites were recorded in PyTorch before
         job.report.sites += [
             Site(f"{op_name} #{i + 1}", op_name, tuple(shape), tuple(size), plan, measured=False)
             for i, (op_name, shape, size, plan) in enumerate(emitted)
         ]
-    job.report.dynamic_axes = [f"input {a.input} axis {a.axis}: {a.name} in [{a.min}, {a.max}]" for a in job.axes]
+    job.axes = file_axes(job.axes, job.staged.proto, ranges)  # the file's names, the sizes it accepts
+    job.report.dynamic_axes = [str(a) for a in job.axes]
     job.report.export_seconds = time.perf_counter() - t
 
 

@@ -19,14 +19,15 @@ DEFAULT_OPSET = {"dynamo": 18, "torchscript": 17}
 
 
 def torch_export(model, args, exporter: str, opset: int, folder: Path, name: str, input_names=None,
-                 output_names=None, axes: list | None = None) -> Staged:
+                 output_names=None, axes: list | None = None) -> tuple[Staged, dict]:
     """Run torch.onnx.export and stage the result in ``folder`` as ``name``: the dynamo exporter's
     weights go to ``name.data``, a TorchScript export stays the one file torch wrote (see
     ``staging``). ``axes`` (``export.dynamic.DynamicAxis``) are made dynamic: ``Dim``s for the dynamo
-    exporter, ``dynamic_axes`` for the TorchScript exporter."""
+    exporter, ``dynamic_axes`` for the TorchScript exporter. Returns the staged model and the sizes the
+    exporter accepted per dynamic axis (``export.dynamic.exporter_ranges``)."""
     from ..backend.onnx_translation import onnx_translations
     from ..backend.traced_op import onnx_translation
-    from .dynamic import for_dynamo, for_torchscript
+    from .dynamic import exporter_ranges, for_dynamo, for_torchscript
 
     require_onnx()
     axes = axes or []
@@ -65,8 +66,8 @@ def torch_export(model, args, exporter: str, opset: int, folder: Path, name: str
             f"rewrite: {exporter_failure(e)} Try --exporter {'torchscript' if exporter == 'dynamo' else 'dynamo'}."
         ) from e
     if program is not None:
-        return stage_program(program, folder, name)
-    return stage_file(exported)
+        return stage_program(program, folder, name), exporter_ranges(program, axes)
+    return stage_file(exported), {}
 
 
 def stage_program(program, folder: Path, name: str) -> Staged:
@@ -102,6 +103,6 @@ def torch_export_to_proto(model, args, exporter: str, opset: int, input_names=No
     import onnx
 
     with tempfile.TemporaryDirectory() as d:
-        staged = torch_export(model, args, exporter, opset, Path(d), "model.onnx", input_names, output_names,
-                              axes)
+        staged, _ = torch_export(model, args, exporter, opset, Path(d), "model.onnx", input_names, output_names,
+                                 axes)
         return onnx.load(str(staged.path))
