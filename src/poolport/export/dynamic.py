@@ -136,8 +136,8 @@ def for_dynamo(axes: list[DynamicAxis], args: tuple):
 
 def exporter_ranges(program, axes: list[DynamicAxis]) -> dict[tuple[int, int], tuple[int, int]]:
     """The sizes the dynamo exporter accepted for each of ``axes``, as ``{(input, axis): (min, max)}``: the
-    range torch.export derived from the model's own guards (vgg11's H and W from 32 on, its five max
-    pools), or ``(n, n)`` where it made the axis static. Empty for the TorchScript exporter (``program``
+    range torch.export derived from the model's own guards (two 2x2 max pools: from 4, not from 1), or
+    ``(n, n)`` where it made the axis static. Empty for the TorchScript exporter (``program``
     None), which derives no range; an axis it cannot tell is left out."""
     ep = getattr(program, "exported_program", None)
     if ep is None or not axes:
@@ -195,8 +195,8 @@ def file_axes(axes: list[DynamicAxis], proto, ranges: dict[tuple[int, int], tupl
         if not fixed and (a.input, a.axis) in ranges:
             accepted_lo, accepted_hi = ranges[(a.input, a.axis)]
             fixed = accepted_lo == accepted_hi
-            lo, hi = max(lo, accepted_lo), min(hi, accepted_hi)
-            lo, hi = (accepted_lo, accepted_hi) if lo > hi else (lo, hi)
+            if max(lo, accepted_lo) <= min(hi, accepted_hi):  # within the declared range too
+                lo, hi = max(lo, accepted_lo), min(hi, accepted_hi)
         out.append(dataclasses.replace(a, name=name, min=lo, max=hi, fixed=fixed))
     return out
 
