@@ -83,6 +83,8 @@ def export_opset() -> int:
     return GLOBALS.export_onnx_opset_version
 
 
+FLOAT = 1  # ONNX TensorProto.FLOAT
+
 # what each export emitted, for the report: (op name, input sizes (None = dynamic), output size, plan)
 _emitted: list | None = None
 # the style of ``aten::adaptive_*`` sites (TorchScript files) during ``portable_symbolics``
@@ -105,7 +107,13 @@ def emit(g, x, op: str, out_size: tuple[int | None, ...], style: str):
     if all(isinstance(n, int) for n in spatial):
         resolved = tuple(n if o is None else o for n, o in zip(spatial, out_size))
         plan = plan_pool(op, spatial, resolved, style)
-        y = execute(plan, x, SymbolicOps(g, opset), len(sizes))
+        elem = scalar_type(x)
+        # a half-precision average of several passes accumulates in float32 and rounds once at the end, as
+        # torch's native op (and poolport's torch ops) do; rounding after every pass loses more
+        upcast = op == "avg" and len(plan.passes) > 1 and elem.dtype() in (torch.float16, torch.bfloat16)
+        src = g.op("Cast", x, to_i=FLOAT) if upcast else x
+        y = execute(plan, src, SymbolicOps(g, opset), len(sizes))
+        y = g.op("Cast", y, to_i=elem.onnx_type()) if upcast else y
     else:
         plan = plan_generic(op, tuple(out_size))
         y = generic_nodes(g, x, plan, len(sizes), opset, name)

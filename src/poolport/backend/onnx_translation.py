@@ -35,6 +35,7 @@ from .traced_op import translated_adaptive_pool  # noqa: F401  (registers poolpo
 
 OPSET = 18  # the opset of the ONNX Script ops written here (the exporter converts to the one asked for)
 _NAMES = itertools.count()  # branch values get names of their own: the exporter names the rest val_N per graph
+FLOAT, FLOAT16, BFLOAT16 = 1, 10, 16  # ONNX element types
 _NUMPY = {1: np.float32, 10: np.float16, 11: np.float64, 7: np.int64}  # ONNX element type -> numpy
 
 
@@ -147,7 +148,12 @@ def pool_nodes(x, output_size, op: str, where: str, style: str = "default"):
         x, rank = b.op("Unsqueeze", x, b.ints([0])), rank + 1
     if all(isinstance(n, int) for n in spatial):
         resolved = tuple(n if o is None else o for n, o in zip(spatial, size))
-        y = execute(plan_pool(op, spatial, resolved, style), x, BuilderOps(b), rank)
+        plan = plan_pool(op, spatial, resolved, style)
+        # half precision: several average passes accumulate in float32, rounded once (as torch does)
+        upcast = op == "avg" and len(plan.passes) > 1 and elem_type in (FLOAT16, BFLOAT16)
+        src = b.op("Cast", x, to=FLOAT) if upcast else x
+        y = execute(plan, src, BuilderOps(b), rank)
+        y = b.op("Cast", y, to=elem_type) if upcast else y
     else:
         y = generic_graph(b, x, plan_generic(op, tuple(size)), rank, elem_type)
     return b.op("Squeeze", y, b.ints([0])) if unbatched else y
