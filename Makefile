@@ -40,6 +40,10 @@ lint: $(STAMP)
 test-slow: $(STAMP) $(LITERT_STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
-bench: $(STAMP)
+# per_runtime.py: one table per runtime (ONNX Runtime, OpenVINO, ncnn, MNN, LiteRT; those not installed are
+# listed as such), --forms the small-map formulations in ONNX Runtime; BENCH_REPEAT=30 for a quicker pass
+BENCH_REPEAT ?= 100
+bench: $(STAMP) $(LITERT_STAMP)
 	$(BIN)/python benchmarks/adaptive_ort.py --markdown docs/bench-adaptive-ort.md
+	$(BIN)/python benchmarks/per_runtime.py --forms --repeat $(BENCH_REPEAT) --markdown docs/bench-runtimes.md
 	$(BIN)/python benchmarks/export_overhead.py --markdown docs/bench-export.md
