@@ -19,6 +19,7 @@ from ..errors import PoolportError
 from ..plan.pooling import plan_pool
 
 UNBOUNDED = 1 << 16  # upper bound given to a name's Dim, and of the sizes verification picks
+VERIFIED_SIZES = 4  # other sizes a dynamic model is verified at (the rest of those picked are spares)
 
 
 @dataclass(frozen=True)
@@ -330,9 +331,9 @@ def candidate_sizes(axis: DynamicAxis, example: int, sites: list) -> list[int]:
     return out
 
 
-def verification_shapes(axes: list[DynamicAxis], args: tuple, sites: list, count: int = 4) -> list[list[tuple]]:
+def verification_shapes(axes: list[DynamicAxis], args: tuple, sites: list, count: int = 8) -> list[list[tuple]]:
     """Up to ``count`` sets of input shapes (one shape per tensor input), each changing every dynamic
-    axis; axes of one group (the same name, or derived from one root Dim) change together, each to its
+    axis, most telling first (verification runs the first ``VERIFIED_SIZES`` the model accepts); axes of one group (the same name, or derived from one root Dim) change together, each to its
     own ``step * k + offset``, and H and W take different sizes."""
     import dataclasses
 
@@ -360,7 +361,7 @@ def verification_shapes(axes: list[DynamicAxis], args: tuple, sites: list, count
         for j, (group, ks) in enumerate(options.items()):
             if not ks:
                 continue
-            k = ks[(i + j) % len(ks)]  # shift by group so that H and W differ
+            k = ks[(i + j * (1 + i // len(ks))) % len(ks)]  # shift by group so that H and W differ
             changed |= k != example_k[group]
             for a in groups[group]:
                 shapes[a.input][a.axis] = a.size_at(k)

@@ -46,7 +46,7 @@ from ..routing.targets import style_for
 from ..verify.compare import cloned, verify_in_runtimes
 from ..verify.in_pytorch import as_args, model_rtol, run_recorded, site_problems
 from ..verify.recorder import Site
-from .dynamic import DynamicAxis, file_axes, parse_dynamic_shapes, verification_shapes
+from .dynamic import VERIFIED_SIZES, DynamicAxis, file_axes, parse_dynamic_shapes, verification_shapes
 from .report import Report, versions
 from .torch_onnx import DEFAULT_OPSET, EXPORTERS, torch_export
 
@@ -332,16 +332,17 @@ def verify_staged(job: ExportJob) -> None:
     refused: list = []
     out.checks = verify_in_runtimes(
         job.staged.path, job.portable, job.args, random_checks, job.rtol, runtimes, job.reference, sizes, job.say,
-        refused,
+        refused, VERIFIED_SIZES,
     )
     out.sizes_verified = list(dict.fromkeys(c.inputs.removeprefix("random inputs at ")
                                             for c in out.checks if c.shapes is not None))
     if job.axes and (not sizes or len(out.sizes_verified) < min(3, len(sizes))):  # fail closed
+        sizes = sizes[:len(out.sizes_verified) + len(refused)]  # those tried
         tried = ", ".join("x".join(map(str, s)) for shapes in sizes or () for s in shapes)
         why = f"; {refused[0]}" if refused else ""
         raise VerificationError(
             f"verification failed, nothing written to {job.path}: the model ran at only "
-            f"{len(out.sizes_verified)} of {len(sizes or ())} other sizes inside the dynamic ranges "
+            f"{len(out.sizes_verified)} of the {len(sizes or ())} other sizes tried inside the dynamic ranges "
             f"({', '.join(out.dynamic_axes)})" + (f" (tried {tried}{why})" if sizes else "") + "; declare the "
             "sizes the model accepts: torch.export.Dim with min/max, and a multiple where it needs one (e.g. "
             "{2: 32 * h}; on the command line --dynamic-spatial MIN:MAX:STEP), so that it can be checked at "

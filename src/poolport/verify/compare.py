@@ -347,13 +347,14 @@ def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int,
                        runtimes: tuple[str, ...] = (), example_output=None,
                        sizes: list[list[tuple]] | None = None,
                        progress: Callable[[str], None] | None = None,
-                       refused: list[Refusal] | None = None) -> list[Check]:
+                       refused: list[Refusal] | None = None, wanted: int | None = None) -> list[Check]:
     """ONNX Runtime on the example inputs and ``random_checks`` random ones (seeds from ``FIRST_SEED``);
     each runtime in ``runtimes`` (openvino, ncnn, mnn, litert: see ``poolport.runtimes``) on the example inputs.
     ``example_output``: PyTorch's output for the example inputs, if already computed. ``sizes``: other
     input shapes (one per tensor input) a dynamic model must accept: each is checked with fresh inputs in
     ONNX Runtime and every runtime in ``runtimes``; a size the PyTorch model itself refuses is skipped
-    (and, with ``refused``, appended to it as a ``Refusal``: the size, the module that raised, its error).
+    (and, with ``refused``, appended to it as a ``Refusal``: the size, the module that raised, its error);
+    with ``wanted``, the sizes after the first ``wanted`` that PyTorch ran are spares, for those it refused.
     A runtime, ONNX Runtime included, that cannot run the model fails its check (``ran=False``) with its
     reason.
     ``progress`` hears which runtime is working (converting with pnnx and running ncnn can take a while)."""
@@ -386,7 +387,10 @@ def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int,
         seed = next(seeds)
         inputs = random_like(args, seed, shapes)
         sets.append((f"random inputs at {shape_text(inputs)}", inputs, seed, [list(s) for s in shapes]))
+    ran_at = 0  # other sizes PyTorch ran at
     for label, inputs, seed, other_size in sets:
+        if other_size and wanted is not None and ran_at >= wanted:
+            break  # enough sizes: the rest were spares
         tensors = [a for a in inputs if isinstance(a, torch.Tensor)]
         if len(tensors) != len(names):
             raise PoolportError(
@@ -409,6 +413,7 @@ def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int,
                     refused.append(Refusal(shape_text(inputs), path[-1] if path else "the model's own forward",
                                            f"{type(e).__name__}: {one_line(first, 300)}"))
                 continue
+        ran_at += bool(other_size)
         try:
             got = sess.run(None, feeds)
         except Exception as e:  # the exported graph fails where PyTorch ran: a failed check, with ORT's reason
