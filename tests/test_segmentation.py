@@ -199,3 +199,20 @@ def test_cli_dynamic_spatial_bad_ranges_are_usage_errors(factory, tmp_path, caps
     err = capsys.readouterr().err
     assert code == 2 and says in err, err
     assert not (tmp_path / "m.onnx").exists()
+
+
+class Baked(torch.nn.Module):
+    """Reads H as a Python int: the TorchScript trace bakes it, so the graph fails at other sizes in ONNX
+    Runtime while PyTorch runs there."""
+
+    def forward(self, x):
+        return torch.nn.functional.adaptive_avg_pool2d(x + torch.ones(int(x.shape[2]), 1), 2)
+
+
+def test_onnx_runtime_failing_at_another_size_is_a_failed_verification_not_a_bug(tmp_path):
+    with pytest.raises(VerificationError, match=r"onnxruntime could not load, convert or run the model \(could "
+                                                r"not run it at 1x3x\d+x\d+"):
+        with pytest.warns(torch.jit.TracerWarning):
+            poolport.export_onnx(Baked(), torch.randn(1, 3, 20, 22), tmp_path / "m.onnx", exporter="torchscript",
+                                 dynamic_shapes=({2: "h", 3: "w"},))
+    assert not (tmp_path / "m.onnx").exists()
