@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import PoolportError, VerificationError, one_line
+from ..errors import PoolportError, VerificationError, is_interrupt, one_line
 from ..onnxfile.files import require_onnx
 
 # what the comparison of one output found (``OutputError.verdict``)
@@ -406,7 +406,7 @@ def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int,
                 with torch.no_grad(), failing_module(model) as path:
                     reference = flatten_outputs(model(*cloned(inputs)))
             except Exception as e:
-                if not other_size or isinstance(e, PoolportError):
+                if not other_size or is_interrupt(e):
                     raise
                 if refused is not None:  # the PyTorch model itself refuses this size: nothing to compare
                     first = (str(e).strip().splitlines() or [""])[0].rstrip(" .") + "."
