@@ -217,3 +217,21 @@ def test_onnx_runtime_failing_at_another_size_is_a_failed_verification_not_a_bug
             poolport.export_onnx(Baked(), torch.randn(1, 3, 20, 22), tmp_path / "m.onnx", exporter="torchscript",
                                  dynamic_shapes=({2: "h", 3: "w"},))
     assert not (tmp_path / "m.onnx").exists()
+
+
+class Picky(torch.nn.Module):
+    """Fails on inputs other than its example's values (a model's own check on values)."""
+
+    def forward(self, x):
+        if not torch.jit.is_tracing() and not torch.compiler.is_compiling() and float(x[0, 0, 0, 0]) != 0.5:
+            raise ValueError("first cell must be 0.5")
+        return torch.nn.functional.adaptive_avg_pool2d(x, 3)
+
+
+def test_a_model_failing_on_random_inputs_is_the_models_failure(tmp_path):
+    x = torch.randn(1, 2, 10, 10)
+    x[0, 0, 0, 0] = 0.5
+    with pytest.raises(PoolportError, match=r"the model fails on random inputs #1 \(seed \d+, 1x2x10x10\) in <root> "
+                                            r"\(Picky\): ValueError: first cell must be 0.5"):
+        poolport.export_onnx(Picky(), x, tmp_path / "m.onnx", exporter="torchscript")
+    poolport.export_onnx(Picky(), x, tmp_path / "m.onnx", exporter="torchscript", random_checks=0)

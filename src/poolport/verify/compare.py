@@ -406,12 +406,19 @@ def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int,
                 with torch.no_grad(), failing_module(model) as path:
                     reference = flatten_outputs(model(*cloned(inputs)))
             except Exception as e:
-                if not other_size or is_interrupt(e):
+                if is_interrupt(e) or isinstance(e, PoolportError) and not other_size:
                     raise
+                first = (str(e).strip().splitlines() or [""])[0].rstrip(" .") + "."
+                refusal = Refusal(shape_text(inputs), path[-1] if path else "the model's own forward",
+                                  f"{type(e).__name__}: {one_line(first, 300)}")
+                if not other_size:  # the model's own failure, at the example's size: not poolport's
+                    raise PoolportError(
+                        f"the model fails on {label} (seed {seed}, {refusal.inputs}) in {refusal.module}: "
+                        f"{refusal.error} It ran on the example inputs: check that it accepts other values of "
+                        f"this shape, or pass random_checks=0 (--random-checks 0)."
+                    ) from None
                 if refused is not None:  # the PyTorch model itself refuses this size: nothing to compare
-                    first = (str(e).strip().splitlines() or [""])[0].rstrip(" .") + "."
-                    refused.append(Refusal(shape_text(inputs), path[-1] if path else "the model's own forward",
-                                           f"{type(e).__name__}: {one_line(first, 300)}"))
+                    refused.append(refusal)
                 continue
         ran_at += bool(other_size)
         try:
