@@ -29,7 +29,7 @@ SIZES = [(128, 128), (160, 64), (96, 192)]
 
 
 def smp_model(name: str):
-    smp = pytest.importorskip("segmentation_models_pytorch")
+    import segmentation_models_pytorch as smp  # a pinned test dependency: missing, the test fails, never skips
     torch.manual_seed(0)
     # the smallest encoder depth each architecture allows keeps the tests quick
     extra = {"PSPNet": {"encoder_depth": 3}}.get(name, {})
