@@ -143,7 +143,7 @@ def test_a_runtime_that_refuses_the_model_fails_verification(tmp_path):
     if not available("ncnn"):
         pytest.skip("pip install 'poolport[runtimes]'")
     out = tmp_path / "m.onnx"
-    with pytest.raises(PoolportError, match="nothing written.*ncnn could not load or convert the model.*ReduceMax is not an ncnn layer"):
+    with pytest.raises(PoolportError, match="nothing written.*ncnn could not load, convert or run the model.*ReduceMax is not an ncnn layer"):
         poolport.export_onnx(ReduceMaxHead(), torch.randn(1, 3, 5, 5), out, runtimes=("ncnn",))
     assert not out.exists()
 

@@ -4,6 +4,7 @@ exact, portable adaptive pooling, verified in ONNX Runtime."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from ..errors import PoolportError, out_of_memory
@@ -44,13 +45,64 @@ def parse_input(text: str):
         ) from None
 
 
-def spatial_dynamic_shapes(inputs: tuple) -> tuple[tuple, list[str]]:
-    """``--dynamic-spatial``: every axis from 2 on of every tensor input with spatial axes is dynamic, its
-    range inferred by the exporter (``Dim.DYNAMIC``: torch.export finds what the model accepts). Returns
-    the dynamic shapes and a note per input left static for having no spatial axis.
+SPATIAL_NAMES = {1: "l", 2: "hw", 3: "dhw"}  # names of the spatial axes' Dims, by how many there are
+
+
+def parse_spatial_ranges(text: str) -> list[tuple[int, int | None, int]]:
+    """``--dynamic-spatial``'s value: ``MIN:MAX[:STEP]`` for every spatial axis, or one such range per axis,
+    comma-separated (``64:1024:32,64:512:32`` for H and W). ``MIN`` empty: ``STEP`` (1 without one);
+    ``MAX`` empty: unbounded. Returns ``(min, max or None, step)`` per range given.
 
     Raises:
-        PoolportError: no input has a spatial axis (nothing would be dynamic).
+        PoolportError: a range that is not of this form, or empty.
+    """
+    out = []
+    for part in text.split(","):
+        fields = part.strip().split(":")
+        try:
+            if len(fields) not in (2, 3):
+                raise ValueError
+            step = int(fields[2]) if len(fields) == 3 and fields[2].strip() else 1
+            lo = int(fields[0]) if fields[0].strip() else step
+            hi = int(fields[1]) if fields[1].strip() else None
+        except ValueError:
+            raise PoolportError(
+                f"--dynamic-spatial {text!r}: {part.strip()!r} is not a range MIN:MAX or MIN:MAX:STEP (e.g. "
+                f"64:1024:32: the sizes 64, 96, ..., 1024), one for every spatial axis or one per axis, "
+                f"comma-separated."
+            ) from None
+        if step < 1 or lo < 1 or (hi is not None and hi < lo):
+            raise PoolportError(
+                f"--dynamic-spatial {text!r}: in {part.strip()!r} MIN and STEP must be >= 1 and MAX >= MIN."
+            )
+        out.append((lo, hi, step))
+    return out
+
+
+def _spatial_dim(name: str, lo: int, hi: int | None, step: int):
+    """The ``torch.export.Dim`` for the sizes ``lo, lo + step, ...`` up to ``hi``: a plain ``Dim`` for step 1,
+    else ``step * k + offset`` derived from a root ``Dim`` ``k`` (torch.export's own way to say it)."""
+    import torch
+
+    Dim = torch.export.Dim
+    if step == 1:
+        return Dim(name, min=lo, max=hi) if hi is not None else Dim(name, min=lo)
+    offset = lo % step
+    k_lo = (lo - offset) // step
+    root = Dim(name, min=k_lo, max=(hi - offset) // step) if hi is not None else Dim(name, min=k_lo)
+    return step * root + offset if offset else step * root
+
+
+def spatial_dynamic_shapes(inputs: tuple, ranges: str | None = None) -> tuple[tuple, list[str]]:
+    """``--dynamic-spatial [RANGES]``: every axis from 2 on of every tensor input with spatial axes is
+    dynamic. Without ``RANGES`` its range is inferred by the exporter (``Dim.DYNAMIC``: torch.export finds
+    what the model accepts); with them (``parse_spatial_ranges``) each axis takes the sizes its range
+    allows, which verification then picks from. Returns the dynamic shapes and a note per input left
+    static for having no spatial axis.
+
+    Raises:
+        PoolportError: no input has a spatial axis (nothing would be dynamic), ranges that do not match
+            the spatial axes, or an example input whose size the ranges leave out.
     """
     import torch
 
@@ -66,8 +118,33 @@ def spatial_dynamic_shapes(inputs: tuple) -> tuple[tuple, list[str]]:
                             f"spatial axis (axis 2 on of N x C x ...): nothing would be dynamic. Leave it out "
                             f"(--dynamic-batch makes the batch dynamic).")
     notes = [f"--dynamic-spatial: {f} has no spatial axis; it stays static" for f in flat]
-    return tuple({axis: torch.export.Dim.DYNAMIC for axis in range(2, t.dim())} if spatial(t) else None
-                 for t in inputs), notes
+    if not ranges:
+        return tuple({axis: torch.export.Dim.DYNAMIC for axis in range(2, t.dim())} if spatial(t) else None
+                     for t in inputs), notes
+    given = parse_spatial_ranges(ranges)
+    shapes: list = []
+    for i, t in enumerate(inputs):
+        if not spatial(t):
+            shapes.append(None)
+            continue
+        n = t.dim() - 2
+        if len(given) not in (1, n):
+            raise PoolportError(f"--dynamic-spatial {ranges}: {len(given)} ranges for input {i} ({shape(t)}), which "
+                                f"has {n} spatial axes: give one range for all, or one per axis.")
+        letters = SPATIAL_NAMES.get(n) or [f"s{j}" for j in range(n)]
+        dims = {}
+        for j in range(n):
+            lo, hi, step = given[0] if len(given) == 1 else given[j]
+            size = t.shape[2 + j]
+            if size < lo or (hi is not None and size > hi) or (size - lo) % step:
+                sizes = f"{lo}, {lo + step}, ..." + (f", {hi - (hi - lo) % step}" if hi is not None else "")
+                raise PoolportError(
+                    f"--dynamic-spatial {ranges}: input {i} ({shape(t)}) is {size} on axis {2 + j}, not one of the "
+                    f"sizes its range allows ({sizes}): give an example input (--input) of such a size."
+                )
+            dims[2 + j] = _spatial_dim(f"{letters[j]}{i if i else ''}", lo, hi, step)
+        shapes.append(dims)
+    return tuple(shapes), notes
 
 
 def add_parser(sub) -> None:
@@ -82,7 +159,9 @@ def add_parser(sub) -> None:
         "factory (package.module:callable or file.py:callable), a torch.export archive (.pt2) or a "
         "TorchScript file.",
     )
-    p.add_argument("model", metavar="MODEL")
+    # optional for argparse only: `--dynamic-spatial MODEL ...` gives the model to --dynamic-spatial (its
+    # value is optional), which run() hands back (model_argument)
+    p.add_argument("model", metavar="MODEL", nargs="?")
     p.add_argument("--input", action="append", metavar="SHAPE[:DTYPE]",
                    help="example input shape, e.g. 1x3x256x256 (repeat for several inputs; :int64 etc. for dtype)")
     p.add_argument("-o", "--output", required=True, help="the ONNX file to write")
@@ -100,9 +179,12 @@ def add_parser(sub) -> None:
                    "per Concat), every other target and none the default form (fewest nodes)")
     p.add_argument("--dynamic-batch", action="store_true",
                    help="make the batch dimension symbolic (verified at a second batch size too)")
-    p.add_argument("--dynamic-spatial", action="store_true",
+    p.add_argument("--dynamic-spatial", nargs="?", const="", default=None, metavar="MIN:MAX[:STEP]",
                    help="make every spatial axis (axis 2 on) of every input symbolic: adaptive pooling is then "
-                   "written to be exact at every size, and verified at several other sizes")
+                   "written to be exact at every size, and verified at several other sizes. Optionally the sizes "
+                   "the model accepts: MIN:MAX[:STEP] for every axis (e.g. 64:1024:32: multiples of 32 from 64 "
+                   "to 1024) or one range per axis, comma-separated (64:1024:32,64:512:32); without, the "
+                   "exporter infers the range")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime verification (not recommended)")
     add_rtol_option(p, "tolerance of the model-level check: max abs error <= R x the output scale (default by "
                     "input dtype: 1e-4 float32/float64, 1e-2 float16, 2e-2 bfloat16)")
@@ -129,11 +211,30 @@ def write_failure_report(args, runtimes: tuple[str, ...], error: PoolportError) 
     Path(args.report).write_text(report.to_json() + "\n")
 
 
+RANGES = re.compile(r"[\d:,\s]*")  # what --dynamic-spatial takes; a MODEL always has a letter
+
+
+def model_argument(args) -> None:
+    """``args.model``, given; where argparse gave it to a ``--dynamic-spatial`` written before it (that
+    option's value is optional), it is taken back.
+
+    Raises:
+        PoolportError: no MODEL was given.
+    """
+    if args.model is None and args.dynamic_spatial and not RANGES.fullmatch(args.dynamic_spatial):
+        args.model, args.dynamic_spatial = args.dynamic_spatial, ""
+    if args.model is None:
+        raise PoolportError("give the MODEL to convert (a factory package.module:callable or "
+                            "file.py:callable, a .pt2 archive or a TorchScript file).")
+
+
 def run(args) -> int:
     """Run ``poolport convert``; returns the exit code."""
     from ..export.onnx_export import export_onnx
     from ..loading import is_scripted, load_model, model_files, parse_kwargs
     from ..onnxfile.paths import WritePlan
+
+    model_argument(args)
 
     runtimes = parse_runtimes(args.verify_in) or ()
     plan = WritePlan(overwrite=args.force)
@@ -154,8 +255,8 @@ def run(args) -> int:
             else:
                 raise PoolportError("give the example input shape(s) with --input, e.g. --input 1x3x224x224.")
             dynamic_shapes = None
-            if args.dynamic_spatial:
-                dynamic_shapes, notes = spatial_dynamic_shapes(inputs)
+            if args.dynamic_spatial is not None:
+                dynamic_shapes, notes = spatial_dynamic_shapes(inputs, args.dynamic_spatial)
                 loaded.notes += notes
         except PoolportError as e:  # from here on export_onnx writes the report of a failure
             if args.report:

@@ -4,7 +4,8 @@ format, translated for each exporter, and the other sizes verification runs at.
 Accepted: a tuple/list with one entry per positional argument, or a dict keyed by ``forward``'s parameter
 names; each entry ``None`` (static), a dict ``{axis: Dim or name}`` or a list/tuple with one ``Dim``/name/
 ``None`` per axis. A ``torch.export.Dim`` carries its range; a name is dynamic from 1 up. The same name on
-two axes means the same size.
+two axes means the same size. A derived ``Dim`` (``32 * h``, ``2 * h + 1``: torch.export's ``A * root + B``)
+allows only those sizes: verification picks them, and axes derived from one root change together.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..errors import PoolportError
 from ..plan.pooling import plan_pool
 
 UNBOUNDED = 1 << 16  # upper bound given to a name's Dim, and of the sizes verification picks
+VERIFIED_SIZES = 4  # other sizes a dynamic model is verified at (the rest of those picked are spares)
 
 
 @dataclass(frozen=True)
@@ -31,16 +33,41 @@ class DynamicAxis:
     max: int
     dim: object = None  # the caller's torch.export.Dim, if one was given
     fixed: bool = False  # the exporter made the axis static (at ``min`` == ``max``)
+    step: int = 1  # the sizes allowed are ``step * k + offset`` (a derived Dim: ``32 * h``)
+    offset: int = 0
+    root: str = ""  # the name of the Dim the size derives from: axes with one root change together
 
     @property
     def spatial(self) -> bool:
         return self.axis >= 2
 
+    @property
+    def group(self) -> str:
+        """Axes of one group take their sizes together (from one root value)."""
+        return self.root or self.name
+
+    def k_range(self) -> tuple[int, int]:
+        """The root values ``k`` whose size ``step * k + offset`` lies in ``[min, max]`` (empty: lo > hi)."""
+        return -((self.offset - self.min) // self.step), (self.max - self.offset) // self.step
+
+    def size_at(self, k: int) -> int:
+        """The axis's size for root value ``k``."""
+        return self.step * k + self.offset
+
+    def k_of(self, size: int) -> int:
+        """The root value whose size is nearest ``size`` (within ``k_range``)."""
+        lo, hi = self.k_range()
+        return min(max(round((size - self.offset) / self.step), lo), hi)
+
+    def allows(self, size: int) -> bool:
+        """Whether ``size`` is one of the axis's sizes."""
+        return self.min <= size <= self.max and (size - self.offset) % self.step == 0
+
     def __str__(self) -> str:
         where = f"input {self.input} axis {self.axis}"
         if self.fixed:
             return f"{where}: fixed at {self.min} by the exporter"
-        return f"{where}: {self.name} in [{self.min}, {self.max}]"
+        return f"{where}: {self.name} in [{self.min}, {self.max}]" + (f" step {self.step}" if self.step > 1 else "")
 
 
 def _dim_range(dim) -> tuple[int, int]:
@@ -63,6 +90,22 @@ def _check_example_in_range(dim, name: str, position: int, axis: int, size: int)
             f"range of Dim {name!r}, {declared}: give example inputs of a size inside the range, or widen the "
             f"Dim's {'min' if below else 'max'}."
         )
+
+
+def _linear(dim) -> tuple[int, int, str] | None:
+    """A derived ``Dim`` (torch.export's ``A * root + B``, A > 0) as ``(A, B, root name)``; None for any
+    other ``Dim``."""
+    root, fn = getattr(dim, "root", None), getattr(dim, "fn", None)
+    if root is None or not callable(fn):
+        return None
+    try:
+        b = int(fn(0))
+        a = int(fn(1)) - b
+    except Exception:  # not the linear form torch.export documents: treated as a plain range
+        return None
+    if a < 1:
+        return None
+    return a, b, getattr(root, "__name__", None) or str(root)
 
 
 def parse_dynamic_shapes(dynamic_shapes, args: tuple, model, dynamic_batch: bool = False) -> list[DynamicAxis]:
@@ -106,15 +149,23 @@ def parse_dynamic_shapes(dynamic_shapes, args: tuple, model, dynamic_batch: bool
                 raise PoolportError(f"dynamic_shapes: input {position} has {rank} axes, no axis {axis!r}.")
             axis %= rank
             if isinstance(dim, str):
-                axes.append(DynamicAxis(t, axis, dim, 1, UNBOUNDED))
+                axes.append(DynamicAxis(t, axis, dim, 1, UNBOUNDED, root=dim))
             else:
                 name = getattr(dim, "__name__", None) or f"input{t}_dim{axis}"
-                _check_example_in_range(dim, name, position, axis, args[position].shape[axis])
+                size = args[position].shape[axis]
+                _check_example_in_range(dim, name, position, axis, size)
                 lo, hi = _dim_range(dim)
-                axes.append(DynamicAxis(t, axis, name, lo, hi, dim))
+                step, offset, root = _linear(dim) or (1, 0, name)
+                if (size - offset) % step:
+                    form = f"{step}k" + (f" + {offset}" if offset else "")
+                    raise PoolportError(
+                        f"dynamic_shapes: input {position} axis {axis} is {size} in the example inputs, which Dim "
+                        f"{name!r} does not allow (its sizes are {form}): give example inputs of such a size."
+                    )
+                axes.append(DynamicAxis(t, axis, name, lo, hi, dim, step=step, offset=offset, root=root))
     if dynamic_batch:
         taken = {(a.input, a.axis) for a in axes}
-        axes += [DynamicAxis(t, 0, "batch", 1, UNBOUNDED) for t, i in enumerate(tensors)
+        axes += [DynamicAxis(t, 0, "batch", 1, UNBOUNDED, root="batch") for t, i in enumerate(tensors)
                  if args[i].dim() > 0 and (t, 0) not in taken]
     return axes
 
@@ -157,9 +208,16 @@ def exporter_ranges(program, axes: list[DynamicAxis]) -> dict[tuple[int, int], t
             if isinstance(size, int):
                 ranges[(a.input, a.axis)] = (size, size)
                 continue
-            bounds = ep.range_constraints.get(size.node.expr)
+            expr = size.node.expr
+            bounds = ep.range_constraints.get(expr)
             if bounds is not None:
                 ranges[(a.input, a.axis)] = (_whole(bounds.lower, 1), _whole(bounds.upper, UNBOUNDED))
+            elif len(expr.free_symbols) == 1:  # a derived size (32 * s0): its root's range, mapped (increasing)
+                symbol = next(iter(expr.free_symbols))
+                bounds = ep.range_constraints.get(symbol)
+                if bounds is not None:
+                    ranges[(a.input, a.axis)] = (_whole(expr.subs(symbol, bounds.lower), 1),
+                                                 _whole(expr.subs(symbol, bounds.upper), UNBOUNDED))
         return ranges
     except Exception:  # torch's internals moved: the declared ranges stand
         return {}
@@ -197,6 +255,10 @@ def file_axes(axes: list[DynamicAxis], proto, ranges: dict[tuple[int, int], tupl
             fixed = accepted_lo == accepted_hi
             if max(lo, accepted_lo) <= min(hi, accepted_hi):  # within the declared range too
                 lo, hi = max(lo, accepted_lo), min(hi, accepted_hi)
+        if not fixed and a.step > 1:  # the ends on the axis's own sizes (step * k + offset)
+            k_lo, k_hi = dataclasses.replace(a, min=lo, max=hi).k_range()
+            if k_lo <= k_hi:
+                lo, hi = a.size_at(k_lo), a.size_at(k_hi)
         out.append(dataclasses.replace(a, name=name, min=lo, max=hi, fixed=fixed))
     return out
 
@@ -218,11 +280,23 @@ def _next_prime(n: int) -> int:
     return n
 
 
+def _ks_from(axis: DynamicAxis, k: int, direction: int, limit: int = 256):
+    """Root values from ``k`` on in ``direction`` (+1 or -1), inside the axis's range, at most ``limit``."""
+    lo, hi = axis.k_range()
+    for i in range(limit):
+        j = k + direction * i
+        if not lo <= j <= hi:
+            return
+        yield j
+
+
 def candidate_sizes(axis: DynamicAxis, example: int, sites: list) -> list[int]:
     """Other sizes for ``axis`` (example size ``example``), most telling first: one that gives some
     pooling site non-uniform windows, one where a site's input is smaller than its output, a large
-    prime, an odd size in between, one more and about half; all within the axis's range."""
+    prime, an odd size in between, one more and about half; all among the axis's sizes (within its range,
+    and ``step * k + offset`` for a derived Dim: the nearest such size where a pick is not one)."""
     picks: list[int] = []
+    k0 = axis.k_of(example)
     if axis.spatial:
         for site in sites:  # sites recorded at the example size: scale from the model's axis to the site's
             d = len(site.output_size)
@@ -233,44 +307,64 @@ def candidate_sizes(axis: DynamicAxis, example: int, sites: list) -> list[int]:
             if m is None or o is None or m <= 0 or example % m:  # a dynamic site (TorchScript file): no scale
                 continue
             f = example // m  # the model's axis is f times the site's
-            for step in range(1, 2 * o + 2):  # non-uniform windows at this site
-                if plan_pool("avg", (m + step,), (o,)).kind == "passes":
-                    picks.append(f * (m + step))
+            for k in _ks_from(axis, k0 + 1, +1):  # non-uniform windows at this site
+                n = axis.size_at(k)
+                if n % f == 0 and plan_pool("avg", (n // f,), (o,)).kind == "passes":
+                    picks.append(n)
                     break
-            if o >= 2:
-                picks.append(f * (o - 1))  # the site sees fewer inputs than it outputs
+            if o >= 2:  # the site sees fewer inputs than it outputs
+                for k in _ks_from(axis, axis.k_of(f * (o - 1)), -1):
+                    n = axis.size_at(k)
+                    if n // f < o:
+                        picks.append(n)
+                        break
     picks += [_next_prime(2 * example + 1), example + example // 2 + 1 + (example % 2 == 0), example + 1,
               example // 2 + 1]
     seen, out = {example}, []
     for n in picks:
-        n = min(max(n, axis.min), axis.max)
-        if n not in seen:
+        n = axis.size_at(axis.k_of(n))
+        if n == example and n + axis.step <= axis.max:  # "one more": the next size the axis allows
+            n += axis.step
+        if n not in seen and axis.allows(n):
             seen.add(n)
             out.append(n)
     return out
 
 
-def verification_shapes(axes: list[DynamicAxis], args: tuple, sites: list, count: int = 4) -> list[list[tuple]]:
+def verification_shapes(axes: list[DynamicAxis], args: tuple, sites: list, count: int = 8) -> list[list[tuple]]:
     """Up to ``count`` sets of input shapes (one shape per tensor input), each changing every dynamic
-    axis; axes with the same name change together, and H and W take different sizes."""
+    axis, most telling first (verification runs the first ``VERIFIED_SIZES`` the model accepts); axes of one group (the same name, or derived from one root Dim) change together, each to its
+    own ``step * k + offset``, and H and W take different sizes."""
+    import dataclasses
+
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
-    example = {a.name: tensors[a.input].shape[a.axis] for a in axes}
-    first = {}
+    groups: dict[str, list[DynamicAxis]] = {}
     for a in axes:
-        first.setdefault(a.name, a)
-    options = {name: candidate_sizes(a, example[name], sites) for name, a in first.items()}
+        groups.setdefault(a.group, []).append(a)
+    options: dict[str, list[int]] = {}  # group -> root values k to verify at
+    example_k: dict[str, int] = {}
+    for group, members in groups.items():
+        first = members[0]
+        ranges = [m.k_range() for m in members]
+        lo, hi = max(r[0] for r in ranges), min(r[1] for r in ranges)
+        example = tensors[first.input].shape[first.axis]
+        example_k[group] = first.k_of(example)
+        if lo > hi:
+            options[group] = []
+            continue
+        narrowed = dataclasses.replace(first, min=first.size_at(lo), max=first.size_at(hi))
+        options[group] = [narrowed.k_of(n) for n in candidate_sizes(narrowed, example, sites)]
     sets = []
     for i in range(count):
         shapes = [list(t.shape) for t in tensors]
         changed = False
-        for k, (name, sizes) in enumerate(options.items()):
-            if not sizes:
+        for j, (group, ks) in enumerate(options.items()):
+            if not ks:
                 continue
-            value = sizes[(i + k) % len(sizes)]  # shift by axis so that H and W differ
-            changed |= value != example[name]
-            for a in axes:
-                if a.name == name:
-                    shapes[a.input][a.axis] = value
+            k = ks[(i + j * (1 + i // len(ks))) % len(ks)]  # shift by group so that H and W differ
+            changed |= k != example_k[group]
+            for a in groups[group]:
+                shapes[a.input][a.axis] = a.size_at(k)
         if changed and shapes not in sets:
             sets.append(shapes)
     return [[tuple(s) for s in shapes] for shapes in sets]

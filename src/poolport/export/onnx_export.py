@@ -46,7 +46,7 @@ from ..routing.targets import style_for
 from ..verify.compare import cloned, verify_in_runtimes
 from ..verify.in_pytorch import as_args, model_rtol, run_recorded, site_problems
 from ..verify.recorder import Site
-from .dynamic import DynamicAxis, file_axes, parse_dynamic_shapes, verification_shapes
+from .dynamic import VERIFIED_SIZES, DynamicAxis, file_axes, parse_dynamic_shapes, verification_shapes
 from .report import Report, versions
 from .torch_onnx import DEFAULT_OPSET, EXPORTERS, torch_export
 
@@ -61,7 +61,7 @@ def what_failed(failed: list, rtol: float) -> str:
     if refused:
         runtimes = ", ".join(sorted({c.runtime for c in refused}))
         reasons = "; ".join(dict.fromkeys(c.note.rstrip(".") for c in refused))
-        parts.append(f"{runtimes} could not load or convert the model ({reasons})")
+        parts.append(f"{runtimes} could not load, convert or run the model ({reasons})")
     for group, says in (([c for c in failed if c.ran and not c.unjudged],
                          f"differs from PyTorch beyond {rtol:g} x an output's own scale"),
                         ([c for c in failed if c.unjudged], "had nothing to compare, so nothing was verified")):
@@ -329,17 +329,24 @@ def verify_staged(job: ExportJob) -> None:
     job.say(f"verifying in ONNX Runtime ({1 + random_checks} input sets){''.join(', ' + r for r in runtimes)}")
     t = time.perf_counter()
     sizes = verification_shapes(job.axes, job.args, out.sites) if job.axes else None
+    refused: list = []
     out.checks = verify_in_runtimes(
-        job.staged.path, job.portable, job.args, random_checks, job.rtol, runtimes, job.reference, sizes, job.say
+        job.staged.path, job.portable, job.args, random_checks, job.rtol, runtimes, job.reference, sizes, job.say,
+        refused, VERIFIED_SIZES,
     )
     out.sizes_verified = list(dict.fromkeys(c.inputs.removeprefix("random inputs at ")
                                             for c in out.checks if c.shapes is not None))
     if job.axes and (not sizes or len(out.sizes_verified) < min(3, len(sizes))):  # fail closed
+        sizes = sizes[:len(out.sizes_verified) + len(refused)]  # those tried
+        tried = ", ".join("x".join(map(str, s)) for shapes in sizes or () for s in shapes)
+        why = f"; {refused[0]}" if refused else ""
         raise VerificationError(
             f"verification failed, nothing written to {job.path}: the model ran at only "
-            f"{len(out.sizes_verified)} of {len(sizes or ())} other sizes inside the dynamic ranges "
-            f"({', '.join(out.dynamic_axes)}); declare ranges the model accepts (torch.export.Dim with "
-            f"min/max) so that it can be checked at sizes other than the example."
+            f"{len(out.sizes_verified)} of the {len(sizes or ())} other sizes tried inside the dynamic ranges "
+            f"({', '.join(out.dynamic_axes)})" + (f" (tried {tried}{why})" if sizes else "") + "; declare the "
+            "sizes the model accepts: torch.export.Dim with min/max, and a multiple where it needs one (e.g. "
+            "{2: 32 * h}; on the command line --dynamic-spatial MIN:MAX:STEP), so that it can be checked at "
+            "sizes other than the example."
         )
     out.verify_seconds += time.perf_counter() - t
     failed = [c for c in out.checks if not c.passed]

@@ -140,7 +140,7 @@ class Report:
             [row for c in self.checks for row in _check_rows(c)],
         ) if self.checks else "not verified (verify=False)"
         lines = [head, "", sites, "", checks]
-        refused = dict.fromkeys(f"{c.runtime} could not load or convert the model: {c.note}"
+        refused = dict.fromkeys(f"{c.runtime} could not load, convert or run the model: {c.note}"
                                 for c in self.checks if not c.ran)
         if refused:
             lines += ["", *refused]

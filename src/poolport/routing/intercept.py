@@ -3,7 +3,8 @@
 ``PortableFunctionMode`` is a ``TorchFunctionMode`` that catches ``torch.nn.functional.adaptive_*``,
 ``torch.adaptive_avg_pool1d``, ``torch.adaptive_max_pool1d`` and ``torch._C._nn.adaptive_*`` wherever
 they are called from (module forwards, functional calls inside ``forward``) and answers them with
-poolport's implementation. Calls that ask for argmax indices keep the native indices (they are not
+poolport's implementation. ``F.interpolate(..., mode="area")`` (and ``nn.Upsample``, ``F.upsample`` in that
+mode) is adaptive average pooling to the output size (torch computes it so): it is answered the same way. Calls that ask for argmax indices keep the native indices (they are not
 portable; see ``poolport.functional.adaptive.no_indices_error``) but their values come from poolport.
 
 ``patch()`` enters the mode and ``always_portable()`` around any other tool: ``torch.jit.trace``,
@@ -13,6 +14,7 @@ portable; see ``poolport.functional.adaptive.no_indices_error``) but their value
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +22,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..functional.adaptive import adaptive_pool
 from ..functional.dispatch import always_portable, emitting
+from ..functional.shapes import is_symbolic
 from .swap import restore_modules, swap_modules
 from .targets import style_for
 
@@ -47,7 +50,39 @@ _register(torch.adaptive_max_pool1d, "max", 1, True)
 
 def intercepted_functions() -> list:
     """The torch callables this mode answers (for documentation and tests)."""
-    return list(_TABLE)
+    return [*_TABLE, F.interpolate]
+
+
+def _interpolate_args(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                      recompute_scale_factor=None, antialias=False):
+    return input, size, scale_factor, mode, align_corners, antialias
+
+
+def area_output_size(args, kwargs) -> tuple | None:
+    """For an ``F.interpolate`` call in ``mode="area"`` that poolport can answer, ``(input, output_size,
+    d)``: torch computes area interpolation as ``adaptive_avg_pool{d}d(input, output_size)``, the output
+    size given as ``size`` or, with ``scale_factor``, ``floor(input size x scale)`` (answered only at static
+    sizes outside a trace: elsewhere that size is itself symbolic). None for every other call (another
+    mode, an argument torch refuses): torch answers it."""
+    try:
+        x, size, scale, mode, align_corners, antialias = _interpolate_args(*args, **kwargs)
+    except TypeError:
+        return None
+    if mode != "area" or align_corners is not None or antialias or not isinstance(x, torch.Tensor):
+        return None
+    d = x.dim() - 2
+    if d not in (1, 2, 3) or (size is None) == (scale is None):
+        return None
+    if size is not None:
+        sizes = list(size) if isinstance(size, (list, tuple)) else [size] * d
+        if len(sizes) != d or not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
+            return None
+        return x, tuple(sizes), d
+    scales = list(scale) if isinstance(scale, (list, tuple)) else [scale] * d
+    if (len(scales) != d or torch.jit.is_tracing() or any(is_symbolic(n) for n in x.shape[2:])
+            or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scales)):
+        return None
+    return x, tuple(math.floor(float(n) * float(s)) for n, s in zip(x.shape[2:], scales)), d
 
 
 def _output_size(args, kwargs):
@@ -66,7 +101,11 @@ class PortableFunctionMode(TorchFunctionMode):
         kwargs = kwargs or {}
         entry = _TABLE.get(func)
         if entry is None:
-            return func(*args, **kwargs)
+            area = area_output_size(args, kwargs) if func is F.interpolate else None
+            if area is None:
+                return func(*args, **kwargs)
+            x, output_size, d = area
+            return adaptive_pool(x, output_size, "avg", d)
         op, d, pair = entry
         if pair is None:
             pair = bool(kwargs.get("return_indices", args[2] if len(args) > 2 else False))

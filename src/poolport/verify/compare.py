@@ -3,6 +3,7 @@ and every other runtime asked for."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import PoolportError, VerificationError, one_line
+from ..errors import PoolportError, VerificationError, is_interrupt, one_line
 from ..onnxfile.files import require_onnx
 
 # what the comparison of one output found (``OutputError.verdict``)
@@ -112,7 +113,7 @@ class Check:
     note: str = ""  # why it did not pass: the runtime could not run the model, or what differs where
     seed: int | None = None  # the seed of fresh random inputs (None: the example inputs)
     shapes: list | None = None  # the input shapes, where they differ from the example's
-    ran: bool = True  # False: the runtime could not load or convert the model (``note`` says why)
+    ran: bool = True  # False: the runtime could not load, convert or run the model (``note`` says why)
     outputs: list[OutputError] = field(default_factory=list)  # per output, its own error and verdict
 
     @property
@@ -130,6 +131,44 @@ class Check:
     def to_dict(self) -> dict:
         """The check as plain data."""
         return {**self.__dict__, "outputs": [o.to_dict() for o in self.outputs]}
+
+
+@contextlib.contextmanager
+def failing_module(model: torch.nn.Module):
+    """Yields the list of module paths being run; when a forward raises, its post-hooks never run, so the
+    list then ends with the path of the module that failed."""
+    names = {id(m): (n or "<root>") + f" ({type(m).__name__})" for n, m in model.named_modules()}
+    stack: list[str] = []
+
+    def enter(module, args):
+        if id(module) in names:
+            stack.append(names[id(module)])
+
+    def leave(module, args, output):
+        if id(module) in names and stack:
+            stack.pop()
+
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+    handles = [register_module_forward_pre_hook(enter), register_module_forward_hook(leave)]
+    try:
+        yield stack
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The PyTorch model itself failed at one of the other sizes verification picked: nothing to compare
+    there. ``module`` is the module that raised (its path and class), ``error`` the model's own error."""
+
+    inputs: str  # the input shapes, "1x3x65x97"
+    module: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"at {self.inputs} the model raised in {self.module}: {self.error}"
 
 
 def flatten_outputs(out) -> list[torch.Tensor]:
@@ -307,12 +346,17 @@ def fresh_seeds(args: tuple):
 def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int, rtol: float,
                        runtimes: tuple[str, ...] = (), example_output=None,
                        sizes: list[list[tuple]] | None = None,
-                       progress: Callable[[str], None] | None = None) -> list[Check]:
+                       progress: Callable[[str], None] | None = None,
+                       refused: list[Refusal] | None = None, wanted: int | None = None) -> list[Check]:
     """ONNX Runtime on the example inputs and ``random_checks`` random ones (seeds from ``FIRST_SEED``);
     each runtime in ``runtimes`` (openvino, ncnn, mnn, litert: see ``poolport.runtimes``) on the example inputs.
     ``example_output``: PyTorch's output for the example inputs, if already computed. ``sizes``: other
     input shapes (one per tensor input) a dynamic model must accept: each is checked with fresh inputs in
-    ONNX Runtime and every runtime in ``runtimes``; a size the PyTorch model itself refuses is skipped.
+    ONNX Runtime and every runtime in ``runtimes``; a size the PyTorch model itself refuses is skipped
+    (and, with ``refused``, appended to it as a ``Refusal``: the size, the module that raised, its error);
+    with ``wanted``, the sizes after the first ``wanted`` that PyTorch ran are spares, for those it refused.
+    A runtime, ONNX Runtime included, that cannot run the model fails its check (``ran=False``) with its
+    reason.
     ``progress`` hears which runtime is working (converting with pnnx and running ncnn can take a while)."""
     from ..runtimes import registry
 
@@ -343,7 +387,10 @@ def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int,
         seed = next(seeds)
         inputs = random_like(args, seed, shapes)
         sets.append((f"random inputs at {shape_text(inputs)}", inputs, seed, [list(s) for s in shapes]))
+    ran_at = 0  # other sizes PyTorch ran at
     for label, inputs, seed, other_size in sets:
+        if other_size and wanted is not None and ran_at >= wanted:
+            break  # enough sizes: the rest were spares
         tensors = [a for a in inputs if isinstance(a, torch.Tensor)]
         if len(tensors) != len(names):
             raise PoolportError(
@@ -356,15 +403,32 @@ def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int,
             reference = flatten_outputs(example_output)
         else:
             try:
-                with torch.no_grad():
+                with torch.no_grad(), failing_module(model) as path:
                     reference = flatten_outputs(model(*cloned(inputs)))
-            except Exception:
-                if not other_size:
+            except Exception as e:
+                if is_interrupt(e) or isinstance(e, PoolportError) and not other_size:
                     raise
-                continue  # the PyTorch model itself refuses this size: nothing to compare
-
-        checks.append(compare(reference, sess.run(None, feeds), rtol, label, "onnxruntime", seed, other_size,
-                              output_names))
+                first = (str(e).strip().splitlines() or [""])[0].rstrip(" .") + "."
+                refusal = Refusal(shape_text(inputs), path[-1] if path else "the model's own forward",
+                                  f"{type(e).__name__}: {one_line(first, 300)}")
+                if not other_size:  # the model's own failure, at the example's size: not poolport's
+                    raise PoolportError(
+                        f"the model fails on {label} (seed {seed}, {refusal.inputs}) in {refusal.module}: "
+                        f"{refusal.error} It ran on the example inputs: check that it accepts other values of "
+                        f"this shape, or pass random_checks=0 (--random-checks 0)."
+                    ) from None
+                if refused is not None:  # the PyTorch model itself refuses this size: nothing to compare
+                    refused.append(refusal)
+                continue
+        ran_at += bool(other_size)
+        try:
+            got = sess.run(None, feeds)
+        except Exception as e:  # the exported graph fails where PyTorch ran: a failed check, with ORT's reason
+            note = one_line(f"could not run it at {shape_text(inputs)}: {type(e).__name__}: {e}")
+            checks.append(Check(label, "onnxruntime", float("inf"), float("inf"), False, note, seed, other_size,
+                                ran=False))
+            continue
+        checks.append(compare(reference, got, rtol, label, "onnxruntime", seed, other_size, output_names))
         if label != "example inputs" and not other_size:
             continue
         for runtime in runtimes:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from ..errors import PoolportError, VerificationError
 from ..functional.dispatch import always_portable
-from .compare import cloned
+from .compare import cloned, failing_module
 from .recorder import Site, recording
 
 # per-site bound on |portable - native| / max|input|: max pooling must be bit-exact
@@ -55,31 +53,6 @@ def run_recorded(model: torch.nn.Module, args: tuple) -> tuple[object, list[Site
                 f"Check the input shape (--input) against what the model accepts."
             ) from None
     return out, rec.ordered()
-
-
-@contextlib.contextmanager
-def failing_module(model: torch.nn.Module):
-    """Yields the list of module paths being run; when a forward raises, its post-hooks never run, so the
-    list then ends with the path of the module that failed."""
-    names = {id(m): (n or "<root>") + f" ({type(m).__name__})" for n, m in model.named_modules()}
-    stack: list[str] = []
-
-    def enter(module, args):
-        if id(module) in names:
-            stack.append(names[id(module)])
-
-    def leave(module, args, output):
-        if id(module) in names and stack:
-            stack.pop()
-
-    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
-
-    handles = [register_module_forward_pre_hook(enter), register_module_forward_hook(leave)]
-    try:
-        yield stack
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def site_problems(sites: list[Site]) -> list[str]:
