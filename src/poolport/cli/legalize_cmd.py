@@ -26,6 +26,10 @@ def add_parser(sub) -> None:
     add_runtimes_option(p, "with --target auto: the runtimes to probe (default: every installed one)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--no-verify", action="store_true", help="skip the numerical comparison with the original")
+    p.add_argument("--keep-unfixed", action="store_true",
+                   help="write the model even where a node the target computes wrongly or refuses is left as it was "
+                   "(its size is not static, its Indices output is used, or no form is right on every runtime "
+                   "--target all/auto serves); without it such a node makes the command exit 1 and write nothing")
     p.set_defaults(run=run)
 
 
@@ -46,7 +50,8 @@ def run(args) -> int:
     src = plan.reads_model(model_path, "the input")
     dst = plan.writes(args.output, "-o", data=True if external else None)
     plan.check()
-    result = legalize(src, args.target, verify=not args.no_verify, runtimes=parse_runtimes(args.runtimes))
+    result = legalize(src, args.target, verify=not args.no_verify, runtimes=parse_runtimes(args.runtimes),
+                      keep_unfixed=args.keep_unfixed)
     with staging_folder(dst) as folder:
         staged = stage_proto(result.model, folder, dst.name)
         written = publish(staged, dst, args.force, external_data=True if external else None)
@@ -59,6 +64,9 @@ def run(args) -> int:
         print(f"  probed {probed}: rules {', '.join(result.rules) if result.rules else 'none needed'}")
     for c in result.changes:
         print(f"  {c}")
+    if result.kept:
+        print(f"  {len(result.kept)} pooling node(s) kept as they were (--keep-unfixed): the target computes them "
+              f"wrongly or refuses them")
     if args.target != "auto" and not rules_for(args.target):
         print(f"  no rules for {args.target}: it computes every pooling pattern poolport has measured correctly "
               f"(docs/runtimes.md); the model was only checked and copied")
