@@ -70,12 +70,15 @@ def load(model) -> onnx.ModelProto:
 
 def legalize(model: onnx.ModelProto | str | Path, target: str = "all", *, verify: bool = True,
              seed: int = 0, runtimes: tuple[str, ...] | None = None, progress=None,
-             rules: tuple[str, ...] | None = None, keep_unfixed: bool = False) -> LegalizeResult:
+             rules: tuple[str, ...] | None = None, keep_unfixed: bool = False,
+             reprobe: bool = False) -> LegalizeResult:
     """Rewrite the AveragePool/MaxPool nodes of ``model`` (a ModelProto or a path; never modified) that
     ``target`` computes wrongly into explicit equivalent forms. ``target``: "all" (every rule), a runtime
     ("onnxruntime", "openvino", "litert" or "tflite", "ncnn", "mnn": the rules measured for it) or "auto":
     probe ``runtimes`` (default: every installed one) with ``poolport.legalizer.probe`` and apply the
-    rules whose patterns they got wrong and whose rewrite they compute right. ``rules`` (names) overrides
+    rules whose patterns they got wrong and whose rewrite they compute right; the probe of each runtime
+    is cached per runtime version and poolport version (``legalizer.probe_cache``; ``reprobe`` probes
+    again and rewrites the cache). ``rules`` (names) overrides
     the target's rule set (and no runtime's known failures are then consulted).
 
     A node a rule for the target matches but that is left as it was (its input size is not static, its
@@ -112,10 +115,10 @@ def legalize(model: onnx.ModelProto | str | Path, target: str = "all", *, verify
         rules = applied = [r for r in RULES if r.name in rules]
         serves = () if target in ("all", "auto") else (ALIASES.get(target, target),)
     elif target == "auto":
-        from .probe import run_probe
+        from .probe_cache import cached_probe
         from .rules import RULES
 
-        report = run_probe(runtimes, progress=progress)
+        report = cached_probe(runtimes, progress=progress, reprobe=reprobe)
         applied = report.chosen_rules()
         # a rule that fixed a case on one probed runtime but made one worse on another: the nodes it matches
         # are kept (and fail closed), not passed over in silence

@@ -123,6 +123,10 @@ class ProbeReport:
     skipped: dict[str, str] = field(default_factory=dict)  # runtime -> why (not installed)
     # per runtime, per case its pattern's rules match: (the rules, the verdict on the rewritten case)
     fixes: dict[str, dict[str, tuple[tuple[str, ...], CaseResult]]] = field(default_factory=dict)
+    # ``probe_cache.cached_probe``: per runtime read from the cache, (its file, when it was probed); per
+    # runtime probed now and cached, its file
+    cached: dict[str, tuple[str, str]] = field(default_factory=dict)
+    stored: dict[str, str] = field(default_factory=dict)
 
     def _rule_effects(self, rt: str) -> tuple[set[str], set[str]]:
         """``(helps, worsens)`` on ``rt``: rules that made a failing case exact, and rules whose rewrite is
