@@ -327,6 +327,109 @@ def test_export_onnx_with_a_target_fails_closed_on_a_kept_node(tmp_path):
     assert poolport.export_onnx(model, torch.randn(1, 2, 9, 10), path, target="mnn", exporter="torchscript").passed
 
 
+def _planted(shape):
+    """Inputs with non-finite values planted: NaN, +inf and -inf at every cell in turn (padding-adjacent
+    cells and window edges included), and an input of -inf with one finite cell at every cell in turn."""
+    base = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    base *= np.where(np.indices(shape).sum(axis=0) % 2, -1, 1).astype(np.float32)
+    for pos in np.ndindex(*shape):
+        for value in (np.nan, np.inf, -np.inf):
+            x = base.copy()
+            x[pos] = value
+            yield f"{value} at {pos}", x
+        x = np.full(shape, -np.inf, dtype=np.float32)
+        x[pos] = 1.0
+        yield f"-inf but 1 at {pos}", x
+
+
+# MaxPool forms that hold no MaxPool over more than one cell (the tap form: Slice + Max), judged against
+# the operator's definition (NaN propagates, padding never wins, a window of -inf is -inf) and torch
+TAP_FORMS = [  # (op attributes, input shape, target, torch's call or None)
+    (dict(kernel_shape=[2, 2], pads=[1, 1, 1, 1], dilations=[2, 2]), (1, 1, 3, 4), "mnn",
+     lambda t: torch_max_pool(t, 2, 1, 1, 2)),
+    (dict(kernel_shape=[3, 2], strides=[2, 1], pads=[1, 1, 1, 1], dilations=[2, 3], ceil_mode=1), (1, 2, 6, 4),
+     "litert", lambda t: torch_max_pool(t, (3, 2), (2, 1), (1, 1), (2, 3), ceil_mode=True)),
+    (dict(kernel_shape=[2, 2], strides=[2, 2], pads=[0, 1, 1, 0], dilations=[2, 2]), (1, 1, 4, 5), "mnn", None),
+    (dict(kernel_shape=[2], strides=[1], pads=[1, 1], dilations=[3]), (1, 1, 3), "litert",
+     lambda t: torch_max_pool(t, 2, 1, 1, 3)),
+]
+
+
+def torch_max_pool(t, *args, **kwargs):
+    import torch
+
+    f = {3: torch.nn.functional.max_pool1d, 4: torch.nn.functional.max_pool2d}[t.dim()]
+    return f(t, *args, **kwargs)
+
+
+@pytest.mark.parametrize("attrs,shape,target,torch_op", TAP_FORMS, ids=[str(i) for i in range(len(TAP_FORMS))])
+def test_tap_forms_keep_nan_and_inf_as_defined(attrs, shape, target, torch_op):
+    import torch
+
+    from poolport.testing.reference import onnx_pool
+
+    model = pool_model("MaxPool", shape, opset=17, **attrs)
+    fixed = poolport.legalize(model, target).model
+    assert "Max" in {n.op_type for n in fixed.graph.node}
+    d = len(shape) - 2
+    pads = attrs.get("pads", [0] * 2 * d)
+    for label, x in _planted(shape):
+        got = RUNNERS["onnxruntime"](fixed, {"x": x})[0]
+        want = onnx_pool(x, "max", attrs["kernel_shape"], attrs.get("strides", [1] * d), pads[:d], pads[d:],
+                         attrs.get("dilations"), bool(attrs.get("ceil_mode", 0))).astype(np.float32)
+        np.testing.assert_array_equal(got, want, err_msg=label)
+        if torch_op is not None:
+            np.testing.assert_array_equal(got, torch_op(torch.from_numpy(x)).numpy(), err_msg=label)
+
+
+@pytest.mark.parametrize("name,target", [("max-same-lower", "ncnn"), ("max-same-lower", "mnn"), ("max-asym", "ncnn"),
+                                         ("max-same-upper", "ncnn"), ("max-ceil-window-in-pad", "openvino")])
+def test_maxpool_forms_keep_infinities_as_the_original(name, target):
+    # the Pad form (edge padding) and the pads form keep a MaxPool, whose NaN ONNX Runtime drops depending
+    # on where it sits (docs/legalize.md): with inf or -inf planted at every cell they equal the original
+    _, op, shape, attrs, _ = next(p for p in PATTERNS if p[0] == name)
+    shape = (1, 1) + shape[2:]
+    model = pool_model(op, shape, **attrs)
+    fixed = poolport.legalize(model, target).model
+    assert fixed.graph.node[-1].op_type == "MaxPool"
+    base = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    for pos in np.ndindex(*shape):
+        for value in (np.inf, -np.inf):
+            x = base.copy()
+            x[pos] = value
+            np.testing.assert_array_equal(RUNNERS["onnxruntime"](fixed, {"x": x})[0],
+                                          RUNNERS["onnxruntime"](model, {"x": x})[0], err_msg=f"{value} at {pos}")
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize("runtime", ["mnn", "litert"])
+def test_tap_forms_with_inf_padding_in_runtime(runtime):
+    # the tap form pads max pooling with -inf: the runtimes that get it convert it and compute it exactly on
+    # finite inputs; a window of -inf comes out -inf in MNN where no MaxPool subsamples it (MNN's MaxPool
+    # returns -2**24 for it) and -3.4e38 in LiteRT (measured): a large negative number, never a real cell
+    if not available(runtime):
+        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]'; make litert)")
+    from poolport.runtimes.registry import run_batch
+    from poolport.testing.reference import onnx_pool
+
+    items, wants = [], []
+    for attrs, shape, _, _ in TAP_FORMS:
+        shape = (1, 7) + shape[2:]  # channel counts unlike the spatial sizes (onnx2tf guesses layouts)
+        fixed = poolport.legalize(pool_model("MaxPool", shape, **attrs), runtime).model
+        d = len(shape) - 2
+        pads = attrs["pads"]
+        for x in (np.random.default_rng(0).standard_normal(shape).astype(np.float32),
+                  np.where(np.indices(shape).sum(axis=0) % 3, -np.inf, 1.0).astype(np.float32)):
+            items.append((fixed, {"x": x}))
+            wants.append(onnx_pool(x, "max", attrs["kernel_shape"], attrs.get("strides", [1] * d), pads[:d], pads[d:],
+                                   attrs["dilations"], bool(attrs.get("ceil_mode", 0))).astype(np.float32))
+    for i, (want, got) in enumerate(zip(wants, run_batch(runtime, items))):
+        assert not isinstance(got, Exception), f"item {i}: {got}"
+        got = np.asarray(got[0]).reshape(want.shape)
+        assert (got[want == -np.inf] <= -2.0 ** 24).all(), f"item {i}"
+        np.testing.assert_array_equal(got[want != -np.inf], want[want != -np.inf], err_msg=f"item {i}")
+
+
 # --- real runtimes: the original pattern is wrong (or fails), the legalized one is right ---
 
 WRONG_TODAY = {  # measured in docs/runtimes.md
