@@ -208,3 +208,20 @@ def test_reprobe_goes_with_auto(tmp_path, capsys):
     assert main(["legalize", str(src), "-o", str(tmp_path / "o.onnx"), "--target", "ncnn", "--reprobe"]) == 2
     assert "--reprobe goes with --target auto" in capsys.readouterr().err
 
+
+@pytest.mark.runtime
+def test_auto_keeps_a_node_whose_rule_the_probe_withholds(tmp_path):
+    # probing ncnn and MNN: dilated-pool fixes MNN's dilated cases but turns ncnn's loud refusal into a wrong
+    # shape, so auto leaves it out; a dilated node is then kept and legalize fails closed naming ncnn (it
+    # used to pass it over in silence, and MNN computed it wrongly)
+    if not (available("ncnn") and available("mnn")):
+        pytest.skip("ncnn and MNN not installed (pip install 'poolport[runtimes]')")
+    from poolport.legalizer.legalize import KeptNodesError
+
+    case = next(c for c in probe.CASES if c.name == "max-dilated")
+    with pytest.raises(KeptNodesError, match="wrong on ncnn") as e:
+        poolport.legalize(case.model(), "auto", runtimes=("ncnn", "mnn"))
+    report = e.value.result.probe
+    assert "dilated-pool" not in e.value.result.rules and "ncnn" in report.withheld()["dilated-pool"]
+    assert [k.rules for k in e.value.result.kept] == [("dilated-pool",)]
+
