@@ -4,9 +4,12 @@ never modified."""
 
 from __future__ import annotations
 
+import contextlib
+
 from ..errors import PoolportError
 from ..legalizer.targets import TARGETS
 from .args import add_runtimes_option, input_file, parse_runtimes
+from .terminal import quiet
 
 
 def add_parser(sub) -> None:
@@ -55,8 +58,10 @@ def run(args) -> int:
     src = plan.reads_model(model_path, "the input")
     dst = plan.writes(args.output, "-o", data=True if external else None)
     plan.check()
-    result = legalize(src, args.target, verify=not args.no_verify, runtimes=parse_runtimes(args.runtimes),
-                      keep_unfixed=args.keep_unfixed, reprobe=args.reprobe)
+    # the runtimes a probe runs print from native code (ncnn's ParamDict lines): kept off the terminal
+    with quiet() if args.target == "auto" else contextlib.nullcontext():
+        result = legalize(src, args.target, verify=not args.no_verify, runtimes=parse_runtimes(args.runtimes),
+                          keep_unfixed=args.keep_unfixed, reprobe=args.reprobe)
     with staging_folder(dst) as folder:
         staged = stage_proto(result.model, folder, dst.name)
         written = publish(staged, dst, args.force, external_data=True if external else None)
@@ -71,7 +76,7 @@ def run(args) -> int:
         for rt, path in report.stored.items():
             print(f"  probed {rt} {report.versions[rt]} now, cached at {path}")
         probed = ", ".join(f"{rt} {v}" for rt, v in report.versions.items())
-        print(f"  probed {probed}: rules {', '.join(result.rules) if result.rules else 'none needed'}")
+        print(f"  the probe of {probed}: rules {', '.join(result.rules) if result.rules else 'none needed'}")
     for c in result.changes:
         print(f"  {c}")
     if result.kept:
