@@ -20,6 +20,12 @@ def _seed():
     torch.manual_seed(1234)
 
 
+@pytest.fixture(autouse=True)
+def _cache_home(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's cache folder (`legalize --target auto` caches its probe there)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
 # CI promises OpenVINO and ncnn/pnnx (the README says `make test` runs them): .ci/run sets
 # POOLPORT_REQUIRE_RUNTIMES=openvino,ncnn, and a runtime test skipped because one of those is missing
 # fails instead of passing silently.

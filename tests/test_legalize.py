@@ -12,6 +12,7 @@ from onnx import TensorProto, helper
 import poolport
 from poolport import PoolportError
 from poolport.cli.main import main
+from poolport.errors import VerificationError
 from poolport.legalizer.legalize import Kept, PoolRewrite, random_feeds
 from poolport.legalizer.probe import ProbeCase, reference
 from poolport.runtimes.registry import RUNNERS, available
@@ -69,6 +70,8 @@ PATTERNS = [
      {"openvino", "ncnn", "mnn"}),
 ]
 IDS = [p[0] for p in PATTERNS]
+# the patterns --target all refuses (kept: the form the rule writes is wrong on this runtime, measured)
+ALL_REFUSES = {"max-dilated": "ncnn", "max-dilated-ceil": "ncnn", "avg-3d-cube-channels": "litert"}
 
 
 def from_pattern(i):
@@ -80,6 +83,11 @@ def from_pattern(i):
 @pytest.mark.parametrize("target", ["all", "ncnn", "openvino", "onnxruntime", "mnn", "litert"])
 def test_rewrites_equal_the_original(name, op, shape, attrs, targets, target):
     model = pool_model(op, shape, **attrs)
+    if target == "all" and name in ALL_REFUSES:
+        # no form of it is right on every runtime: --target all keeps it and fails closed, naming the runtime
+        with pytest.raises(VerificationError, match=f"wrong on {ALL_REFUSES[name]}"):
+            poolport.legalize(model, target)
+        return
     result = poolport.legalize(model, target)
     fixed, changes = result.model, result.changes
     rewritten = target == "all" or target in targets
@@ -129,10 +137,131 @@ def test_opset_10_pads_as_attributes():
 
 def test_dynamic_spatial_sizes_are_kept_and_reported():
     model = pool_model("AveragePool", ("n", 2, "h", "w"), kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER")
-    result = poolport.legalize(model, "ncnn")
+    result = poolport.legalize(model, "ncnn", keep_unfixed=True)
     fixed, changes = result.model, result.changes
     assert [type(c) for c in changes] == [Kept] and "not static" in str(changes[0])
+    assert result.kept == changes and changes[0].rules == ("auto-pad-same-upper",)
     assert [n.op_type for n in fixed.graph.node] == ["AveragePool"]
+
+
+def _indices_used():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])
+    ys = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4]),
+          helper.make_tensor_value_info("i", TensorProto.INT64, [1, 2, 4, 4])]
+    node = helper.make_node("MaxPool", ["x"], ["y", "i"], name="argmax", kernel_shape=[3, 3], strides=[2, 2],
+                            auto_pad="SAME_LOWER")
+    m = helper.make_model(helper.make_graph([node], "g", [x], ys), opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+# nodes a rule for the target matches but no rewrite can be written for: (model, target, node, rule, reason)
+KEPT = [
+    ("dynamic", lambda: pool_model("AveragePool", ("n", 2, "h", "w"), kernel_shape=[3, 3], strides=[2, 2],
+                                   auto_pad="SAME_UPPER"), "ncnn", "pool", "auto-pad-same-upper", "not static"),
+    ("indices", _indices_used, "mnn", "argmax", "auto-pad-same-lower", "Indices output"),
+    ("opset10-dilated", lambda: pool_model("MaxPool", (1, 2, 9, 10), opset=10, kernel_shape=[3, 3], dilations=[2, 2]),
+     "litert", "pool", "dilated-pool", "opset 11"),
+]
+
+
+@pytest.mark.parametrize("model,target,node,rule,reason", [k[1:] for k in KEPT], ids=[k[0] for k in KEPT])
+def test_a_kept_node_fails_closed_unless_asked(model, target, node, rule, reason, tmp_path, capsys):
+    # a node the target computes wrongly, left as it was, is no silent success: exit 1 naming the node, the
+    # rule, the reason and how to keep it anyway; --keep-unfixed (keep_unfixed=True) writes it, listed as kept
+    model = model()
+    with pytest.raises(VerificationError) as e:
+        poolport.legalize(model, target)
+    for part in (node, rule, reason, "--keep-unfixed", "keep_unfixed=True"):
+        assert part in str(e.value)
+    src, dst = tmp_path / "in.onnx", tmp_path / "out.onnx"
+    onnx.save(model, str(src))
+    assert main(["legalize", str(src), "-o", str(dst), "--target", target]) == 1
+    err = capsys.readouterr().err
+    assert node in err and rule in err and reason in err and "--keep-unfixed" in err
+    assert not dst.exists()
+    assert main(["legalize", str(src), "-o", str(dst), "--target", target, "--keep-unfixed"]) == 0
+    out = capsys.readouterr().out
+    assert f"{node}: kept" in out and rule in out and "1 pooling node(s) kept as they were" in out
+    assert [n.op_type for n in onnx.load(str(dst)).graph.node] == [n.op_type for n in model.graph.node]
+    result = poolport.legalize(model, target, keep_unfixed=True)
+    assert [c.node for c in result.kept] == [node] and result.kept[0].rules == (rule,)
+
+
+def _dilated_2x2():
+    # ncnn refuses the original loudly (pnnx leaves dilated pooling unconverted); the tap form that MNN and
+    # LiteRT need loads in ncnn and returns shape (1, 1, 4, 2) for (1, 1, 2, 2)
+    return pool_model("MaxPool", (1, 1, 2, 2), kernel_shape=[2, 2], pads=[1, 1, 1, 1], dilations=[2, 2])
+
+
+def _cube(op, **attrs):
+    return lambda: pool_model(op, (1, 8, 8, 8), **attrs)
+
+
+# for --target all: nodes no form is right for on every runtime (model, the runtime named)
+ALL_KEPT = [
+    ("dilated-max", _dilated_2x2, "ncnn"),
+    ("dilated-avg", lambda: pool_model("AveragePool", (1, 2, 9, 10), opset=19, kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                                       dilations=[2, 2]), "ncnn"),
+    # MaxPool SAME_LOWER where C == H == W: ncnn needs the Pad form, onnx2tf misplaces a Pad node there
+    ("max-same-lower-cube", _cube("MaxPool", kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER"), "litert"),
+    # a 3-D pool whose 2-D form has a tensor with all its sizes equal: onnx2tf guesses its layout wrongly
+    ("max-3d-ceil-cube", lambda: pool_model("MaxPool", (1, 4, 8, 8, 8), kernel_shape=[3, 3, 3], strides=[2, 2, 2],
+                                            ceil_mode=1), "litert"),
+]
+
+
+@pytest.mark.parametrize("model,runtime", [k[1:] for k in ALL_KEPT], ids=[k[0] for k in ALL_KEPT])
+def test_target_all_never_writes_a_form_a_runtime_computes_wrongly(model, runtime):
+    model = model()
+    with pytest.raises(VerificationError, match=f"wrong on {runtime}") as e:
+        poolport.legalize(model, "all")
+    assert "--keep-unfixed" in str(e.value) and "--target" in str(e.value)
+    result = poolport.legalize(model, "all", keep_unfixed=True)
+    assert [n.op_type for n in result.model.graph.node] == [model.graph.node[0].op_type]
+    assert result.kept and runtime in result.kept[0].runtimes
+
+
+def test_one_runtime_still_gets_its_form():
+    # what --target all refuses for every runtime at once is still written for the runtime that needs it
+    assert poolport.legalize(_dilated_2x2(), "mnn").rewritten
+    assert poolport.legalize(_cube("MaxPool", kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER")(),
+                             "ncnn").rewritten
+    assert poolport.legalize(_cube("MaxPool", kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER")(),
+                             "litert").rewritten
+
+
+@pytest.mark.runtime
+def test_target_all_file_is_right_in_ncnn_or_refused_there(tmp_path, capsys):
+    # real pnnx -> ncnn: the dilated pool `legalize --target all` used to rewrite into a form ncnn loads and
+    # computes with the wrong shape; now the command exits 1, and the file --keep-unfixed writes is refused
+    # by ncnn loudly, as the original is
+    if not available("ncnn"):
+        pytest.skip("ncnn not installed (pip install 'poolport[runtimes]')")
+    src, dst = tmp_path / "in.onnx", tmp_path / "out.onnx"
+    model = _dilated_2x2()
+    onnx.save(model, str(src))
+    assert main(["legalize", str(src), "-o", str(dst), "--target", "all"]) == 1
+    assert "ncnn" in capsys.readouterr().err and not dst.exists()
+    assert main(["legalize", str(src), "-o", str(dst), "--target", "all", "--keep-unfixed"]) == 0
+    feeds = random_feeds(model, 0)
+    with pytest.raises(PoolportError):
+        RUNNERS["ncnn"](onnx.load(str(dst)), feeds)
+    # every other rewrite --target all writes for the PATTERNS is exact in ncnn or refused there
+    items = []
+    for name, op, shape, attrs, _ in PATTERNS:
+        m = pool_model(op, shape, **attrs)
+        fixed = poolport.legalize(m, "all", keep_unfixed=True, verify=False).model
+        items.append((name, m, fixed, random_feeds(m, 1)))
+    from poolport.runtimes.registry import run_batch
+
+    answers = run_batch("ncnn", [(fixed, feeds) for _, _, fixed, feeds in items])
+    for (name, m, _, feeds), got in zip(items, answers):
+        if isinstance(got, Exception):
+            continue
+        want = RUNNERS["onnxruntime"](m, feeds)[0]
+        assert got[0].size == want.size, f"{name}: ncnn returns {got[0].shape} for {want.shape}"
+        np.testing.assert_allclose(np.asarray(got[0]).reshape(want.shape), want, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_input_is_never_modified(tmp_path):
@@ -183,6 +312,122 @@ def test_export_onnx_applies_legalize(tmp_path):
                                 torch.nn.AdaptiveAvgPool2d(3))
     report = poolport.export_onnx(model, torch.randn(1, 2, 8, 8), tmp_path / "m.onnx", target="openvino")
     assert report.passed and any("avg-ceil-include-pad" in c for c in report.legalized)
+
+
+def test_export_onnx_with_a_target_fails_closed_on_a_kept_node(tmp_path):
+    import torch
+
+    # a dilated max pool: no form of it is right on every runtime --target all serves (ncnn computes the tap
+    # form with the wrong shape); the export refuses and writes nothing
+    model = torch.nn.MaxPool2d(3, stride=1, padding=1, dilation=2)
+    path = tmp_path / "m.onnx"
+    with pytest.raises(VerificationError, match="wrong on ncnn") as e:
+        poolport.export_onnx(model, torch.randn(1, 2, 9, 10), path, target="all", exporter="torchscript")
+    assert "without a target" in str(e.value) and not path.exists()
+    assert poolport.export_onnx(model, torch.randn(1, 2, 9, 10), path, target="mnn", exporter="torchscript").passed
+
+
+def _planted(shape):
+    """Inputs with non-finite values planted: NaN, +inf and -inf at every cell in turn (padding-adjacent
+    cells and window edges included), and an input of -inf with one finite cell at every cell in turn."""
+    base = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    base *= np.where(np.indices(shape).sum(axis=0) % 2, -1, 1).astype(np.float32)
+    for pos in np.ndindex(*shape):
+        for value in (np.nan, np.inf, -np.inf):
+            x = base.copy()
+            x[pos] = value
+            yield f"{value} at {pos}", x
+        x = np.full(shape, -np.inf, dtype=np.float32)
+        x[pos] = 1.0
+        yield f"-inf but 1 at {pos}", x
+
+
+# MaxPool forms that hold no MaxPool over more than one cell (the tap form: Slice + Max), judged against
+# the operator's definition (NaN propagates, padding never wins, a window of -inf is -inf) and torch
+TAP_FORMS = [  # (op attributes, input shape, target, torch's call or None)
+    (dict(kernel_shape=[2, 2], pads=[1, 1, 1, 1], dilations=[2, 2]), (1, 1, 3, 4), "mnn",
+     lambda t: torch_max_pool(t, 2, 1, 1, 2)),
+    (dict(kernel_shape=[3, 2], strides=[2, 1], pads=[1, 1, 1, 1], dilations=[2, 3], ceil_mode=1), (1, 2, 6, 4),
+     "litert", lambda t: torch_max_pool(t, (3, 2), (2, 1), (1, 1), (2, 3), ceil_mode=True)),
+    (dict(kernel_shape=[2, 2], strides=[2, 2], pads=[0, 1, 1, 0], dilations=[2, 2]), (1, 1, 4, 5), "mnn", None),
+    (dict(kernel_shape=[2], strides=[1], pads=[1, 1], dilations=[3]), (1, 1, 3), "litert",
+     lambda t: torch_max_pool(t, 2, 1, 1, 3)),
+]
+
+
+def torch_max_pool(t, *args, **kwargs):
+    import torch
+
+    f = {3: torch.nn.functional.max_pool1d, 4: torch.nn.functional.max_pool2d}[t.dim()]
+    return f(t, *args, **kwargs)
+
+
+@pytest.mark.parametrize("attrs,shape,target,torch_op", TAP_FORMS, ids=[str(i) for i in range(len(TAP_FORMS))])
+def test_tap_forms_keep_nan_and_inf_as_defined(attrs, shape, target, torch_op):
+    import torch
+
+    from poolport.testing.reference import onnx_pool
+
+    model = pool_model("MaxPool", shape, opset=17, **attrs)
+    fixed = poolport.legalize(model, target).model
+    assert "Max" in {n.op_type for n in fixed.graph.node}
+    d = len(shape) - 2
+    pads = attrs.get("pads", [0] * 2 * d)
+    for label, x in _planted(shape):
+        got = RUNNERS["onnxruntime"](fixed, {"x": x})[0]
+        want = onnx_pool(x, "max", attrs["kernel_shape"], attrs.get("strides", [1] * d), pads[:d], pads[d:],
+                         attrs.get("dilations"), bool(attrs.get("ceil_mode", 0))).astype(np.float32)
+        np.testing.assert_array_equal(got, want, err_msg=label)
+        if torch_op is not None:
+            np.testing.assert_array_equal(got, torch_op(torch.from_numpy(x)).numpy(), err_msg=label)
+
+
+@pytest.mark.parametrize("name,target", [("max-same-lower", "ncnn"), ("max-same-lower", "mnn"), ("max-asym", "ncnn"),
+                                         ("max-same-upper", "ncnn"), ("max-ceil-window-in-pad", "openvino")])
+def test_maxpool_forms_keep_infinities_as_the_original(name, target):
+    # the Pad form (edge padding) and the pads form keep a MaxPool, whose NaN ONNX Runtime drops depending
+    # on where it sits (docs/legalize.md): with inf or -inf planted at every cell they equal the original
+    _, op, shape, attrs, _ = next(p for p in PATTERNS if p[0] == name)
+    shape = (1, 1) + shape[2:]
+    model = pool_model(op, shape, **attrs)
+    fixed = poolport.legalize(model, target).model
+    assert fixed.graph.node[-1].op_type == "MaxPool"
+    base = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    for pos in np.ndindex(*shape):
+        for value in (np.inf, -np.inf):
+            x = base.copy()
+            x[pos] = value
+            np.testing.assert_array_equal(RUNNERS["onnxruntime"](fixed, {"x": x})[0],
+                                          RUNNERS["onnxruntime"](model, {"x": x})[0], err_msg=f"{value} at {pos}")
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize("runtime", ["mnn", "litert"])
+def test_tap_forms_with_inf_padding_in_runtime(runtime):
+    # the tap form pads max pooling with -inf: the runtimes that get it convert it and compute it exactly on
+    # finite inputs; a window of -inf comes out -inf in MNN where no MaxPool subsamples it (MNN's MaxPool
+    # returns -2**24 for it) and -3.4e38 in LiteRT (measured): a large negative number, never a real cell
+    if not available(runtime):
+        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]'; make litert)")
+    from poolport.runtimes.registry import run_batch
+    from poolport.testing.reference import onnx_pool
+
+    items, wants = [], []
+    for attrs, shape, _, _ in TAP_FORMS:
+        shape = (1, 7) + shape[2:]  # channel counts unlike the spatial sizes (onnx2tf guesses layouts)
+        fixed = poolport.legalize(pool_model("MaxPool", shape, **attrs), runtime).model
+        d = len(shape) - 2
+        pads = attrs["pads"]
+        for x in (np.random.default_rng(0).standard_normal(shape).astype(np.float32),
+                  np.where(np.indices(shape).sum(axis=0) % 3, -np.inf, 1.0).astype(np.float32)):
+            items.append((fixed, {"x": x}))
+            wants.append(onnx_pool(x, "max", attrs["kernel_shape"], attrs.get("strides", [1] * d), pads[:d], pads[d:],
+                                   attrs["dilations"], bool(attrs.get("ceil_mode", 0))).astype(np.float32))
+    for i, (want, got) in enumerate(zip(wants, run_batch(runtime, items))):
+        assert not isinstance(got, Exception), f"item {i}: {got}"
+        got = np.asarray(got[0]).reshape(want.shape)
+        assert (got[want == -np.inf] <= -2.0 ** 24).all(), f"item {i}"
+        np.testing.assert_array_equal(got[want != -np.inf], want[want != -np.inf], err_msg=f"item {i}")
 
 
 # --- real runtimes: the original pattern is wrong (or fails), the legalized one is right ---

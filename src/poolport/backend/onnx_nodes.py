@@ -49,8 +49,9 @@ class NodeEmitter:
 
 
 def _lowest(dtype) -> float | int:
-    """The lowest finite value of ``dtype``."""
-    return np.finfo(dtype).min if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).min
+    """What max pooling's padding holds: -inf for a float ``dtype`` (padding never wins, and a window of -inf
+    stays -inf, as in the operator's definition and PyTorch), the lowest value for an integer one."""
+    return -np.inf if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).min
 
 
 def explicit_nodes(plan: ExplicitPool, x: str, y: str, opset: int, prefix: str,

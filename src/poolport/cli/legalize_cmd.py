@@ -4,9 +4,12 @@ never modified."""
 
 from __future__ import annotations
 
+import contextlib
+
 from ..errors import PoolportError
 from ..legalizer.targets import TARGETS
 from .args import add_runtimes_option, input_file, parse_runtimes
+from .terminal import quiet
 
 
 def add_parser(sub) -> None:
@@ -24,8 +27,15 @@ def add_parser(sub) -> None:
                    help="the runtime to legalize for; auto: probe the installed runtimes (poolport probe) and rewrite "
                    "what they get wrong")
     add_runtimes_option(p, "with --target auto: the runtimes to probe (default: every installed one)")
+    p.add_argument("--reprobe", action="store_true",
+                   help="with --target auto: probe again instead of using the probe cached for each runtime's version "
+                   "(in $XDG_CACHE_HOME/poolport, by default ~/.cache/poolport), and cache the new one")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--no-verify", action="store_true", help="skip the numerical comparison with the original")
+    p.add_argument("--keep-unfixed", action="store_true",
+                   help="write the model even where a node the target computes wrongly or refuses is left as it was "
+                   "(its size is not static, its Indices output is used, or no form is right on every runtime "
+                   "--target all/auto serves); without it such a node makes the command exit 1 and write nothing")
     p.set_defaults(run=run)
 
 
@@ -39,6 +49,8 @@ def run(args) -> int:
 
     if args.runtimes and args.target != "auto":
         raise PoolportError("--runtimes goes with --target auto.")
+    if args.reprobe and args.target != "auto":
+        raise PoolportError("--reprobe goes with --target auto.")
     # weights that came in a data file leave in one (<output>.data); a self-contained input stays one file
     model_path = input_file(args.input, "the ONNX model")  # a folder or a missing file, named as such
     external = bool(external_data_files(model_path))
@@ -46,7 +58,10 @@ def run(args) -> int:
     src = plan.reads_model(model_path, "the input")
     dst = plan.writes(args.output, "-o", data=True if external else None)
     plan.check()
-    result = legalize(src, args.target, verify=not args.no_verify, runtimes=parse_runtimes(args.runtimes))
+    # the runtimes a probe runs print from native code (ncnn's ParamDict lines): kept off the terminal
+    with quiet() if args.target == "auto" else contextlib.nullcontext():
+        result = legalize(src, args.target, verify=not args.no_verify, runtimes=parse_runtimes(args.runtimes),
+                          keep_unfixed=args.keep_unfixed, reprobe=args.reprobe)
     with staging_folder(dst) as folder:
         staged = stage_proto(result.model, folder, dst.name)
         written = publish(staged, dst, args.force, external_data=True if external else None)
@@ -55,10 +70,18 @@ def run(args) -> int:
           f"{len(rewritten)} pooling node(s) rewritten"
           + ("" if args.no_verify or not rewritten else ", verified against the original"))
     if result.probe is not None:
-        probed = ", ".join(f"{rt} {v}" for rt, v in result.probe.versions.items())
-        print(f"  probed {probed}: rules {', '.join(result.rules) if result.rules else 'none needed'}")
+        report = result.probe
+        for rt, (path, date) in report.cached.items():
+            print(f"  using the probe cached at {path} ({rt} {report.versions[rt]}, {date}); --reprobe probes again")
+        for rt, path in report.stored.items():
+            print(f"  probed {rt} {report.versions[rt]} now, cached at {path}")
+        probed = ", ".join(f"{rt} {v}" for rt, v in report.versions.items())
+        print(f"  the probe of {probed}: rules {', '.join(result.rules) if result.rules else 'none needed'}")
     for c in result.changes:
         print(f"  {c}")
+    if result.kept:
+        print(f"  {len(result.kept)} pooling node(s) kept as they were (--keep-unfixed): the target computes them "
+              f"wrongly or refuses them")
     if args.target != "auto" and not rules_for(args.target):
         print(f"  no rules for {args.target}: it computes every pooling pattern poolport has measured correctly "
               f"(docs/runtimes.md); the model was only checked and copied")

@@ -265,6 +265,8 @@ def legalize_staged(job: ExportJob, folder: Path) -> None:
 
     Raises:
         PoolportError: an unknown target, or a graph the legalizer cannot read.
+        VerificationError: a pooling node the target computes wrongly that the legalizer keeps as it was
+            (``legalize``'s ``KeptNodesError``).
     """
     target = job.options.target
     if target is None:
@@ -272,13 +274,18 @@ def legalize_staged(job: ExportJob, folder: Path) -> None:
     # imported here, not at the top: the legalizer imports onnx, and without onnx installed export_onnx
     # must still fail with validate_inputs' message saying how to install it
     from ..legalizer import legalize
+    from ..legalizer.legalize import KeptNodesError
 
     runtimes = job.runtimes
     job.say(f"legalizing pooling attributes for {target}"
             + (f" (probing {', '.join(runtimes) or 'every installed runtime'})" if target == "auto" else ""))
     # by path: the staged graph's weights may be in its data file, which the checker must find.
     # auto probes the runtimes it verifies in, or every installed one
-    result = legalize(job.staged.path, target=target, verify=False, runtimes=runtimes or None)
+    try:
+        result = legalize(job.staged.path, target=target, verify=False, runtimes=runtimes or None)
+    except KeptNodesError as e:  # fail closed: a node the target computes wrongly is not written in silence
+        raise VerificationError(f"{e} From export_onnx / convert: export without a target, then run `poolport "
+                                f"legalize` on the file.") from None
     job.report.legalized = [str(c) for c in result.changes]
     if result.probe is not None:
         job.report.legalized.insert(0, f"auto: rules {', '.join(result.rules) or 'none'} from probing "

@@ -1,8 +1,9 @@
 """Applying legalizer rules to a graph: each AveragePool/MaxPool node some rules match (their patterns) is
 replaced by the strongest of their replacements (``replacements``: the highest rank), where its check
-passes; else kept, with the reason. The nodes a replacement asks to check again (3-D pooling split into
-2-D nodes) go through the rules again. No checking of the model or verification here: that is
-``legalize``'s; ``probe`` uses this to measure what each rule's rewrite does in a runtime."""
+passes and no runtime served is known to compute it wrongly; else kept, with the reason. The nodes a
+replacement asks to check again (3-D pooling split into 2-D nodes) go through the rules again. No checking
+of the model or verification here: that is ``legalize``'s (which refuses kept nodes unless asked to keep
+them); ``probe`` uses this, serving no runtime, to measure what each rule's rewrite does in a runtime."""
 
 from __future__ import annotations
 
@@ -33,10 +34,13 @@ class PoolRewrite:
 
 @dataclass(frozen=True)
 class Kept:
-    """A pooling node a rule matched but the legalizer left as it was, and why."""
+    """A pooling node a rule matched but the legalizer left as it was, and why: ``rules`` (the rules that
+    matched it) and ``runtimes`` (where the rewrite is known wrong, if that is why)."""
 
     node: str
     reason: str
+    rules: tuple[str, ...] = ()
+    runtimes: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return f"{self.node}: kept ({self.reason})"
@@ -60,11 +64,16 @@ def _static(shape: tuple[int | None, ...] | None) -> tuple[int, ...] | None:
     return tuple(shape)
 
 
-def apply_rules(original: onnx.ModelProto, rules) -> tuple[onnx.ModelProto, list]:
-    """A rewritten copy of ``original`` and, per matched node, what was done (PoolRewrite or Kept)."""
+def apply_rules(original: onnx.ModelProto, rules, serves: tuple[str, ...] = (),
+                measured: dict[str, dict[str, str]] | None = None) -> tuple[onnx.ModelProto, list]:
+    """A rewritten copy of ``original`` and, per matched node, what was done (PoolRewrite or Kept).
+
+    ``serves``: the runtimes the result is for; a rewrite known to be wrong on one of them
+    (``Replacement.wrong_on``, or ``measured``: per rule name, runtime -> why, from a probe) is not
+    written, the node is kept with the reason. Empty: every rewrite is written (the probe measures them)."""
     proto = copy.deepcopy(original)
     shapes = _shapes(proto)
-    writer = _Writer(rules, opset_of(proto, 1))
+    writer = _Writer(rules, opset_of(proto, 1), tuple(serves), measured or {})
     for i, node in enumerate(list(proto.graph.node)):
         if node.op_type not in POOL_OPS or not rules:
             writer.nodes.append(node)
@@ -82,9 +91,18 @@ def apply_rules(original: onnx.ModelProto, rules) -> tuple[onnx.ModelProto, list
 class _Writer:
     """Collects the rewritten graph: nodes, new initializers and what was done per node."""
 
-    def __init__(self, rules, opset: int):
-        self.rules, self.opset = rules, opset
+    def __init__(self, rules, opset: int, serves: tuple[str, ...] = (), measured: dict | None = None):
+        self.rules, self.opset, self.serves, self.measured = rules, opset, serves, measured or {}
         self.nodes, self.inits, self.changes = [], [], []
+
+    def wrong_on(self, hit, replacement, attrs, shape, written) -> dict[str, str]:
+        """The runtimes served where ``written`` (``replacement`` of a node the rules ``hit`` match) is
+        known to be wrong, and why."""
+        wrong = dict(replacement.wrong_on(attrs, shape, written))
+        for r in hit:
+            for rt, why in self.measured.get(r.name, {}).items():
+                wrong.setdefault(rt, why)
+        return {rt: why for rt, why in wrong.items() if rt in self.serves}
 
     def rewrite(self, node, shape: tuple | None, elem_type: int, prefix: str, name: str) -> list:
         """``node`` as it stays, or its replacement (with the nodes it asks to check again, checked again).
@@ -99,13 +117,22 @@ class _Writer:
             return [node]
         # the strongest replacement among the rules that match serves them all (replacements: rank)
         rule = max(hit, key=lambda r: r.replacement_for(attrs).rank)
+        names = tuple(r.name for r in hit)
         reason = rule.check(node, attrs, shape, self.opset)
         if reason is not None:
-            self.changes.append(Kept(name, f"matches {', '.join(r.name for r in hit)} but {reason}"))
+            self.changes.append(Kept(name, f"matches {', '.join(names)} but {reason}", names))
             return [node]
+        start, inits = len(self.changes), len(self.inits)
         written = rule.rewrite(node, attrs, shape, self.opset, prefix, elem_type)
+        replacement = rule.replacement_for(attrs)
+        wrong = self.wrong_on(hit, replacement, attrs, shape, written)
+        if wrong:  # no form is right on every runtime served: the node stays as it was
+            why = "; ".join(f"wrong on {rt} ({w})" for rt, w in wrong.items())
+            self.changes.append(Kept(name, f"matches {', '.join(names)} but its {replacement.name} form is {why}",
+                                     names, tuple(wrong)))
+            return [node]
         self.inits.extend(written.inits)
-        self.changes.append(PoolRewrite(name, tuple(r.name for r in hit), attrs.describe(), written.summary))
+        self.changes.append(PoolRewrite(name, names, attrs.describe(), written.summary))
         again = {id(p): s for p, s in written.again}
         out = []
         for nd in written.nodes:
@@ -113,4 +140,11 @@ class _Writer:
                 out.extend(self.rewrite(nd, again[id(nd)], elem_type, nd.name, f"{name} ({nd.name})"))
             else:
                 out.append(nd)
+        kept = [c for c in self.changes[start:] if isinstance(c, Kept)]
+        if kept:  # a node of the replacement stays wrong somewhere: keep the original node instead, whole
+            del self.changes[start:], self.inits[inits:]
+            runtimes = tuple(dict.fromkeys(rt for c in kept for rt in c.runtimes))
+            self.changes.append(Kept(name, f"matches {', '.join(names)} but in its {replacement.name} form "
+                                     + "; ".join(c.reason for c in kept), names, runtimes))
+            return [node]
         return out

@@ -57,3 +57,17 @@ def pool_3d_as_2d(node: onnx.NodeProto, p, shape: tuple, prefix: str):
     ]
     pools = [(hw, (n, c * d, h, w)), (dd, (n, c, d, ho * wo))]
     return nodes, inits, pools
+
+
+def layout_ambiguous(p, channels: int, spatial: tuple[int, ...]) -> bool:
+    """Whether a tensor of the 2-D form of a 3-D pool (attributes ``p``, ``channels``, ``spatial`` D, H, W)
+    -- the input, the folded input, the 2-D halves' outputs, the output -- has all its non-batch sizes
+    equal: onnx2tf guesses channels-first or -last from shapes, and guesses the Reshapes' layout wrongly
+    there (measured with C == D == H == W)."""
+    c, (d, h, w) = channels, spatial
+    ext = [(k - 1) * dl + 1 for k, dl in zip(p.kernel, p.dilations)]
+    do, ho, wo = (torch_output(n, e, s, b, a, p.ceil_mode)
+                  for n, e, s, b, a in zip(spatial, ext, p.strides, p.pads_before, p.pads_after))
+    shapes = [(c, d, h, w), (c * d, h, w), (c * d, ho, wo), (c, d, ho * wo), (c, do, ho * wo), (c, do, ho, wo)]
+    return any(len(set(t)) == 1 for t in shapes)
+

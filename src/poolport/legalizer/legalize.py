@@ -13,11 +13,21 @@ import onnx
 
 from ..errors import PoolportError, VerificationError, one_line
 from ..onnxfile.graph import output_types
-from ..runtimes.registry import available
+from ..runtimes.registry import ALIASES, NAMES, available
 from ..verify.check import evaluator_computes, run_evaluator
 from ..verify.compare import NOT_COMPARED, compare_arrays
 from .apply import POOL_OPS, Kept, PoolRewrite, apply_rules  # noqa: F401  (re-exported)
 from .rules import TARGETS, rules_for
+
+
+class KeptNodesError(VerificationError):
+    """``legalize`` left pooling nodes as they were that a rule for the target matches (the target
+    computes them wrongly or refuses them) and was not asked to keep such nodes: nothing is written
+    (``poolport legalize`` exits with 1). ``.result`` is the LegalizeResult, ``.result.kept`` the nodes."""
+
+    def __init__(self, message: str, result: LegalizeResult):
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass
@@ -60,13 +70,21 @@ def load(model) -> onnx.ModelProto:
 
 def legalize(model: onnx.ModelProto | str | Path, target: str = "all", *, verify: bool = True,
              seed: int = 0, runtimes: tuple[str, ...] | None = None, progress=None,
-             rules: tuple[str, ...] | None = None) -> LegalizeResult:
+             rules: tuple[str, ...] | None = None, keep_unfixed: bool = False,
+             reprobe: bool = False) -> LegalizeResult:
     """Rewrite the AveragePool/MaxPool nodes of ``model`` (a ModelProto or a path; never modified) that
     ``target`` computes wrongly into explicit equivalent forms. ``target``: "all" (every rule), a runtime
     ("onnxruntime", "openvino", "litert" or "tflite", "ncnn", "mnn": the rules measured for it) or "auto":
     probe ``runtimes`` (default: every installed one) with ``poolport.legalizer.probe`` and apply the
-    rules whose patterns they got wrong and whose rewrite they compute right. ``rules`` (names) overrides
-    the target's rule set.
+    rules whose patterns they got wrong and whose rewrite they compute right; the probe of each runtime
+    is cached per runtime version and poolport version (``legalizer.probe_cache``; ``reprobe`` probes
+    again and rewrites the cache). ``rules`` (names) overrides
+    the target's rule set (and no runtime's known failures are then consulted).
+
+    A node a rule for the target matches but that is left as it was (its input size is not static, its
+    Indices output is used, or every form of it is known wrong on a runtime the target serves: "all"
+    serves every runtime, "auto" the probed ones) fails closed: ``KeptNodesError``, naming the node,
+    the rule and the reason, unless ``keep_unfixed``; then the result lists it in ``.kept``.
 
     Returns a ``LegalizeResult``: ``.model`` (a new ModelProto), ``.changes`` (each node rewritten, or
     kept and why), ``.rules`` (the rules applied) and, for "auto", ``.probe``. With ``verify`` (default)
@@ -77,7 +95,8 @@ def legalize(model: onnx.ModelProto | str | Path, target: str = "all", *, verify
         PoolportError: unknown target, a file that is not an ONNX model, a model that fails
             onnx.checker.
         VerificationError: a legalized model that differs from the original, or one whose outputs
-            could not be compared (no finite value on random inputs).
+            could not be compared (no finite value on random inputs); ``KeptNodesError`` (a
+            VerificationError) for nodes kept without ``keep_unfixed``.
     """
     if target not in TARGETS:
         raise PoolportError(f"target must be one of {TARGETS}, got {target!r}.")
@@ -86,30 +105,57 @@ def legalize(model: onnx.ModelProto | str | Path, target: str = "all", *, verify
         onnx.checker.check_model(original)
     except onnx.checker.ValidationError as e:
         raise PoolportError(f"the input model fails onnx.checker: {one_line(e)}") from e
-    report = None
+    report, measured = None, {}
     if rules is not None:
         from .rules import RULES
 
         unknown = set(rules) - {r.name for r in RULES}
         if unknown:
             raise PoolportError(f"unknown rule {', '.join(sorted(unknown))}; rules: {', '.join(r.name for r in RULES)}.")
-        rules = [r for r in RULES if r.name in rules]
+        rules = applied = [r for r in RULES if r.name in rules]
+        serves = () if target in ("all", "auto") else (ALIASES.get(target, target),)
     elif target == "auto":
-        from .probe import run_probe
+        from .probe_cache import cached_probe
+        from .rules import RULES
 
-        report = run_probe(runtimes, progress=progress)
-        rules = report.chosen_rules()
+        report = cached_probe(runtimes, progress=progress, reprobe=reprobe)
+        applied = report.chosen_rules()
+        # a rule that fixed a case on one probed runtime but made one worse on another: the nodes it matches
+        # are kept (and fail closed), not passed over in silence
+        measured = report.withheld()
+        rules = [r for r in RULES if r in applied or r.name in measured]
+        serves = tuple(report.results)
     else:
-        rules = rules_for(target)
-    proto, changes = apply_rules(original, rules)
+        rules = applied = rules_for(target)
+        serves = NAMES if target == "all" else (ALIASES.get(target, target),)
+    proto, changes = apply_rules(original, rules, serves, measured)
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as e:
         raise PoolportError(f"legalized model fails onnx.checker: {one_line(e)}") from e
-    verified = verify and any(isinstance(c, PoolRewrite) for c in changes)
-    if verified:
+    result = LegalizeResult(proto, changes, target, False, tuple(r.name for r in applied), report)
+    if result.kept and not keep_unfixed:
+        raise KeptNodesError(kept_message(result), result)
+    if verify and result.rewritten:
         verify_equivalent(original, proto, seed)
-    return LegalizeResult(proto, changes, target, verified, tuple(r.name for r in rules), report)
+        result.verified = True
+    return result
+
+
+def kept_message(result: LegalizeResult) -> str:
+    """Why ``legalize`` refuses a result with kept nodes: each node, its rules and the reason, and what to do."""
+    kept = result.kept
+    nodes = "; ".join(f"{k.node}: {k.reason}" for k in kept)
+    runtimes = sorted({rt for k in kept for rt in k.runtimes})
+    advice = ""
+    if any("not static" in k.reason for k in kept):
+        advice += "Give the model static spatial sizes to rewrite them. "
+    if runtimes and result.target in ("all", "auto"):
+        advice += ("No form of them is right on every runtime served; legalize for one runtime at a time "
+                   "(--target <runtime>) to rewrite them for it. ")
+    return (f"legalize --target {result.target} left {len(kept)} pooling node(s) as they were that the target "
+            f"computes wrongly or refuses ({nodes}). Nothing was written. {advice}To write the model with these "
+            f"nodes as they are, listed as kept: --keep-unfixed (poolport.legalize(..., keep_unfixed=True)).")
 
 
 def random_feeds(proto: onnx.ModelProto, seed: int) -> dict[str, np.ndarray]:

@@ -123,6 +123,10 @@ class ProbeReport:
     skipped: dict[str, str] = field(default_factory=dict)  # runtime -> why (not installed)
     # per runtime, per case its pattern's rules match: (the rules, the verdict on the rewritten case)
     fixes: dict[str, dict[str, tuple[tuple[str, ...], CaseResult]]] = field(default_factory=dict)
+    # ``probe_cache.cached_probe``: per runtime read from the cache, (its file, when it was probed); per
+    # runtime probed now and cached, its file
+    cached: dict[str, tuple[str, str]] = field(default_factory=dict)
+    stored: dict[str, str] = field(default_factory=dict)
 
     def _rule_effects(self, rt: str) -> tuple[set[str], set[str]]:
         """``(helps, worsens)`` on ``rt``: rules that made a failing case exact, and rules whose rewrite is
@@ -149,6 +153,24 @@ class ProbeReport:
             helps |= h
             worsens |= w
         return [r for r in RULES if r.name in helps - worsens]
+
+    def withheld(self, runtimes: tuple[str, ...] | None = None) -> dict[str, dict[str, str]]:
+        """The rules ``chosen_rules`` leaves out although they made a failing case exact on one of
+        ``runtimes`` (default: every probed one), because their rewrite made a case worse on another: per
+        rule name, each runtime it made a case worse on, and which. ``legalize --target auto`` keeps the
+        nodes such a rule matches (and fails closed on them)."""
+        runtimes = runtimes or tuple(self.results)
+        helps, out = set(), {}
+        for rt in runtimes:
+            helps |= self._rule_effects(rt)[0]
+            before = {r.case: r for r in self.results.get(rt, [])}
+            for case, (rules, after) in self.fixes.get(rt, {}).items():
+                was = before[case].verdict
+                if (was == "ok" and after.verdict != "ok") or (was == "refused" and after.verdict == "WRONG"):
+                    for r in rules:
+                        out.setdefault(r, {}).setdefault(
+                            rt, f"the probe measured its rewrite of {case} {after.verdict} there, the original {was}")
+        return {r: why for r, why in out.items() if r in helps}
 
     def unfixed(self, runtimes: tuple[str, ...] | None = None) -> list[str]:
         """``runtime: case (why)`` for failing cases that ``legalize --target auto`` leaves failing."""

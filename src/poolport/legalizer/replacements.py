@@ -11,6 +11,10 @@ whether it can be written for a given node, with the reason where it cannot:
 * ``AS_2D``    -- 3-D pooling as two 2-D pooling ops between Reshapes (``legalizer.decompose``); the
   legalizer checks the two new nodes against the rules again.
 
+Each replacement also says where it is known to be wrong (``wrong_on``, measured: docs/runtimes.md): a
+target served by such a runtime (``--target all`` serves every runtime) keeps the node instead, and
+``legalize`` fails closed on it.
+
 Each replacement has a ``rank``: where several rules match one node, the rewrite of the highest is written
 for all of them, since each removes at least what those below it remove (2-D halves that are checked
 again; dilations, pads and ceil_mode; pads and ceil_mode; auto_pad alone).
@@ -27,7 +31,7 @@ from ..backend.onnx_nodes import explicit_nodes, tap_nodes
 from ..plan.explicit import explicit_torch_pool
 from ..plan.taps import tap_pool
 from .attrs import PoolAttrs
-from .decompose import pool_3d_as_2d
+from .decompose import layout_ambiguous, pool_3d_as_2d
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,16 @@ class Replacement:
         """``node`` written as this replacement; new names start with ``prefix``, constants take ``elem_type``."""
         raise NotImplementedError
 
+    def wrong_on(self, p: PoolAttrs, shape: tuple, written: Written) -> dict[str, str]:
+        """The runtimes known to compute ``written`` (this replacement of a node with attributes ``p`` on
+        input ``shape``) wrongly, and why (measured, docs/runtimes.md): onnx2tf computes a MaxPool form with a
+        Pad node wrongly where the channel count equals every spatial size (the Pad form and the tap form,
+        measured; the average forms are right there)."""
+        if (p.op == "MaxPool" and any(n.op_type == "Pad" for n in written.nodes) and len(set(shape[1:])) == 1):
+            return {"litert": "onnx2tf computes a MaxPool with a Pad node wrongly where the channel count equals "
+                              "every spatial size"}
+        return {}
+
     def __repr__(self) -> str:
         return self.name
 
@@ -111,6 +125,12 @@ class Taps(Planned):
         if reason is None and opset < 11:
             return f"a dilated pool is rewritten with opset 11 or newer (the model has {opset})"
         return reason
+
+    def wrong_on(self, p, shape, written):
+        """As ``Replacement.wrong_on``, and ncnn: pnnx converts the tap form, and ncnn computes it with the
+        wrong output shape (measured), where it refuses the dilated original loudly."""
+        return {**super().wrong_on(p, shape, written),
+                "ncnn": "pnnx converts it and ncnn returns the wrong output shape; ncnn refuses the original loudly"}
 
     def plan(self, p, spatial):
         """``plan.taps.tap_pool``: Pad + a Slice per kernel tap + Max/Add + a 1-wide strided pool (+ Mul)."""
@@ -164,6 +184,14 @@ class As2d(Replacement):
         """Reshape + 2-D pool + Reshape + 2-D pool + Reshape; the two pools to check again."""
         nodes, inits, pools = pool_3d_as_2d(node, p, shape, prefix)
         return Written(nodes, inits, "Reshape + 2-D pool (H, W) + Reshape + 2-D pool (D) + Reshape", tuple(pools))
+
+    def wrong_on(self, p, shape, written):
+        """LiteRT where a tensor of the 2-D form has all its sizes equal (``decompose.layout_ambiguous``):
+        onnx2tf lays out the Reshapes wrongly there (measured). The 2-D halves are checked on their own."""
+        if layout_ambiguous(p, shape[1], tuple(shape[2:])):
+            return {"litert": "a tensor of the 2-D form has all its sizes equal, and onnx2tf guesses the layout "
+                              "of its Reshapes wrongly there"}
+        return {}
 
 
 EXPLICIT, TAPS, PADS, AS_2D = Explicit(), Taps(), Pads(), As2d()

@@ -31,6 +31,7 @@ import onnx
 from ..plan.pads import ceil_window_in_padding, torch_output
 from ..runtimes.registry import ALIASES
 from .attrs import PoolAttrs, extents, read_attrs
+from .decompose import layout_ambiguous
 from .replacements import AS_2D, EXPLICIT, PADS, TAPS, Replacement, Written
 from .targets import TARGETS  # noqa: F401  (TARGETS re-exported)
 
@@ -86,21 +87,18 @@ class Rule:
         return self.replacement_for(p).write(node, p, shape, opset, prefix, elem_type)
 
 
-def unambiguous_avg_3d(p: PoolAttrs, spatial: tuple[int, ...]) -> bool:
-    """A 3-D AveragePool without pads, or dilated, whose 2-D form onnx2tf can lay out: no tensor of the form
-    (input, folded input, the 2-D halves' outputs, output) has all its non-batch sizes equal (onnx2tf guesses
-    channels-first or -last from shapes, and guesses wrong for C == D == H == W, measured)."""
+def avg_3d_for_litert(p: PoolAttrs, spatial: tuple[int, ...]) -> bool:
+    """A 3-D AveragePool that is dilated (onnx2tf ignores 3-D dilations), or without pads where its 2-D form
+    has no tensor with all its sizes equal. Where one has (``decompose.layout_ambiguous``), onnx2tf lays the
+    2-D form out wrongly: a dilated node is then kept (``As2d.wrong_on``: the legalizer fails closed), an
+    undilated one is left alone (onnx2tf refuses it loudly or computes it right, measured)."""
     if len(p.kernel) != 3 or p.op != "AveragePool":
         return False
-    if (any(p.pads_before) or any(p.pads_after)) and all(d == 1 for d in p.dilations):
-        return False
-    if p.channels is None or not spatial:
+    if any(d != 1 for d in p.dilations):
         return True
-    c, (d, h, w) = p.channels, spatial
-    do, ho, wo = (torch_output(n, e, s, b, a, p.ceil_mode) for n, e, s, b, a in
-                  zip(spatial, extents(p), p.strides, p.pads_before, p.pads_after))
-    shapes = [(c, d, h, w), (c * d, h, w), (c * d, ho, wo), (c, d, ho * wo), (c, do, ho * wo), (c, do, ho, wo)]
-    return all(len(set(s)) > 1 for s in shapes)
+    if any(p.pads_before) or any(p.pads_after):
+        return False
+    return p.channels is None or not spatial or not layout_ambiguous(p, p.channels, spatial)
 
 
 def _same(kind):
@@ -113,8 +111,10 @@ RULES = (
          "pads wrongly; it computes 2-D pooling right", lambda p, spatial: len(p.kernel) == 3, AS_2D),
     Rule("avg-3d-as-2d", frozenset({"litert"}),
          "onnx2tf refuses 3-D AveragePool without pads where the windows do not tile the input and ignores 3-D "
-         "dilations; it computes the two 2-D pools (and their dilated tap form) right. Not where a tensor's sizes "
-         "are all equal: onnx2tf then guesses the layout of the Reshapes wrongly", unambiguous_avg_3d, AS_2D),
+         "dilations; it computes the two 2-D pools (and their dilated tap form) right, except where a tensor's "
+         "sizes are all equal: onnx2tf then guesses the layout of the Reshapes wrongly (a dilated node is kept, an "
+         "undilated one left alone)",
+         avg_3d_for_litert, AS_2D),
     Rule("dilated-pool", frozenset({"mnn", "litert"}),
          "MNN ignores dilations; onnx2tf ignores them for AveragePool and refuses large dilated MaxPool (pnnx "
          "leaves dilated pooling unconverted for ncnn, which refuses it loudly; the tap form is wrong there too). "

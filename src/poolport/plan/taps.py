@@ -14,8 +14,8 @@ from .pads import check_pool_args, torch_output
 @dataclass(frozen=True)
 class TapPool:
     """Pooling with dilations (or any pooling) written as its kernel taps, for runtimes that refuse or
-    miscompute dilated pooling: ``Pad(before, after)`` (zeros for average; the lowest finite value for max,
-    since a dilated window need not hold the edge cell a replicated edge would copy), then per kernel tap
+    miscompute dilated pooling: ``Pad(before, after)`` (zeros for average; -inf for max, since a dilated
+    window need not hold the edge cell a replicated edge would copy, and a window of -inf is -inf), then per kernel tap
     one contiguous ``Slice`` (start ``j * dilation`` per axis), combined by ``Max`` or ``Sum``, subsampled
     by a 1-wide ``MaxPool`` with the stride (where a stride is not 1), and for average a constant per-cell
     factor ``1 / divisor`` (per axis; the factors multiply).
