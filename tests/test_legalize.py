@@ -144,12 +144,12 @@ def test_dynamic_spatial_sizes_are_kept_and_reported():
     assert [n.op_type for n in fixed.graph.node] == ["AveragePool"]
 
 
-def _indices_used():
+def _indices_used(auto_pad="SAME_LOWER"):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])
     ys = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4]),
           helper.make_tensor_value_info("i", TensorProto.INT64, [1, 2, 4, 4])]
     node = helper.make_node("MaxPool", ["x"], ["y", "i"], name="argmax", kernel_shape=[3, 3], strides=[2, 2],
-                            auto_pad="SAME_LOWER")
+                            auto_pad=auto_pad)
     m = helper.make_model(helper.make_graph([node], "g", [x], ys), opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     return m
@@ -160,6 +160,8 @@ KEPT = [
     ("dynamic", lambda: pool_model("AveragePool", ("n", 2, "h", "w"), kernel_shape=[3, 3], strides=[2, 2],
                                    auto_pad="SAME_UPPER"), "ncnn", "pool", "auto-pad-same-upper", "not static"),
     ("indices", _indices_used, "mnn", "argmax", "auto-pad-same-lower", "Indices output"),
+    # MNN and LiteRT compute the Indices output wrongly (measured: off by 54 and 70): no form yet, kept
+    ("indices-litert", lambda: _indices_used("VALID"), "litert", "argmax", "max-indices", "Indices output"),
     ("opset10-dilated", lambda: pool_model("MaxPool", (1, 2, 9, 10), opset=10, kernel_shape=[3, 3], dilations=[2, 2]),
      "litert", "pool", "dilated-pool", "opset 11"),
 ]
@@ -185,7 +187,7 @@ def test_a_kept_node_fails_closed_unless_asked(model, target, node, rule, reason
     assert f"{node}: kept" in out and rule in out and "1 pooling node(s) kept as they were" in out
     assert [n.op_type for n in onnx.load(str(dst)).graph.node] == [n.op_type for n in model.graph.node]
     result = poolport.legalize(model, target, keep_unfixed=True)
-    assert [c.node for c in result.kept] == [node] and result.kept[0].rules == (rule,)
+    assert [c.node for c in result.kept] == [node] and rule in result.kept[0].rules
 
 
 def _dilated_2x2():

@@ -26,6 +26,7 @@ class PoolAttrs:
     count_include_pad: bool
     dilations: tuple[int, ...]
     channels: int | None = None  # the input's channel count, where static (onnx2tf guesses layouts from shapes)
+    indices: bool = False  # whether a MaxPool's Indices output is used
 
     @property
     def asymmetric(self) -> bool:
@@ -73,6 +74,7 @@ def read_attrs(node: onnx.NodeProto, spatial: tuple[int, ...] | None, channels: 
         count_include_pad=bool(a.get("count_include_pad", 0)),
         dilations=dilations,
         channels=channels,
+        indices=len(node.output) > 1 and bool(node.output[1]),
     )
 
 

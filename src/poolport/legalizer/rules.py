@@ -143,6 +143,11 @@ RULES = (
          "ncnn computes MaxPool with asymmetric pads with the wrong output size where an axis pads more before "
          "than after, or pads both sides unequally (measured); the Pad form is right",
          lambda p, spatial: p.op == "MaxPool" and p.asymmetric),
+    # no portable form of the indices yet: the node is kept, so legalizing for these runtimes fails closed
+    Rule("max-indices", frozenset({"mnn", "litert"}),
+         "MNN and onnx2tf compute MaxPool's Indices output wrongly (measured: MNN off by 54 with pads=1 on a batch "
+         "of 2, and its values wrong too; LiteRT off by 70 on a plain k2 s2 pool); ncnn refuses it loudly",
+         lambda p, spatial: p.op == "MaxPool" and p.indices),
     Rule("ceil-window-in-padding", frozenset({"ncnn", "openvino", "mnn"}),
          "with ceil_mode, a last window that starts in the right padding: ONNX drops it, ncnn, OpenVINO and MNN "
          "return an extra output cell", window_in_padding),
