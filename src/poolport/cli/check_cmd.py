@@ -8,7 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import PoolportError
 from .args import add_rtol_option, add_runtimes_option, input_file, parse_runtimes, parse_size
 from .progress import Progress
 from .terminal import quiet

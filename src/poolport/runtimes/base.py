@@ -9,12 +9,14 @@ import importlib
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as dist_version
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..onnxfile.files import Model
 
-Feeds = dict[str, np.ndarray]
+if TYPE_CHECKING:  # numpy is imported where arrays are made: the command line lists the runtimes at start-up
+    import numpy as np
+
+Feeds = dict[str, "np.ndarray"]
 
 
 @dataclass(frozen=True, repr=False)

@@ -9,12 +9,14 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import PoolportError
 from ..onnxfile.files import Model, as_file
 from .base import Feeds, Runtime
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _pnnx_exe() -> str:
@@ -36,6 +38,7 @@ def unknown_ncnn_layers(param_text: str) -> list[str]:
 def run_ncnn_files(param: Path, binary: Path, arrays: list[np.ndarray]) -> list[np.ndarray]:
     """Run a converted ncnn model (pnnx's naming: in0.. / out0..) on ``arrays`` (batch first)."""
     import ncnn
+    import numpy as np
 
     text = Path(param).read_text()
     unknown = unknown_ncnn_layers(text)

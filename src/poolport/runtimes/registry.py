@@ -10,12 +10,14 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import PoolportError
 from ..onnxfile.files import Model
 from .base import Feeds, Runtime
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _discover() -> dict[str, Runtime]:
