@@ -94,5 +94,12 @@ class Runtime:
                 answers.append(e)
         return answers
 
+    def run_sizes(self, model: Model, feeds: list[Feeds]) -> tuple[list[list[np.ndarray] | Exception], str]:
+        """One model on several input sets (a model with dynamic sizes, at each size verification picked):
+        per set its outputs or the exception that says why the runtime refused it, and a note on how they
+        were run where the caller should hear it ('' otherwise). By default ``run_batch``; a runtime that
+        converts the model first (ncnn through pnnx) converts it once for every size where it can."""
+        return self.run_batch([(model, f) for f in feeds]), ""
+
     def __repr__(self) -> str:
         return f"<runtime {self.name}>"
