@@ -2,8 +2,8 @@
 place poolport verifies: ``export_onnx`` (its ONNX Runtime check, and a runtime asked for with
 ``runtimes=``), ``poolport check``, ``poolport probe`` and ``legalize``'s own check.
 
-The perturbation wraps what a runtime returns, where poolport asks for it (the runtime registry's ``run``
-and ``run_batch``, or ONNX Runtime's ``InferenceSession.run``): the production comparison judges, the
+The perturbation wraps what a runtime returns, where poolport asks for it (the runtime registry's ``run``,
+``run_batch`` and ``run_sizes``, or ONNX Runtime's ``InferenceSession.run``): the production comparison judges, the
 oracle is the runtime's own unperturbed answer, or PyTorch's."""
 
 import json
@@ -150,7 +150,16 @@ def export_onnxruntime(monkeypatch, tmp_path, name):
 
 def _stand_in(monkeypatch, name, when=lambda model: True, runtime="openvino"):
     """``runtime`` answers what ONNX Runtime answers, perturbed: the registry's runner replaced."""
-    monkeypatch.setitem(registry.RUNNERS, runtime, perturbed(run_onnxruntime, PERTURBATIONS[name], when))
+    runner = perturbed(run_onnxruntime, PERTURBATIONS[name], when)
+    monkeypatch.setitem(registry.RUNNERS, runtime, runner)
+    run_sizes = registry.run_sizes
+
+    def sizes(rt, model, feeds):  # what export_onnx asks: the model at every size verified, at once
+        if rt != runtime:
+            return run_sizes(rt, model, feeds)
+        return [runner(model, f) for f in feeds], ""
+
+    monkeypatch.setattr(registry, "run_sizes", sizes)
     monkeypatch.setattr(registry, "available", lambda rt: rt in ("onnxruntime", runtime))
 
 

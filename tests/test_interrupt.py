@@ -89,7 +89,7 @@ def assert_interrupted(code: int, lines: list[str], folder: Path) -> None:
 
 
 @pytest.mark.parametrize("phase,delay", [
-    ("importing", 0.5),  # the command line still loading torch: before main() runs
+    ("importing", 0.5),  # the command line still loading torch (convert's own imports: its parser imports none)
     ("checking every pooling site", 0.0),
     ("exporting with the dynamo exporter", 0.0),  # the exporter importing torch._dynamo
     ("exporting with the dynamo exporter", 1.0),

@@ -42,6 +42,9 @@ def style_for(target: str | None, runtimes: Iterable[str] | None = None, default
     if target in STYLES:
         return target
     if target == "auto":
-        names = list(runtimes) if runtimes is not None else [n for n in NAMES if available(n)]
-        return "edge" if any(style_for(n) == "edge" for n in names) else "default"
+        if runtimes is not None:
+            return "edge" if any(style_for(n) == "edge" for n in runtimes) else "default"
+        # only the runtimes that need the edge style decide: asking those alone whether they are installed
+        # keeps `poolport plan --target auto` from importing every runtime (onnxruntime, OpenVINO, ncnn)
+        return "edge" if any(style_for(n) == "edge" and available(n) for n in NAMES) else "default"
     return "edge" if ALIASES.get(target, target) in EDGE else "default"

@@ -9,12 +9,14 @@ import importlib
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as dist_version
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..onnxfile.files import Model
 
-Feeds = dict[str, np.ndarray]
+if TYPE_CHECKING:  # numpy is imported where arrays are made: the command line lists the runtimes at start-up
+    import numpy as np
+
+Feeds = dict[str, "np.ndarray"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -91,6 +93,13 @@ class Runtime:
             except Exception as e:  # a refusal, reported per model
                 answers.append(e)
         return answers
+
+    def run_sizes(self, model: Model, feeds: list[Feeds]) -> tuple[list[list[np.ndarray] | Exception], str]:
+        """One model on several input sets (a model with dynamic sizes, at each size verification picked):
+        per set its outputs or the exception that says why the runtime refused it, and a note on how they
+        were run where the caller should hear it ('' otherwise). By default ``run_batch``; a runtime that
+        converts the model first (ncnn through pnnx) converts it once for every size where it can."""
+        return self.run_batch([(model, f) for f in feeds]), ""
 
     def __repr__(self) -> str:
         return f"<runtime {self.name}>"

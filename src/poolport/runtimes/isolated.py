@@ -15,12 +15,14 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import PoolportError
 from ..onnxfile.files import Model, as_file
 from .base import Feeds, Runtime
+
+if TYPE_CHECKING:
+    import numpy as np
 
 WORKERS = Path(os.path.abspath(__file__)).parent / "workers"
 TIMEOUT_S = 600
@@ -30,6 +32,7 @@ TAIL_LINES = 4  # how much of a worker's captured output a refusal quotes
 def _expected_shapes(path: Path, feeds: dict[str, np.ndarray]) -> tuple[list[str], list[list[int]]]:
     """Output names and the output shapes for ``feeds`` (ONNX Runtime computes them: the LiteRT worker
     needs them to undo onnx2tf's channels-last layout)."""
+    import numpy as np
     import onnx
     import onnxruntime as ort
 
@@ -57,6 +60,8 @@ def run_many(worker: str, python: str, items: list[tuple[Model, dict[str, np.nda
 
     The worker runs in a temporary folder: every path it is given is absolute (a model named relative to
     the caller's working folder included), and so is ``python``."""
+    import numpy as np
+
     python = os.path.abspath(python) if os.sep in python else python  # not resolved: a venv's python is a link
     with contextlib.ExitStack() as stack:
         d = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="poolport-")))
@@ -121,6 +126,8 @@ def _said(work: Path, label: str) -> str:
 
 
 def _answer(work: Path, label: str, crash: str) -> list[np.ndarray] | PoolportError:
+    import numpy as np
+
     result_file = work / "result.json"
     if not result_file.exists():
         return PoolportError((crash or f"{label} gave no answer") + _said(work, label))

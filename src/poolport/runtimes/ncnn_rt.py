@@ -9,12 +9,14 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ..errors import PoolportError
+from ..errors import PoolportError, one_line
 from ..onnxfile.files import Model, as_file
 from .base import Feeds, Runtime
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _pnnx_exe() -> str:
@@ -36,6 +38,7 @@ def unknown_ncnn_layers(param_text: str) -> list[str]:
 def run_ncnn_files(param: Path, binary: Path, arrays: list[np.ndarray]) -> list[np.ndarray]:
     """Run a converted ncnn model (pnnx's naming: in0.. / out0..) on ``arrays`` (batch first)."""
     import ncnn
+    import numpy as np
 
     text = Path(param).read_text()
     unknown = unknown_ncnn_layers(text)
@@ -68,6 +71,44 @@ def run_ncnn_files(param: Path, binary: Path, arrays: list[np.ndarray]) -> list[
     return outputs
 
 
+def shapes_arg(shapes: list[tuple[int, ...]]) -> str:
+    """Input shapes as pnnx's ``inputshape`` takes them: ``[1,3,64,64],[1,8]``."""
+    return ",".join("[" + ",".join(str(s) for s in shape) + "]" for shape in shapes)
+
+
+def convert_with_pnnx(path: Path, shapes: list[tuple[int, ...]],
+                      shapes2: list[tuple[int, ...]] | None = None) -> tuple[Path, Path]:
+    """Convert the ONNX file at ``path`` with pnnx (``fp16=0``) for inputs of ``shapes``, into ncnn's
+    param and bin files beside it; with ``shapes2``, a second shape per input (pnnx's ``inputshape2``), pnnx
+    writes a model for dynamic sizes, which ncnn runs at any size. Returns the two paths.
+
+    Raises:
+        PoolportError: pnnx refused the model (its own output's end says why).
+    """
+    cmd = [_pnnx_exe(), str(path), f"inputshape={shapes_arg(shapes)}"]
+    if shapes2 is not None:
+        cmd.append(f"inputshape2={shapes_arg(shapes2)}")
+    proc = subprocess.run([*cmd, "fp16=0"], cwd=path.parent, capture_output=True, text=True, timeout=300)
+    param, binary = path.with_suffix(".ncnn.param"), path.with_suffix(".ncnn.bin")
+    if proc.returncode != 0 or not param.exists():
+        raise PoolportError(f"pnnx could not convert the model: {(proc.stderr or proc.stdout)[-400:]}")
+    return param, binary
+
+
+def symbolic_inputs(path: Path) -> bool:
+    """Whether an input of the ONNX file at ``path`` has a dimension that is not a fixed number."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {w.name for w in graph.initializer}
+    return any(not d.HasField("dim_value") for i in graph.input if i.name not in weights
+               for d in i.type.tensor_type.shape.dim)
+
+
+def _size(shapes: list[tuple[int, ...]]) -> str:
+    return ", ".join("x".join(map(str, s)) for s in shapes)
+
+
 class Ncnn(Runtime):
     """ncnn, reached through pnnx's ONNX converter."""
 
@@ -77,13 +118,67 @@ class Ncnn(Runtime):
         with as_file(model, self_contained=True) as source, tempfile.TemporaryDirectory() as d:
             path = Path(d) / "m.onnx"
             shutil.copyfile(source, path)
-            shapes = ",".join("[" + ",".join(str(s) for s in a.shape) + "]" for a in arrays)
-            cmd = [_pnnx_exe(), str(path), f"inputshape={shapes}", "fp16=0"]
-            proc = subprocess.run(cmd, cwd=d, capture_output=True, text=True, timeout=300)
-            param, binary = Path(d) / "m.ncnn.param", Path(d) / "m.ncnn.bin"
-            if proc.returncode != 0 or not param.exists():
-                raise PoolportError(f"pnnx could not convert the model: {(proc.stderr or proc.stdout)[-400:]}")
+            param, binary = convert_with_pnnx(path, [a.shape for a in arrays])
             return run_ncnn_files(param, binary, arrays)
+
+    def run_sizes(self, model: Model, feeds: list[Feeds]) -> tuple[list[list[np.ndarray] | Exception], str]:
+        """``model`` on each of ``feeds``. Where the file's inputs have symbolic sizes and the sets differ
+        only in their spatial axes (axis 2 on), pnnx converts it once, with the first set's shapes and a
+        second set's (``inputshape2``: a model for dynamic sizes), and ncnn runs that at every size. Where
+        pnnx refuses that conversion, or ncnn cannot run its result at a size, those sizes are converted one
+        by one, as ``run`` does, and the note says so; once pnnx refuses the model at a size too, the sizes
+        after it are not tried (each answers with that refusal: the check has failed already)."""
+        shapes = [[tuple(a.shape) for a in f.values()] for f in feeds]
+        other = next((s for s in shapes[1:] if s != shapes[0]), None)
+        spatial_only = other is not None and all(
+            len(s) == len(shapes[0]) and all(len(a) == len(b) and a[:2] == b[:2] for a, b in zip(s, shapes[0]))
+            for s in shapes)
+        if not spatial_only:
+            return super().run_sizes(model, feeds)
+        answers: list[list[np.ndarray] | Exception | None] = [None] * len(feeds)
+        with as_file(model, self_contained=True) as source, tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "m.onnx"
+            shutil.copyfile(source, path)
+            if not symbolic_inputs(path):
+                return super().run_sizes(model, feeds)
+            try:
+                param, binary = convert_with_pnnx(path, shapes[0], other)
+            except Exception as e:  # pnnx refused, or ran past its time
+                note = (f"pnnx could not convert the model for dynamic sizes ({one_line(e, 200).rstrip('.')}); "
+                        f"it was converted at each size instead")
+            else:
+                failed = []
+                for k, f in enumerate(feeds):
+                    try:
+                        answers[k] = run_ncnn_files(param, binary, list(f.values()))
+                    except Exception as e:  # the dynamic model refused here: this size on its own, below
+                        failed.append((k, e))
+                if not failed:
+                    return answers, ""
+                e = failed[0][1]
+                note = (f"ncnn could not run pnnx's conversion for dynamic sizes at "
+                        f"{'; '.join(_size(shapes[k]) for k, _ in failed)} ({one_line(e, 200).rstrip('.')}); "
+                        f"converted at each of those sizes instead")
+            refused = ""
+            for k, f in enumerate(feeds):
+                if answers[k] is not None:
+                    continue
+                if refused:
+                    answers[k] = PoolportError(f"not converted: pnnx refused the model at {refused}.")
+                    continue
+                folder = Path(d) / f"size{k}"
+                folder.mkdir()
+                shutil.copyfile(path, folder / path.name)
+                try:
+                    param, binary = convert_with_pnnx(folder / path.name, shapes[k])
+                except Exception as e:  # the model itself, not its sizes: the sizes after it are not tried
+                    answers[k], refused = e, _size(shapes[k])
+                    continue
+                try:
+                    answers[k] = run_ncnn_files(param, binary, list(f.values()))
+                except Exception as e:  # a refusal, reported per size
+                    answers[k] = e
+        return answers, note
 
 
 RUNTIME = Ncnn("ncnn", label="ncnn", install="pip install 'poolport[runtimes]'",

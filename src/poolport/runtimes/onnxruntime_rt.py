@@ -4,11 +4,13 @@ verified in."""
 from __future__ import annotations
 
 import os
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..onnxfile.files import Model
 from .base import Feeds, Runtime
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def quiet_session_options():

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..onnxfile.files import Model, as_file
 from .base import Feeds, Runtime
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class OpenVINO(Runtime):
@@ -13,6 +16,7 @@ class OpenVINO(Runtime):
 
     def run(self, model: Model, feeds: Feeds) -> list[np.ndarray]:
         """``model`` in OpenVINO (CPU, f32 precision hint) on ``feeds``."""
+        import numpy as np
         import openvino as ov
 
         core = ov.Core()

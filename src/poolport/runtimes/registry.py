@@ -10,12 +10,14 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import PoolportError
 from ..onnxfile.files import Model
 from .base import Feeds, Runtime
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _discover() -> dict[str, Runtime]:
@@ -66,3 +68,10 @@ def run_batch(name: str, items: list[tuple[Model, Feeds]]) -> list[list[np.ndarr
     """Each ``(model, feeds)`` of ``items`` in runtime ``name``: its outputs, or the exception that says why
     the runtime refused it. MNN and LiteRT run the whole batch in one worker process."""
     return get(name).run_batch(items)
+
+
+def run_sizes(name: str, model: Model, feeds: list[Feeds]) -> tuple[list[list[np.ndarray] | Exception], str]:
+    """``model`` on each of ``feeds`` (one model at several input sizes) in runtime ``name``: per set its
+    outputs or the exception that says why the runtime refused it, and a note on how ('' if nothing to
+    say). ncnn converts a model with dynamic sizes once for all of them where pnnx can."""
+    return get(name).run_sizes(model, feeds)

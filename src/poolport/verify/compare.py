@@ -377,7 +377,8 @@ def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int,
         ) from None
     names = [i.name for i in sess.get_inputs()]
     output_names = [o.name for o in sess.get_outputs()]
-    checks = []
+    rows: list[list[Check]] = []  # per input set: its check in ONNX Runtime, then those in ``runtimes``
+    pending = []  # the sets the runtimes run: (row, label, seed, other size, reference, feeds)
     seeds = fresh_seeds(args)
     sets = [("example inputs", args, None, None)]
     for i in range(random_checks):
@@ -425,25 +426,36 @@ def verify_in_runtimes(model_path: Path, model, args: tuple, random_checks: int,
             got = sess.run(None, feeds)
         except Exception as e:  # the exported graph fails where PyTorch ran: a failed check, with ORT's reason
             note = one_line(f"could not run it at {shape_text(inputs)}: {type(e).__name__}: {e}")
-            checks.append(Check(label, "onnxruntime", float("inf"), float("inf"), False, note, seed, other_size,
-                                ran=False))
+            rows.append([Check(label, "onnxruntime", float("inf"), float("inf"), False, note, seed, other_size,
+                               ran=False)])
             continue
-        checks.append(compare(reference, got, rtol, label, "onnxruntime", seed, other_size, output_names))
-        if label != "example inputs" and not other_size:
-            continue
-        for runtime in runtimes:
-            if progress is not None:
-                progress(f"verifying: {registry.get(runtime).activity} ({label})")
-            try:
-                got = registry.run(runtime, model_path, {k: v.copy() for k, v in feeds.items()})
-            except Exception as e:  # a runtime that refuses the model fails the check, with its own reason
-                note = one_line(e if isinstance(e, PoolportError) else f"{type(e).__name__}: {e}")
-                checks.append(Check(label, runtime, float("inf"), float("inf"), False, note, seed, other_size,
-                                    ran=False))
-                continue
-            # ncnn drops the batch axis: unit dimensions may differ, nothing else
-            checks.append(compare(reference, got, rtol, label, runtime, seed, other_size, output_names,
-                                  unit_dims=True))
+        rows.append([compare(reference, got, rtol, label, "onnxruntime", seed, other_size, output_names)])
+        if runtimes and (label == "example inputs" or other_size):
+            pending.append((rows[-1], label, seed, other_size, reference, feeds))
+    for runtime in runtimes:
+        if not pending:
+            break
+        # every size at once: ncnn converts a model with dynamic sizes once (pnnx), not once per size
+        if progress is not None:
+            what = pending[0][1] if len(pending) == 1 else f"{len(pending)} input sets"
+            progress(f"verifying: {registry.get(runtime).activity} ({what})")
+        try:
+            answers, how = registry.run_sizes(runtime, model_path,
+                                              [{k: v.copy() for k, v in p[5].items()} for p in pending])
+        except Exception as e:  # refused before any size ran: every check says why
+            answers, how = [e] * len(pending), ""
+        for (row, label, seed, other_size, reference, _), got in zip(pending, answers):
+            if isinstance(got, Exception):  # a runtime that refuses the model fails the check, with its reason
+                note = one_line(got if isinstance(got, PoolportError) else f"{type(got).__name__}: {got}")
+                check = Check(label, runtime, float("inf"), float("inf"), False, note, seed, other_size, ran=False)
+            else:  # ncnn drops the batch axis: unit dimensions may differ, nothing else
+                check = compare(reference, got, rtol, label, runtime, seed, other_size, output_names,
+                                unit_dims=True)
+            if how and check.ran:  # how the runtime ran them (pnnx refused a conversion for dynamic sizes):
+                check.note = f"{check.note} ({how})" if check.note else how  # said once, where it ran
+                how = ""
+            row.append(check)
+    checks = [c for row in rows for c in row]
     return checks
 
 
