@@ -13,8 +13,8 @@ import poolport
 from poolport import PoolportError
 from poolport.cli.main import main
 from poolport.errors import VerificationError
-from poolport.legalizer.legalize import Kept, PoolRewrite, random_feeds
 from poolport.legalizer.probe import ProbeCase, reference
+from poolport.legalizer.run import Kept, PoolRewrite, random_feeds
 from poolport.runtimes.registry import RUNNERS, available
 
 

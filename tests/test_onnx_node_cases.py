@@ -85,7 +85,7 @@ STILL_WRONG = {
 def test_kept_node_cases_fail_closed(runtime):
     # the node cases a rule matches and that the runtime computes wrongly after legalize are refused by
     # legalize itself
-    from poolport.legalizer.legalize import KeptNodesError
+    from poolport.legalizer.run import KeptNodesError
 
     refused = set()
     for case in CASES:

@@ -178,7 +178,7 @@ def test_auto_reuses_the_probe_cached_per_runtime_version(tmp_path, monkeypatch,
     assert f"using the probe cached at {path} (onnxruntime {registry.version('onnxruntime')}, " in text
     # what the cached probe says is what a fresh one says
     fresh = real(("onnxruntime",))
-    from poolport.legalizer.legalize import legalize
+    from poolport.legalizer.run import legalize
 
     assert legalize(src, "auto", runtimes=("onnxruntime",)).probe.to_dict() == fresh.to_dict()
     assert len(calls) == 1
@@ -216,7 +216,7 @@ def test_auto_keeps_a_node_whose_rule_the_probe_withholds(tmp_path):
     # used to pass it over in silence, and MNN computed it wrongly)
     if not (available("ncnn") and available("mnn")):
         pytest.skip("ncnn and MNN not installed (pip install 'poolport[runtimes]')")
-    from poolport.legalizer.legalize import KeptNodesError
+    from poolport.legalizer.run import KeptNodesError
 
     case = next(c for c in probe.CASES if c.name == "max-dilated")
     with pytest.raises(KeptNodesError, match="wrong on ncnn") as e:

@@ -42,3 +42,20 @@ def test_legalize_returns_one_result_object():
     assert isinstance(result.model, onnx.ModelProto)
     assert [type(c).__name__ for c in result.changes] == ["PoolRewrite"] == [type(c).__name__ for c in result.rewritten]
     assert result.verified and result.kept == []
+
+
+def test_lazy_names_stay_what_they_name_after_every_submodule_is_imported():
+    # a submodule named like a lazily exported function replaces it on its package once imported
+    # (poolport.legalizer.legalize did: poolport.legalize was a module whenever a test imported it first)
+    import subprocess
+    import sys
+
+    code = ("import importlib, pkgutil, types, poolport, poolport.legalizer as L\n"
+            "for m in pkgutil.walk_packages(poolport.__path__, 'poolport.'):\n"
+            "    if '.workers.' not in m.name and not m.name.endswith('__main__'):\n"
+            "        importlib.import_module(m.name)\n"
+            "for name in poolport.__all__:\n"
+            "    assert name == 'nn' or name == 'functional' or name == 'plan' or "
+            "not isinstance(getattr(poolport, name), types.ModuleType), name\n"
+            "assert callable(L.legalize) and callable(poolport.legalize)\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

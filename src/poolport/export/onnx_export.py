@@ -274,7 +274,7 @@ def legalize_staged(job: ExportJob, folder: Path) -> None:
     # imported here, not at the top: the legalizer imports onnx, and without onnx installed export_onnx
     # must still fail with validate_inputs' message saying how to install it
     from ..legalizer import legalize
-    from ..legalizer.legalize import KeptNodesError
+    from ..legalizer.run import KeptNodesError
 
     runtimes = job.runtimes
     job.say(f"legalizing pooling attributes for {target}"
