@@ -46,7 +46,7 @@ def run_ncnn_files(param: Path, binary: Path, arrays: list[np.ndarray]) -> list[
         raise PoolportError(
             f"ncnn cannot load the converted model: layer type{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(unknown)} {'are' if len(unknown) > 1 else 'is'} not an ncnn layer (pnnx left "
-            f"{'them' if len(unknown) > 1 else 'it'} unconverted)."
+            f"{'them' if len(unknown) > 1 else 'it'} unconverted){IF_HINT if 'If' in unknown else ''}."
         )
     n_out = sum(1 for line in text.splitlines() for tok in line.split() if tok.startswith("out") and tok[3:].isdigit())
     outputs = []
@@ -76,6 +76,12 @@ def shapes_arg(shapes: list[tuple[int, ...]]) -> str:
     return ",".join("[" + ",".join(str(s) for s in shape) + "]" for shape in shapes)
 
 
+# ncnn has no If layer: poolport's size-generic graph for dynamic H/W cannot run there
+IF_HINT = (" (ncnn has no If layer, which poolport's size-generic graph for dynamic H/W uses: for ncnn at every "
+           "size convert the PyTorch model with pnnx and two input shapes, which keeps ncnn's own adaptive pooling, "
+           "exact at every size; or export with static H/W)")
+
+
 def convert_with_pnnx(path: Path, shapes: list[tuple[int, ...]],
                       shapes2: list[tuple[int, ...]] | None = None) -> tuple[Path, Path]:
     """Convert the ONNX file at ``path`` with pnnx (``fp16=0``) for inputs of ``shapes``, into ncnn's
@@ -91,8 +97,16 @@ def convert_with_pnnx(path: Path, shapes: list[tuple[int, ...]],
     proc = subprocess.run([*cmd, "fp16=0"], cwd=path.parent, capture_output=True, text=True, timeout=300)
     param, binary = path.with_suffix(".ncnn.param"), path.with_suffix(".ncnn.bin")
     if proc.returncode != 0 or not param.exists():
-        raise PoolportError(f"pnnx could not convert the model: {(proc.stderr or proc.stdout)[-400:]}")
+        hint = IF_HINT if _has_if(path) else ""
+        raise PoolportError(f"pnnx could not convert the model{hint}: {(proc.stderr or proc.stdout)[-400:]}")
     return param, binary
+
+
+def _has_if(path: Path) -> bool:
+    """Whether the ONNX file at ``path`` has an ``If`` node in its main graph."""
+    import onnx
+
+    return any(n.op_type == "If" for n in onnx.load(str(path), load_external_data=False).graph.node)
 
 
 def symbolic_inputs(path: Path) -> bool:

@@ -35,12 +35,44 @@ def convert(job):
     out = os.path.join(work, "tflite")
     import onnx2tf
 
-    onnx2tf.convert(input_onnx_file_path=copy, output_folder_path=out, non_verbose=True,
-                    copy_onnx_input_output_names_to_tflite=True)
+    fixed = fixed_shapes(job)
+    try:
+        onnx2tf.convert(input_onnx_file_path=copy, output_folder_path=out, non_verbose=True,
+                        copy_onnx_input_output_names_to_tflite=True, overwrite_input_shape=fixed or None)
+    except Exception as e:
+        if not fixed:
+            raise
+        # the size-generic graph (dynamic H/W) is beyond onnx2tf even at a fixed size (it lays the run-time
+        # window matrices out wrongly): LiteRT runs static sizes, so export one model per size for it
+        raise RuntimeError(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} "
+                           f"(converting with the dynamic inputs fixed at {', '.join(fixed)}; LiteRT models have "
+                           f"static sizes: export with static H/W for LiteRT)") from None
     path = os.path.join(out, "model_float32.tflite")
     if not os.path.exists(path):
         raise RuntimeError("onnx2tf wrote no model_float32.tflite")
     return path
+
+
+def fixed_shapes(job):
+    """onnx2tf's ``overwrite_input_shape`` for an ONNX model whose inputs have symbolic sizes (dynamic H/W):
+    each such input at the shape of the array it is run with (``name:d0,d1,...``). A LiteRT model has
+    static sizes, so a dynamic ONNX model is converted once per input size. Empty for static models."""
+    import numpy as np
+    import onnx
+
+    model = onnx.load(job["onnx"], load_external_data=False)
+    arrays = np.load(job["inputs"])
+    order = [name for name in arrays.files]
+    fixed = []
+    for i, value in enumerate(model.graph.input):
+        dims = value.type.tensor_type.shape.dim
+        if all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
+            continue
+        key = value.name if value.name in arrays.files else (order[i] if i < len(order) else None)
+        if key is None:
+            continue
+        fixed.append(f"{value.name}:{','.join(str(n) for n in arrays[key].shape)}")
+    return fixed
 
 
 def channels_last(shape):
