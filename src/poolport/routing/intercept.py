@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from ..functional import pools
 from ..functional.adaptive import adaptive_pool
 from ..functional.dispatch import always_portable, emitting
 from .swap import restore_modules, swap_modules
@@ -45,6 +46,19 @@ _register(torch.adaptive_avg_pool1d, "avg", 1, False)  # also F.adaptive_avg_poo
 _register(torch.adaptive_max_pool1d, "max", 1, True)
 
 
+# torch's plain pooling functions -> poolport's of the same signature, which take the portable form where
+# one is needed (divisor_override, dilation, LPPool) and torch's own op otherwise
+_PLAIN: dict = {}
+for _d in (1, 2, 3):
+    for _func in (getattr(F, f"max_pool{_d}d", None), getattr(torch, f"max_pool{_d}d", None)):
+        if _func is not None:
+            _PLAIN[_func] = getattr(pools, f"max_pool{_d}d")
+    if getattr(F, f"lp_pool{_d}d", None) is not None:
+        _PLAIN[getattr(F, f"lp_pool{_d}d")] = getattr(pools, f"lp_pool{_d}d")
+for _d in (2, 3):
+    _PLAIN[getattr(F, f"avg_pool{_d}d")] = getattr(pools, f"avg_pool{_d}d")
+
+
 def intercepted_functions() -> list:
     """The torch callables this mode answers (for documentation and tests)."""
     return list(_TABLE)
@@ -66,7 +80,7 @@ class PortableFunctionMode(TorchFunctionMode):
         kwargs = kwargs or {}
         entry = _TABLE.get(func)
         if entry is None:
-            return func(*args, **kwargs)
+            return _PLAIN.get(func, func)(*args, **kwargs)
         op, d, pair = entry
         if pair is None:
             pair = bool(kwargs.get("return_indices", args[2] if len(args) > 2 else False))

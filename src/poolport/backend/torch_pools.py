@@ -1,0 +1,99 @@
+"""torch's plain pooling ops that some runtime cannot take, in portable torch ops: average pooling with
+``divisor_override`` and power-average pooling (both on the explicit form, ``execute_explicit``), and
+dilated max pooling on sub-lattices (``plan.dilated``). Every op here exports to ONNX operators that
+ONNX Runtime, OpenVINO, ncnn, MNN and LiteRT compute: Pad, AveragePool/MaxPool without padding or
+dilation, Mul, Pow/Sqrt, Abs/Neg, Reshape and contiguous Slice."""
+
+from __future__ import annotations
+
+from math import prod
+
+import torch
+import torch.nn.functional as F
+
+from ..plan.dilated import DilatedPlan
+from ..plan.explicit import ExplicitPool
+from ..plan.lppool import LpPlan
+from .execute import execute_explicit
+from .torch_ops import TorchOps, pool
+
+
+def apply_explicit(x: torch.Tensor, plan: ExplicitPool) -> torch.Tensor:
+    """The explicit form (Pad + pool + constant factors) on ``x`` (N, C, *spatial)."""
+    return execute_explicit(plan, x, TorchOps)
+
+
+def apply_lp(x: torch.Tensor, plan: LpPlan) -> torch.Tensor:
+    """``lp_pool`` by ``plan`` on ``x`` (N, C, *spatial)."""
+    if plan.kind == "max":
+        return apply_explicit(x.abs(), plan.pool)
+    if plan.kind == "min":
+        return -apply_explicit(-x.abs(), plan.pool)
+    y = raise_to(x, plan.power)
+    y = apply_explicit(y, plan.pool)
+    return torch.sqrt(y) if plan.root[0] == "sqrt" else raise_to(y, plan.root)
+
+
+def raise_to(x: torch.Tensor, how: tuple[str, float]) -> torch.Tensor:
+    """``x`` to a power as ``LpPlan.power`` says: unchanged, repeated products (and a reciprocal), or
+    one ``pow``."""
+    kind, e = how
+    if kind == "":
+        return x
+    if kind == "mul":
+        y = x
+        for _ in range(abs(int(e)) - 1):
+            y = y * x
+        return torch.reciprocal(y) if e < 0 else y
+    return x.pow(e)
+
+
+def pad_lowest(x: torch.Tensor, before: tuple[int, ...], after: tuple[int, ...],
+               lengths: tuple[int, ...]) -> torch.Tensor:
+    """``x`` padded on its spatial axes with -inf (an integer dtype: its lowest value), without a -inf in
+    any operator's attributes: ncnn cannot parse a Padding value of -inf (measured, "ParamDict invalid
+    numeric value"). Written as a zero Pad + a constant mask (-0.0 on real cells, -inf on padding) added
+    to it: ``v + -0.0`` is ``v`` for every v (-0.0, inf and NaN included). ``lengths``: the padded sizes."""
+    ndim = len(before)
+    pads = []
+    for b, a in zip(reversed(before), reversed(after)):
+        pads += [b, a]
+    if not x.dtype.is_floating_point:
+        return F.pad(x, pads, value=torch.iinfo(x.dtype).min)
+    x = F.pad(x, pads)
+    mask = None
+    for i, (b, a, length) in enumerate(zip(before, after, lengths)):
+        shape = [1] * ndim
+        shape[i] = length
+        values = [float("-inf")] * b + [-0.0] * (length - b - a) + [float("-inf")] * a
+        axis = torch.tensor(values, dtype=x.dtype, device=x.device).reshape(shape)
+        mask = axis if mask is None else mask + axis
+    return x + (mask.reshape(1, -1) if ndim == 1 else mask)
+
+
+def apply_dilated(x: torch.Tensor, plan: DilatedPlan) -> torch.Tensor:
+    """Dilated max pooling by ``plan`` on ``x`` (N, C, *spatial): crop/Pad with -inf, one plain pool over
+    the undilated axes, then per dilated axis plain pooling on its sub-lattices (see ``plan.dilated``).
+    Intermediate tensors stay 4-D (ncnn holds at most 4 axes besides the batch)."""
+    if plan.crops != plan.in_size:
+        x = x[(Ellipsis, *(slice(0, c) for c in plan.crops))]
+    if any(plan.pads_before) or any(plan.pads_after):
+        x = pad_lowest(x, plan.pads_before, plan.pads_after, tuple(a.length for a in plan.axes))
+    if plan.plain_pool is not None:
+        x = pool(x, "max", *plan.plain_pool)
+    channels = x.shape[1]
+    sizes = [a.out if a.kind == "plain" else a.length for a in plan.axes]  # the sizes the plan is for
+    for i, a in enumerate(plan.axes):
+        if a.kind == "plain":
+            continue
+        lead = channels * prod(sizes[:i])
+        rest = prod(sizes[i + 1:])
+        y = x.reshape(-1, lead, a.lattice, a.d * rest)
+        if a.kind == "lattice":
+            y = pool(y[:, :, :, :rest], "max", (a.k, 1), (a.s // a.d, 1))
+        else:
+            y = pool(y, "max", (a.k, 1), (1, 1)).reshape(-1, lead, a.q * a.d, rest)
+            y = y[:, :, :a.out * a.s].reshape(-1, lead, a.out, a.s * rest)[:, :, :, :rest]
+        sizes[i] = a.out
+        x = y.reshape(-1, channels, *sizes)
+    return x

@@ -1,0 +1,232 @@
+"""torch's plain pooling where some runtime has no exact form (issue 21): ``divisor_override``, LPPool and
+dilated max pooling. The portable path, forced, against torch's own op (the oracle): max bit-exact with
+its inf/-inf/NaN pattern, average and LPPool up to float rounding with the same non-finite cells; the
+plans' integer geometry against torch's output sizes; routing (make_portable, patch, export_onnx) and the
+errors torch's own argument checks give."""
+
+import itertools
+import math
+
+import onnx
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import poolport
+import poolport.functional as PF
+from poolport.errors import PoolportError
+from poolport.plan.dilated import dilated_plan
+from poolport.plan.divisor import divisor_pool
+from poolport.plan.lppool import lp_plan
+
+
+def _plant(x: torch.Tensor) -> torch.Tensor:
+    """inf, -inf and NaN in a few cells (and a -0.0), away from each other."""
+    x = x.clone()
+    flat = x.view(-1)
+    n = flat.numel()
+    flat[n // 7] = math.inf
+    flat[(3 * n) // 7] = -math.inf
+    flat[(5 * n) // 7] = math.nan
+    flat[n - 1] = -0.0
+    return x
+
+
+def _same_nonfinite(got, want):
+    assert got.shape == want.shape
+    assert torch.equal(got.isnan(), want.isnan())
+    inf = want.isinf()
+    assert torch.equal(got.isinf(), inf)
+    assert torch.equal(got[inf], want[inf])
+
+
+def assert_bit_exact(got, want):
+    _same_nonfinite(got, want)
+    keep = ~want.isnan()
+    assert torch.equal(got[keep].view(torch.int32), want[keep].view(torch.int32))  # -0.0 kept too
+
+
+def assert_close(got, want):
+    _same_nonfinite(got, want)
+    fin = want.isfinite()
+    torch.testing.assert_close(got[fin], want[fin], rtol=2e-6, atol=1e-6)
+
+
+def _x(shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+# -- the forms against torch's own op, forced portable ------------------------------------------------------
+
+DILATED = [  # (d, size, kernel, stride, padding, dilation, ceil_mode)
+    (1, (17,), 3, 1, 1, 2, False), (1, (13,), 2, 3, 1, 3, True), (1, (12,), 3, 2, 0, 2, False),
+    (2, (12, 12), 3, 1, 1, 2, False), (2, (12, 13), 2, 3, 1, 2, True), (2, (9, 11), 3, 2, 1, 2, True),
+    (2, (12, 12), (3, 2), (1, 2), (1, 0), (2, 1), False), (2, (7, 8), 2, 1, 0, (1, 3), False),
+    (3, (6, 8, 8), 2, 1, 1, 2, False), (3, (5, 6, 7), (2, 3, 1), (2, 1, 1), (1, 1, 0), (3, 2, 1), True),
+]
+
+
+@pytest.mark.parametrize("d,size,k,s,p,dil,ceil", DILATED)
+def test_dilated_max_pool_is_bit_exact(d, size, k, s, p, dil, ceil):
+    x = _plant(_x((2, 3, *size)))
+    want = getattr(F, f"max_pool{d}d")(x, k, s, p, dil, ceil)
+    with poolport.always_portable():
+        got = getattr(PF, f"max_pool{d}d")(x, k, s, p, dil, ceil)
+    assert_bit_exact(got, want)
+    with poolport.always_portable():  # unbatched (C, *spatial)
+        assert_bit_exact(getattr(PF, f"max_pool{d}d")(x[0], k, s, p, dil, ceil), want[0])
+
+
+@pytest.mark.slow
+def test_dilated_max_pool_sweep():
+    for d, n, k, s, p, dil, ceil in itertools.product((1, 2), (4, 5, 7, 9, 12), (1, 2, 3), (1, 2, 3, 4), (0, 1),
+                                                      (2, 3), (False, True)):
+        size = (n,) if d == 1 else (n, n + 1)
+        x = _plant(_x((1, 2, *size), n))
+        try:
+            want = getattr(F, f"max_pool{d}d")(x, k, s, p, dil, ceil)
+        except RuntimeError:
+            with pytest.raises(PoolportError), poolport.always_portable():
+                getattr(PF, f"max_pool{d}d")(x, k, s, p, dil, ceil)
+            continue
+        with poolport.always_portable():
+            got = getattr(PF, f"max_pool{d}d")(x, k, s, p, dil, ceil)
+        assert_bit_exact(got, want)
+
+
+DIVISOR = [  # (d, size, kernel, stride, padding, ceil_mode, count_include_pad, divisor)
+    (2, (12, 12), 3, 2, 1, False, True, 5), (2, (12, 12), 3, 2, 1, True, False, 7),
+    (2, (7, 9), (3, 2), (2, 1), (1, 0), True, True, -3), (2, (8, 8), 2, 2, 0, False, True, 4),
+    (3, (6, 8, 8), 3, 2, 1, False, True, 5), (3, (5, 6, 7), 2, 2, 1, True, False, 11),
+]
+
+
+@pytest.mark.parametrize("d,size,k,s,p,ceil,cip,div", DIVISOR)
+def test_divisor_override_is_exact(d, size, k, s, p, ceil, cip, div):
+    x = _plant(_x((2, 3, *size)))
+    want = getattr(F, f"avg_pool{d}d")(x, k, s, p, ceil, cip, div)
+    with poolport.always_portable():
+        got = getattr(PF, f"avg_pool{d}d")(x, k, s, p, ceil, cip, div)
+    assert_close(got, want)
+
+
+LP = [1, 2, 3, 4, 1.5, 0.5, -1, -2, math.inf, -math.inf]
+
+
+@pytest.mark.parametrize("p", LP, ids=str)
+@pytest.mark.parametrize("d,size,k,s,ceil", [(1, (17,), 3, 2, False), (2, (12, 11), 3, 2, True),
+                                             (2, (9, 9), (2, 3), None, False), (3, (5, 6, 7), 2, (2, 1, 2), True)])
+def test_lp_pool_is_exact(p, d, size, k, s, ceil):
+    x = _plant(_x((2, 3, *size)) * 2)
+    x[..., :2] = 0  # all-zero windows: 0 ** p, and 0 ** (1 / p)
+    want = getattr(F, f"lp_pool{d}d")(x, p, k, s, ceil)
+    with poolport.always_portable():
+        got = getattr(PF, f"lp_pool{d}d")(x, p, k, s, ceil)
+    (assert_bit_exact if p in (math.inf, -math.inf) else assert_close)(got, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_other_float_dtypes(dtype):
+    x = _x((1, 2, 9, 10)).to(dtype)
+    with poolport.always_portable():
+        assert_bit_exact(PF.max_pool2d(x, 3, 1, 1, 2), F.max_pool2d(x, 3, 1, 1, 2))
+        got, want = PF.avg_pool2d(x, 3, 2, 1, divisor_override=5), F.avg_pool2d(x, 3, 2, 1, divisor_override=5)
+        torch.testing.assert_close(got, want, rtol=2e-3 if dtype == torch.float16 else 1e-12, atol=1e-3)
+
+
+def test_plain_eager_is_torchs_own_op():
+    x = _x((1, 2, 9, 10))
+    same = dict(rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(PF.max_pool2d(x, 3, 1, 1, 2), F.max_pool2d(x, 3, 1, 1, 2), **same)
+    torch.testing.assert_close(PF.lp_pool2d(x, 3, 2), F.lp_pool2d(x, 3, 2), **same)
+    torch.testing.assert_close(PF.avg_pool2d(x, 3, 2, 1, divisor_override=5),
+                               F.avg_pool2d(x, 3, 2, 1, divisor_override=5), **same)
+
+
+# -- plans: integer geometry ---------------------------------------------------------------------------------
+
+def test_plans_match_torchs_output_sizes():
+    for n, k, s, p, dil, ceil in itertools.product(range(1, 14), (1, 2, 3), (1, 2, 3, 5), (0, 1), (1, 2, 3),
+                                                   (False, True)):
+        try:
+            want = F.max_pool1d(torch.zeros(1, 1, n), k, s, p, dil, ceil).shape[-1]
+        except RuntimeError:
+            with pytest.raises(PoolportError):
+                dilated_plan((n,), (k,), (s,), (p,), (dil,), ceil)
+            continue
+        plan = dilated_plan((n,), (k,), (s,), (p,), (dil,), ceil)
+        assert plan.out_size == (want,)
+        assert all(a.length % a.d == 0 for a in plan.axes)
+
+
+def test_plans_print_their_steps():
+    assert "Reshape" in str(dilated_plan((12, 12), (3, 3), (1, 1), (1, 1), (2, 2), False))
+    assert dilated_plan((12,), (3,), (2,), (1,), (2,), False).axes[0].kind == "lattice"
+    assert divisor_pool((12, 12), (3, 3), (2, 2), (1, 1), False, 5).steps() == ["Pad", "AveragePool", "Mul"]
+    assert lp_plan(2.0, (12, 12), (3, 3), (2, 2), False).steps() == ["Mul x1", "AveragePool", "Mul", "Sqrt"]
+    assert lp_plan(math.inf, (12, 12), (3, 3), (2, 2), False).steps() == ["Abs", "MaxPool"]
+    assert "Pow" in str(lp_plan(3.0, (12, 12), (3, 3), (2, 2), True))
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: PF.max_pool2d(x, 3, 1, 2, 2),  # padding over half the kernel (torch refuses it too)
+    lambda x: PF.lp_pool2d(x, 0, 2),  # norm 0
+    lambda x: PF.avg_pool2d(x, 3, 2, 1, divisor_override=0),
+    lambda x: PF.max_pool2d(x, 5, 1, 0, 3),  # no output cell
+    lambda x: PF.avg_pool2d(x.long(), 3, 2, 1, divisor_override=5),
+])
+def test_refused_like_torch_with_poolport_error(call):
+    with pytest.raises(PoolportError), poolport.always_portable():
+        call(_x((1, 2, 6, 6)))
+
+
+# -- routing -------------------------------------------------------------------------------------------------
+
+def test_make_portable_swaps_only_what_needs_a_portable_form():
+    model = nn.Sequential(nn.AvgPool2d(3, 2, 1, divisor_override=5), nn.AvgPool2d(3, 2, 1), nn.LPPool2d(2, 2),
+                          nn.MaxPool2d(3, 1, 1, dilation=2), nn.MaxPool2d(3, 1, 1),
+                          nn.MaxPool2d(3, 1, 1, dilation=2, return_indices=True))
+    portable = poolport.make_portable(model)
+    assert [type(m).__module__.startswith("poolport") for m in portable] == [True, False, True, True, False, False]
+    assert all(type(m).__module__.startswith("torch") for m in model)  # the original is untouched
+    x = _plant(_x((1, 3, 40, 40)))
+    with poolport.always_portable():
+        got = portable[:5](x)
+    assert_close(got, model[:5](x))
+
+
+class _Functional(nn.Module):
+    def forward(self, x):
+        a = F.avg_pool2d(x, 3, 2, padding=1, divisor_override=5)
+        b = F.lp_pool2d(x, 2, 3, 2)
+        c = F.max_pool2d(x, 2, 3, 1, 2)
+        return a, b, c
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_export_onnx_writes_the_portable_forms(tmp_path, exporter):
+    model, x = _Functional().eval(), _x((1, 4, 12, 12))
+    report = poolport.export_onnx(model, (x,), tmp_path / "m.onnx", exporter=exporter, random_checks=1)
+    assert report.checks and all(c.passed for c in report.checks)
+    graph = onnx.load(tmp_path / "m.onnx").graph
+    ops = {n.op_type for n in graph.node}
+    assert "LpPool" not in ops
+    for node in graph.node:
+        for a in node.attribute:
+            assert not (a.name == "dilations" and any(v != 1 for v in a.ints)), node
+
+
+def test_patch_routes_functional_calls_into_torch_export():
+    model, x = _Functional().eval(), _x((1, 4, 12, 12))
+    with poolport.patch(model):
+        ep = torch.export.export(model, (x,))
+    targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+    assert not any("lp_pool" in t for t in targets)
+    for n in ep.graph.nodes:
+        if "max_pool" in str(n.target):
+            assert list(n.args[4] if len(n.args) > 4 else [1, 1]) == [1, 1]  # no dilation left
+        if "avg_pool" in str(n.target):
+            assert len(n.args) < 7 or n.args[6] is None  # no divisor_override left
+    for got, want in zip(ep.module()(x), model(x)):
+        assert_close(got, want)
