@@ -230,3 +230,17 @@ def test_patch_routes_functional_calls_into_torch_export():
             assert len(n.args) < 7 or n.args[6] is None  # no divisor_override left
     for got, want in zip(ep.module()(x), model(x)):
         assert_close(got, want)
+
+
+def test_dynamic_spatial_size_is_refused_loudly(tmp_path):
+    # a form traced at one size would be wrong or refused at every other: the TorchScript exporter's
+    # dynamic axes are refused when the graph is written, torch.export's symbolic sizes when traced
+    model = nn.Sequential(nn.Conv2d(4, 4, 1), nn.MaxPool2d(3, 1, 1, dilation=2)).eval()
+    x = _x((1, 4, 12, 12))
+    h, w = torch.export.Dim("h", min=8, max=64), torch.export.Dim("w", min=8, max=64)
+    with pytest.raises(PoolportError, match="dynamic"):
+        poolport.export_onnx(model, (x,), tmp_path / "m.onnx", exporter="torchscript", dynamic_shapes=({2: h, 3: w},))
+    assert not (tmp_path / "m.onnx").exists()
+    with pytest.raises(PoolportError):
+        poolport.export_onnx(model, (x,), tmp_path / "m.onnx", exporter="dynamo", dynamic_shapes=({2: h, 3: w},))
+    assert not (tmp_path / "m.onnx").exists()

@@ -11,6 +11,7 @@ from math import prod
 import torch
 import torch.nn.functional as F
 
+from ..errors import PoolportError
 from ..plan.dilated import DilatedPlan
 from ..plan.explicit import ExplicitPool
 from ..plan.lppool import LpPlan
@@ -97,3 +98,45 @@ def apply_dilated(x: torch.Tensor, plan: DilatedPlan) -> torch.Tensor:
         sizes[i] = a.out
         x = y.reshape(-1, channels, *sizes)
     return x
+
+
+# -- a trace holds these forms only at static sizes ----------------------------------------------------------
+
+@torch.library.custom_op("poolport::static_sizes", mutates_args=())
+def static_sizes_op(x: torch.Tensor, d: int, where: str) -> torch.Tensor:
+    """``x`` unchanged: marks, in a TorchScript trace, that what follows is written for the traced sizes."""
+    return x.clone()
+
+
+@static_sizes_op.register_fake
+def _(x: torch.Tensor, d: int, where: str) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def _static_sizes_symbolic(g, x, d, where):
+    """Symbolic of ``poolport::static_sizes``: ``x`` itself where its last ``d`` sizes are static; a
+    PoolportError where the TorchScript exporter made one dynamic (``dynamic_axes``): the form traced
+    after it would be wrong, or refused, at every other size."""
+    from torch.onnx import symbolic_helper as sh
+
+    d, where = sh._parse_arg(d, "i"), sh._parse_arg(where, "s")
+    sizes = sh._get_tensor_sizes(x)
+    if sizes is None or not all(isinstance(n, int) for n in sizes[-d:]):
+        raise PoolportError(
+            f"{where}: the spatial size is dynamic in this export; poolport's portable form of this pooling "
+            f"is written for one input size (the traced one). Export with static spatial sizes (no dynamic H/W).")
+    return x
+
+
+_registered: list = []
+
+
+def traced_static_sizes(x: torch.Tensor, d: int, where: str) -> torch.Tensor:
+    """Record ``poolport::static_sizes`` in a TorchScript trace (its ONNX symbolic registered): the
+    TorchScript exporter then refuses a dynamic spatial size loudly, and other tools that trace (OpenVINO,
+    pnnx) do not know the op and refuse the model, where a form traced at one size would be silently
+    wrong in their dynamic graphs."""
+    if not _registered:
+        torch.onnx.register_custom_op_symbolic("poolport::static_sizes", _static_sizes_symbolic, 9)
+        _registered.append(True)
+    return torch.ops.poolport.static_sizes(x, d, where)

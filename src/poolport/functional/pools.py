@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..backend.torch_pools import apply_dilated, apply_explicit, apply_lp
+from ..backend.torch_pools import apply_dilated, apply_explicit, apply_lp, traced_static_sizes
 from ..errors import PoolportError
 from ..plan.dilated import dilated_plan
 from ..plan.divisor import divisor_pool, tuple_arg
@@ -38,7 +38,9 @@ def _static(x: torch.Tensor, d: int, where: str) -> tuple[int, ...]:
     return static_size(x, d)
 
 
-def _batched(fn, x: torch.Tensor, d: int, plan) -> torch.Tensor:
+def _batched(fn, x: torch.Tensor, d: int, plan, where: str) -> torch.Tensor:
+    if torch.jit.is_tracing():  # the exporter's symbolic refuses dynamic sizes (backend.torch_pools)
+        x = traced_static_sizes(x, d, where)
     return fn(x.unsqueeze(0), plan).squeeze(0) if x.dim() == d + 1 else fn(x, plan)
 
 
@@ -56,7 +58,7 @@ def avg_pool(x: torch.Tensor, d: int, kernel_size, stride=None, padding=0, ceil_
     s = tuple_arg(stride if stride != [] else None, d, "stride", where, default=k)
     p = tuple_arg(padding, d, "padding", where)
     plan = divisor_pool(_static(x, d, where), k, s, p, bool(ceil_mode), divisor_override)
-    return _batched(apply_explicit, x, d, plan)
+    return _batched(apply_explicit, x, d, plan, where)
 
 
 def max_pool(x: torch.Tensor, d: int, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
@@ -71,7 +73,7 @@ def max_pool(x: torch.Tensor, d: int, kernel_size, stride=None, padding=0, dilat
     s = tuple_arg(stride if stride != [] else None, d, "stride", where, default=k)
     p = tuple_arg(padding, d, "padding", where)
     plan = dilated_plan(_static(x, d, where), k, s, p, dil, bool(ceil_mode))
-    return _batched(apply_dilated, x, d, plan)
+    return _batched(apply_dilated, x, d, plan, where)
 
 
 def lp_pool(x: torch.Tensor, d: int, norm_type: float, kernel_size, stride=None,
@@ -86,7 +88,7 @@ def lp_pool(x: torch.Tensor, d: int, norm_type: float, kernel_size, stride=None,
     k = tuple_arg(kernel_size, d, "kernel_size", where)
     s = tuple_arg(stride, d, "stride", where, default=k)
     plan = lp_plan(float(norm_type), _static(x, d, where), k, s, bool(ceil_mode))
-    return _batched(apply_lp, x, d, plan)
+    return _batched(apply_lp, x, d, plan, where)
 
 
 def avg_pool1d(input: torch.Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
