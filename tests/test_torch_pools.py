@@ -244,3 +244,14 @@ def test_dynamic_spatial_size_is_refused_loudly(tmp_path):
     with pytest.raises(PoolportError):
         poolport.export_onnx(model, (x,), tmp_path / "m.onnx", exporter="dynamo", dynamic_shapes=({2: h, 3: w},))
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_lp_pool_without_an_exact_ncnn_form_is_refused_for_ncnn(tmp_path):
+    # ncnn's Pow is wrong for bases <= 0 (and its Reciprocal for 0): refused for an ncnn target, with why;
+    # p = 2 has an exact form there (x * x, Sqrt); other targets take p = 3
+    x = _x((1, 4, 12, 12))
+    with pytest.raises(PoolportError, match="ncnn's Pow"):
+        poolport.export_onnx(nn.LPPool2d(3, 2).eval(), (x,), tmp_path / "m.onnx", target="ncnn")
+    assert not (tmp_path / "m.onnx").exists()
+    poolport.export_onnx(nn.LPPool2d(2, 2).eval(), (x,), tmp_path / "m.onnx", target="ncnn")
+    poolport.export_onnx(nn.LPPool2d(3, 2).eval(), (x,), tmp_path / "m3.onnx", target="openvino")

@@ -9,6 +9,10 @@ Sizes are static: the forms bake the spatial size in, so a dynamic H/W is refuse
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 
@@ -24,6 +28,22 @@ from .validate import check_pool_input
 _NATIVE_AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 _NATIVE_MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _NATIVE_LP = {1: F.lp_pool1d, 2: F.lp_pool2d, 3: F.lp_pool3d}
+
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def deploying_to(runtimes: Iterable[str]):
+    """Within this block the portable forms are written for ``runtimes`` (names as
+    ``poolport.runtimes.registry.NAMES``): one with no exact form there is refused with the runtime's
+    reason instead of written. ``export_onnx`` enters it for its target and the runtimes it verifies in."""
+    previous = getattr(_state, "runtimes", frozenset())
+    _state.runtimes = previous | frozenset(runtimes)
+    try:
+        yield
+    finally:
+        _state.runtimes = previous
 
 
 def _native_wanted(x) -> bool:
@@ -88,6 +108,11 @@ def lp_pool(x: torch.Tensor, d: int, norm_type: float, kernel_size, stride=None,
     k = tuple_arg(kernel_size, d, "kernel_size", where)
     s = tuple_arg(stride, d, "stride", where, default=k)
     plan = lp_plan(float(norm_type), _static(x, d, where), k, s, bool(ceil_mode))
+    if "ncnn" in getattr(_state, "runtimes", ()) and not plan.ncnn_exact:
+        raise PoolportError(
+            f"{where} with norm_type {norm_type} has no exact form in ncnn: it needs {', '.join(plan.steps())}, and "
+            f"ncnn's Pow is wrong for every base <= 0 and for inf, its Reciprocal for 0 and inf (measured, pnnx "
+            f"20261020). ncnn computes p = 1, 2 and +-inf exactly; or deploy to another runtime.")
     return _batched(apply_lp, x, d, plan, where)
 
 

@@ -46,6 +46,13 @@ class LpPlan:
         """How ``** (1 / p)`` is written: ("sqrt", 0.5) for p = 2, else as ``power`` for ``1 / p``."""
         return ("sqrt", 0.5) if self.p == 2 else _power(1.0 / self.p)
 
+    @property
+    def ncnn_exact(self) -> bool:
+        """Whether ncnn computes this plan exactly at every input: no Pow and no Reciprocal (ncnn's are wrong
+        for bases <= 0 and inf, and for 0 and inf; measured)."""
+        return self.kind != "power" or all(kind in ("", "sqrt") or (kind == "mul" and e > 0)
+                                           for kind, e in (self.power, self.root))
+
     def steps(self) -> list[str]:
         """The ONNX operators, in order."""
         if self.kind != "power":
