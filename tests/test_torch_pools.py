@@ -255,3 +255,15 @@ def test_lp_pool_without_an_exact_ncnn_form_is_refused_for_ncnn(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
     poolport.export_onnx(nn.LPPool2d(2, 2).eval(), (x,), tmp_path / "m.onnx", target="ncnn")
     poolport.export_onnx(nn.LPPool2d(3, 2).eval(), (x,), tmp_path / "m3.onnx", target="openvino")
+
+
+@pytest.mark.parametrize("target,dilated", [(None, False), ("ncnn", False), ("openvino", True), ("onnxruntime", True)])
+def test_dilated_max_pool_form_is_chosen_per_target(tmp_path, target, dilated):
+    # ONNX Runtime and OpenVINO compute torch's dilated MaxPool (one node); every other runtime, and no
+    # target, gets the sub-lattice form
+    model, x = nn.Sequential(nn.Conv2d(4, 4, 1), nn.MaxPool2d(3, 1, 1, dilation=2)).eval(), _x((1, 4, 12, 12))
+    report = poolport.export_onnx(model, (x,), tmp_path / "m.onnx", target=target, random_checks=0)
+    assert all(c.passed for c in report.checks)
+    nodes = onnx.load(tmp_path / "m.onnx").graph.node
+    has = any(a.name == "dilations" and any(v != 1 for v in a.ints) for n in nodes for a in n.attribute)
+    assert has == dilated

@@ -46,6 +46,18 @@ def deploying_to(runtimes: Iterable[str]):
         _state.runtimes = previous
 
 
+# where torch's own dilated MaxPool is exact (measured: ncnn cannot load it, MNN ignores the dilation,
+# LiteRT returns a wrong shape for stride 2 + dilation 2)
+_DILATION_EXACT = frozenset({"onnxruntime", "openvino"})
+
+
+def _native_dilation_exact() -> bool:
+    """Whether every runtime ``deploying_to`` names computes torch's dilated MaxPool: then it is one node,
+    faster than the sub-lattice form. Outside ``deploying_to`` (no target known): False."""
+    runtimes = getattr(_state, "runtimes", frozenset())
+    return bool(runtimes) and runtimes <= _DILATION_EXACT
+
+
 def _native_wanted(x) -> bool:
     return not use_portable(x) and active_observer() is None
 
@@ -86,7 +98,7 @@ def max_pool(x: torch.Tensor, d: int, kernel_size, stride=None, padding=0, dilat
     """``max_pool{d}d``: the implementation behind ``max_pool1d/2d/3d``."""
     where = f"max_pool{d}d"
     dil = tuple_arg(dilation, d, "dilation", where)
-    if return_indices or all(v == 1 for v in dil) or _native_wanted(x):
+    if return_indices or all(v == 1 for v in dil) or _native_wanted(x) or _native_dilation_exact():
         return _NATIVE_MAX[d](x, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
     check_pool_input(x, where, d=d, needs_float=False)
     k = tuple_arg(kernel_size, d, "kernel_size", where)
