@@ -6,6 +6,7 @@ dilation, Mul, Pow/Sqrt, Abs/Neg, Reshape and contiguous Slice."""
 
 from __future__ import annotations
 
+import warnings
 from math import prod
 
 import torch
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 
 from ..errors import PoolportError
 from ..plan.dilated import DilatedPlan
+from ..plan.divisor import DivisorPlan
 from ..plan.explicit import ExplicitPool
 from ..plan.lppool import LpPlan
 from .execute import execute_explicit
@@ -22,6 +24,11 @@ from .torch_ops import TorchOps, pool
 def apply_explicit(x: torch.Tensor, plan: ExplicitPool) -> torch.Tensor:
     """The explicit form (Pad + pool + constant factors) on ``x`` (N, C, *spatial)."""
     return execute_explicit(plan, x, TorchOps)
+
+
+def apply_divisor(x: torch.Tensor, plan: DivisorPlan) -> torch.Tensor:
+    """``avg_pool(..., divisor_override)`` by ``plan`` on ``x`` (N, C, *spatial)."""
+    return apply_explicit(x, plan.pool)
 
 
 def apply_lp(x: torch.Tensor, plan: LpPlan) -> torch.Tensor:
@@ -82,7 +89,9 @@ def apply_dilated(x: torch.Tensor, plan: DilatedPlan) -> torch.Tensor:
         x = pad_lowest(x, plan.pads_before, plan.pads_after, tuple(a.length for a in plan.axes))
     if plan.plain_pool is not None:
         x = pool(x, "max", *plan.plain_pool)
-    channels = x.shape[1]
+    with warnings.catch_warnings():  # a trace is specialised to the channels, as the plan is to the sizes
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        channels = int(x.shape[1])
     sizes = [a.out if a.kind == "plain" else a.length for a in plan.axes]  # the sizes the plan is for
     for i, a in enumerate(plan.axes):
         if a.kind == "plain":
@@ -94,9 +103,12 @@ def apply_dilated(x: torch.Tensor, plan: DilatedPlan) -> torch.Tensor:
             y = pool(y[:, :, :, :rest], "max", (a.k, 1), (a.s // a.d, 1))
         else:
             y = pool(y, "max", (a.k, 1), (1, 1)).reshape(-1, lead, a.q * a.d, rest)
-            y = y[:, :, :a.out * a.s].reshape(-1, lead, a.out, a.s * rest)[:, :, :, :rest]
+            if a.q * a.d != a.out * a.s:
+                y = y[:, :, :a.out * a.s]
+            if a.s > 1:
+                y = y.reshape(-1, lead, a.out, a.s * rest)[:, :, :, :rest]
         sizes[i] = a.out
-        x = y.reshape(-1, channels, *sizes)
+        x = y if i == 0 and len(sizes) > 1 else y.reshape(-1, channels, *sizes)  # (N, C, out, R) is already it
     return x
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 
-from ..backend.torch_pools import apply_dilated, apply_explicit, apply_lp, traced_static_sizes
+from ..backend.torch_pools import apply_dilated, apply_divisor, apply_lp, traced_static_sizes
 from ..errors import PoolportError
 from ..plan.dilated import dilated_plan
 from ..plan.divisor import divisor_pool, tuple_arg
@@ -70,14 +70,21 @@ def _static(x: torch.Tensor, d: int, where: str) -> tuple[int, ...]:
     return static_size(x, d)
 
 
-def _batched(fn, x: torch.Tensor, d: int, plan, where: str) -> torch.Tensor:
+def _batched(fn, x: torch.Tensor, d: int, plan, where: str, native, site: str | None) -> torch.Tensor:
+    """``fn(x, plan)`` on batched or unbatched ``x``; a verification pass's observer sees it with the native
+    op (``native()``) to compare."""
     if torch.jit.is_tracing():  # the exporter's symbolic refuses dynamic sizes (backend.torch_pools)
         x = traced_static_sizes(x, d, where)
-    return fn(x.unsqueeze(0), plan).squeeze(0) if x.dim() == d + 1 else fn(x, plan)
+    out = fn(x.unsqueeze(0), plan).squeeze(0) if x.dim() == d + 1 else fn(x, plan)
+    observer = None if torch.compiler.is_compiling() else active_observer()
+    if observer is not None and type(x) is torch.Tensor:
+        return observer(site, where, x, tuple(out.shape[-d:]), plan, out, native=native)
+    return out
 
 
 def avg_pool(x: torch.Tensor, d: int, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
-             count_include_pad: bool = True, divisor_override: int | None = None) -> torch.Tensor:
+             count_include_pad: bool = True, divisor_override: int | None = None, *,
+             site: str | None = None) -> torch.Tensor:
     """``avg_pool{d}d``: the implementation behind ``avg_pool1d/2d/3d``."""
     args = (kernel_size, stride, padding, ceil_mode, count_include_pad)
     if divisor_override is None:
@@ -90,11 +97,11 @@ def avg_pool(x: torch.Tensor, d: int, kernel_size, stride=None, padding=0, ceil_
     s = tuple_arg(stride if stride != [] else None, d, "stride", where, default=k)
     p = tuple_arg(padding, d, "padding", where)
     plan = divisor_pool(_static(x, d, where), k, s, p, bool(ceil_mode), divisor_override)
-    return _batched(apply_explicit, x, d, plan, where)
+    return _batched(apply_divisor, x, d, plan, where, lambda: _NATIVE_AVG[d](x, *args, divisor_override), site)
 
 
 def max_pool(x: torch.Tensor, d: int, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
-             return_indices: bool = False):
+             return_indices: bool = False, *, site: str | None = None):
     """``max_pool{d}d``: the implementation behind ``max_pool1d/2d/3d``."""
     where = f"max_pool{d}d"
     dil = tuple_arg(dilation, d, "dilation", where)
@@ -105,11 +112,12 @@ def max_pool(x: torch.Tensor, d: int, kernel_size, stride=None, padding=0, dilat
     s = tuple_arg(stride if stride != [] else None, d, "stride", where, default=k)
     p = tuple_arg(padding, d, "padding", where)
     plan = dilated_plan(_static(x, d, where), k, s, p, dil, bool(ceil_mode))
-    return _batched(apply_dilated, x, d, plan, where)
+    native = lambda: _NATIVE_MAX[d](x, kernel_size, stride, padding, dilation, ceil_mode)  # noqa: E731
+    return _batched(apply_dilated, x, d, plan, where, native, site)
 
 
 def lp_pool(x: torch.Tensor, d: int, norm_type: float, kernel_size, stride=None,
-            ceil_mode: bool = False) -> torch.Tensor:
+            ceil_mode: bool = False, *, site: str | None = None) -> torch.Tensor:
     """``lp_pool{d}d``: the implementation behind ``lp_pool1d/2d/3d``."""
     if _native_wanted(x):
         return _NATIVE_LP[d](x, norm_type, kernel_size, stride, ceil_mode)
@@ -125,7 +133,8 @@ def lp_pool(x: torch.Tensor, d: int, norm_type: float, kernel_size, stride=None,
             f"{where} with norm_type {norm_type} has no exact form in ncnn: it needs {', '.join(plan.steps())}, and "
             f"ncnn's Pow is wrong for every base <= 0 and for inf, its Reciprocal for 0 and inf (measured, pnnx "
             f"20261020). ncnn computes p = 1, 2 and +-inf exactly; or deploy to another runtime.")
-    return _batched(apply_lp, x, d, plan, where)
+    native = lambda: _NATIVE_LP[d](x, norm_type, kernel_size, stride, ceil_mode)  # noqa: E731
+    return _batched(apply_lp, x, d, plan, where, native, site)
 
 
 def avg_pool1d(input: torch.Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,

@@ -28,8 +28,8 @@ class AvgPool2d(nn.AvgPool2d):
 
     @torch.jit.unused
     def _portable(self, input: torch.Tensor) -> torch.Tensor:
-        return pools.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                                self.count_include_pad, self.divisor_override)
+        return pools.avg_pool(input, 2, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                              self.count_include_pad, self.divisor_override, site=self._poolport_site)
 
 
 class AvgPool3d(nn.AvgPool3d):
@@ -46,8 +46,8 @@ class AvgPool3d(nn.AvgPool3d):
 
     @torch.jit.unused
     def _portable(self, input: torch.Tensor) -> torch.Tensor:
-        return pools.avg_pool3d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                                self.count_include_pad, self.divisor_override)
+        return pools.avg_pool(input, 3, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                              self.count_include_pad, self.divisor_override, site=self._poolport_site)
 
 
 class _MaxPool:
@@ -57,7 +57,7 @@ class _MaxPool:
     @torch.jit.unused
     def _portable(self, input: torch.Tensor) -> torch.Tensor:
         return pools.max_pool(input, self._d, self.kernel_size, self.stride, self.padding, self.dilation,
-                              self.ceil_mode, self.return_indices)
+                              self.ceil_mode, self.return_indices, site=self._poolport_site)
 
 
 class MaxPool1d(_MaxPool, nn.MaxPool1d):
@@ -105,7 +105,8 @@ class _LPPool:
 
     @torch.jit.unused
     def _portable(self, input: torch.Tensor) -> torch.Tensor:
-        return pools.lp_pool(input, self._d, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode)
+        return pools.lp_pool(input, self._d, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode,
+                             site=self._poolport_site)
 
 
 class LPPool1d(_LPPool, nn.LPPool1d):

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .divisor import pool_output
+from .divisor import count_steps, pool_output
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,19 @@ class DilatedPlan:
     """``max_pool{d}d`` with dilation over ``len(axes)`` axes; see the module's docstring."""
 
     axes: tuple[DilatedAxis, ...]
+    kind: str = "dilated"
+    style: str = "default"  # one form for every target that gets it
+
+    def summary(self) -> str:
+        """One line per axis kind, e.g. ``stride1(k3 d2) x lattice(k3 d2)``."""
+        return " x ".join(f"{a.kind}(k{a.k} d{a.d})" for a in self.axes)
+
+    def op_counts(self):
+        """The ONNX operators with their counts (the mask's constant Add counted with the Pad)."""
+        counts = count_steps(self.steps())
+        if "Pad" in counts:
+            counts["Add"] += 1
+        return counts
 
     @property
     def in_size(self) -> tuple[int, ...]:
@@ -87,15 +100,21 @@ class DilatedPlan:
         return None if all(v == 1 for v in kernel + stride) else (kernel, stride)
 
     def steps(self) -> list[str]:
-        """The ONNX operators, in order."""
+        """The ONNX operators, in order, as the backend asks for them (an exporter's optimizer may merge
+        consecutive Reshapes)."""
         steps = ["Slice"] if any(a.pad_after < 0 for a in self.axes) else []
         steps += ["Pad"] if any(self.pads_before) or any(self.pads_after) else []
         steps += ["MaxPool"] if self.plain_pool else []
-        for a in self.axes:
+        for i, a in enumerate(self.axes):
+            if a.kind == "plain":
+                continue
             if a.kind == "lattice":
-                steps += ["Reshape", "Slice", "MaxPool", "Reshape"]
-            elif a.kind == "stride1":
-                steps += ["Reshape", "MaxPool", "Reshape", "Slice", "Reshape", "Slice", "Reshape"]
+                steps += ["Reshape", "Slice", "MaxPool"]
+            else:
+                steps += ["Reshape", "MaxPool", "Reshape"]
+                steps += ["Slice"] if a.q * a.d != a.out * a.s else []
+                steps += ["Reshape", "Slice"] if a.s > 1 else []
+            steps += [] if i == 0 and len(self.axes) > 1 else ["Reshape"]
         return steps
 
     def __str__(self) -> str:

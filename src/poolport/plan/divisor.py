@@ -11,7 +11,9 @@ cells), then one constant factor ``K / c`` (``Mul``): every runtime computes tho
 
 from __future__ import annotations
 
-from dataclasses import replace
+import re
+from collections import Counter
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from math import prod
 
@@ -61,9 +63,48 @@ def pool_output(where: str, spatial: tuple[int, ...], kernel: tuple[int, ...], s
     return tuple(out)
 
 
+def count_steps(steps: list[str]) -> Counter:
+    """Steps such as ``["Pad", "Mul x2", "AveragePool"]`` as operator counts (a step ``"Op xN"`` is N Ops;
+    words after the operator's name describe it)."""
+    counts: Counter = Counter()
+    for step in steps:
+        words = step.split()
+        n = int(words[1][1:]) if len(words) > 1 and re.fullmatch(r"x\d+", words[1]) else 1
+        counts[words[0]] += n
+    return counts
+
+
+@dataclass(frozen=True)
+class DivisorPlan:
+    """``avg_pool(..., divisor_override=divisor)``: the explicit form ``pool`` whose factors are
+    ``K / divisor``. ``print(plan)`` shows it; ``summary()`` and ``op_counts()`` are what reports print."""
+
+    divisor: int
+    pool: ExplicitPool
+    kind: str = "divisor"
+    style: str = "default"  # one form for every target
+
+    def steps(self) -> list[str]:
+        """The ONNX operators, in order."""
+        return self.pool.steps()
+
+    def op_counts(self) -> Counter:
+        """The ONNX operators with their counts."""
+        return count_steps(self.steps())
+
+    def summary(self) -> str:
+        """One line, e.g. ``k3x3 s2x2 pads 1,1 / 5``."""
+        pads = ",".join(map(str, self.pool.pads_before))
+        return (f"k{'x'.join(map(str, self.pool.kernel))} s{'x'.join(map(str, self.pool.stride))} pads {pads} "
+                f"/ {self.divisor}")
+
+    def __str__(self) -> str:
+        return f"avg_pool divisor_override={self.divisor}: {', '.join(self.steps())}"
+
+
 @lru_cache(maxsize=4096)
 def divisor_pool(spatial: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
-                 padding: tuple[int, ...], ceil_mode: bool, divisor: int) -> ExplicitPool:
+                 padding: tuple[int, ...], ceil_mode: bool, divisor: int) -> DivisorPlan:
     """``avg_pool(..., divisor_override=divisor)`` in the explicit form: zero Pad + AveragePool + one factor
     ``K / divisor`` (on the first axis's cells; the other axes' factors are 1). ``count_include_pad`` does
     not matter: torch divides by ``divisor`` whatever it says.
@@ -77,4 +118,4 @@ def divisor_pool(spatial: tuple[int, ...], kernel: tuple[int, ...], stride: tupl
     base = explicit_torch_pool("avg", spatial, kernel, stride, padding, padding, ceil_mode, True)
     factor = prod(kernel) / divisor
     factors = tuple((factor if a == 0 else 1.0,) * o for a, o in enumerate(base.out_size))
-    return replace(base, factors=factors)
+    return DivisorPlan(divisor, replace(base, factors=factors))

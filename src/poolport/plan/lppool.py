@@ -16,7 +16,7 @@ from functools import lru_cache
 from math import inf, prod
 
 from ..errors import PoolportError
-from .divisor import pool_output
+from .divisor import count_steps, pool_output
 from .explicit import ExplicitPool, explicit_torch_pool
 
 
@@ -30,6 +30,15 @@ class LpPlan:
     p: float
     kind: str  # "power" | "max" | "min"
     pool: ExplicitPool
+    style: str = "default"  # one form for every target
+
+    def summary(self) -> str:
+        """One line, e.g. ``p=2 k3x3 s2x2``."""
+        return f"p={self.p:g} k{'x'.join(map(str, self.pool.kernel))} s{'x'.join(map(str, self.pool.stride))}"
+
+    def op_counts(self):
+        """The ONNX operators with their counts."""
+        return count_steps(self.steps())
 
     @property
     def power(self) -> tuple[str, float]:
