@@ -288,3 +288,13 @@ def test_reported_operators_are_the_exported_ones(tmp_path, make, shape):
     for op, n in counted.items():
         assert (written.get(op, 0) <= n) if op == "Reshape" else (written.get(op, 0) == n), (op, counted, written)
     assert set(written) <= set(counted), (counted, written)
+
+
+def test_modules_script_to_torchs_own_op():
+    # torch.jit.script compiles the drop-in modules (and a portable copy) to torch's op, same numbers
+    x = _x((1, 3, 12, 12))
+    for m in (poolport.nn.MaxPool2d(3, 1, 1, dilation=2), poolport.nn.LPPool2d(2, 2),
+              poolport.nn.AvgPool2d(3, 2, 1, divisor_override=5)):
+        torch.testing.assert_close(torch.jit.script(m)(x), m(x), rtol=0, atol=0, equal_nan=True)
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.LPPool2d(2, 2), nn.MaxPool2d(3, 1, 1, dilation=2)).eval()
+    torch.testing.assert_close(torch.jit.script(poolport.make_portable(model))(x), model(x))
