@@ -58,7 +58,6 @@ MATRIX = FAST + [
 # measured not exact (pnnx/ncnn 20261020, onnx2tf 1.29.24): what the runtime does instead
 KNOWN = {
     ("ncnn", "lp3"): "wrong",  # ncnn's Pow: 2.4e38 for 0 ** (1/3), no NaN for a negative base
-    ("litert", "dil3d-odd"): "refused",  # onnx2tf: the 3-D -inf mask's Add, "Dimensions must be equal"
 }
 
 

@@ -57,11 +57,13 @@ def raise_to(x: torch.Tensor, how: tuple[str, float]) -> torch.Tensor:
 
 
 def pad_lowest(x: torch.Tensor, before: tuple[int, ...], after: tuple[int, ...],
-               lengths: tuple[int, ...]) -> torch.Tensor:
+               lengths: tuple[int, ...], channels: int) -> torch.Tensor:
     """``x`` padded on its spatial axes with -inf (an integer dtype: its lowest value), without a -inf in
     any operator's attributes: ncnn cannot parse a Padding value of -inf (measured, "ParamDict invalid
     numeric value"). Written as a zero Pad + a constant mask (-0.0 on real cells, -inf on padding) added
-    to it: ``v + -0.0`` is ``v`` for every v (-0.0, inf and NaN included). ``lengths``: the padded sizes."""
+    to it: ``v + -0.0`` is ``v`` for every v (-0.0, inf and NaN included). ``lengths``: the padded sizes; ``channels``: x's
+    channel count (a 3-D mask is written per channel: onnx2tf misplaces a (D, H, W) constant at some sizes,
+    measured on 5x6x7, while (1, C, D, H, W) converts)."""
     ndim = len(before)
     pads = []
     for b, a in zip(reversed(before), reversed(after)):
@@ -76,6 +78,8 @@ def pad_lowest(x: torch.Tensor, before: tuple[int, ...], after: tuple[int, ...],
         values = [float("-inf")] * b + [-0.0] * (length - b - a) + [float("-inf")] * a
         axis = torch.tensor(values, dtype=x.dtype, device=x.device).reshape(shape)
         mask = axis if mask is None else mask + axis
+    if ndim == 3:
+        mask = mask.expand(1, channels, *mask.shape).clone()
     return x + (mask.reshape(1, -1) if ndim == 1 else mask)
 
 
@@ -83,15 +87,15 @@ def apply_dilated(x: torch.Tensor, plan: DilatedPlan) -> torch.Tensor:
     """Dilated max pooling by ``plan`` on ``x`` (N, C, *spatial): crop/Pad with -inf, one plain pool over
     the undilated axes, then per dilated axis plain pooling on its sub-lattices (see ``plan.dilated``).
     Intermediate tensors stay 4-D (ncnn holds at most 4 axes besides the batch)."""
-    if plan.crops != plan.in_size:
-        x = x[(Ellipsis, *(slice(0, c) for c in plan.crops))]
-    if any(plan.pads_before) or any(plan.pads_after):
-        x = pad_lowest(x, plan.pads_before, plan.pads_after, tuple(a.length for a in plan.axes))
-    if plan.plain_pool is not None:
-        x = pool(x, "max", *plan.plain_pool)
     with warnings.catch_warnings():  # a trace is specialised to the channels, as the plan is to the sizes
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         channels = int(x.shape[1])
+    if plan.crops != plan.in_size:
+        x = x[(Ellipsis, *(slice(0, c) for c in plan.crops))]
+    if any(plan.pads_before) or any(plan.pads_after):
+        x = pad_lowest(x, plan.pads_before, plan.pads_after, tuple(a.length for a in plan.axes), channels)
+    if plan.plain_pool is not None:
+        x = pool(x, "max", *plan.plain_pool)
     sizes = [a.out if a.kind == "plain" else a.length for a in plan.axes]  # the sizes the plan is for
     for i, a in enumerate(plan.axes):
         if a.kind == "plain":
