@@ -298,3 +298,54 @@ def test_modules_script_to_torchs_own_op():
         torch.testing.assert_close(torch.jit.script(m)(x), m(x), rtol=0, atol=0, equal_nan=True)
     model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.LPPool2d(2, 2), nn.MaxPool2d(3, 1, 1, dilation=2)).eval()
     torch.testing.assert_close(torch.jit.script(poolport.make_portable(model))(x), model(x))
+
+
+class _SegNetBlock(nn.Module):
+    """SegNet-style: max pooling with indices, then unpooling at those indices (output_size given)."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Conv2d(4, 6, 3, padding=1)
+        self.pool = nn.MaxPool2d(2, 2, return_indices=True)
+        self.mid = nn.Conv2d(6, 6, 3, padding=1)
+        self.unpool = nn.MaxUnpool2d(2, 2)
+
+    def forward(self, x):
+        e = torch.relu(self.enc(x))
+        p, idx = self.pool(e)
+        return self.unpool(self.mid(p), idx, output_size=e.shape)
+
+
+@pytest.mark.parametrize("size,k", [((12, 10), 2), ((13, 11), 2), ((9, 12), 3), ((8, 8), (2, 4))])
+def test_argmax_indices_and_unpool_without_scatter_are_exact(size, k):
+    # the first maximum wins (ties), +-inf kept in order; indices carried as float32 (exact integers)
+    from poolport.functional.pools import deploying_to
+
+    x = _x((2, 3, *size))
+    x[0, 0, :2, :2] = 1.0
+    x[0, 1, 2:4, 2:4] = -math.inf
+    x[0, 2, 4, 4] = x[0, 2, 4, 5] = math.inf
+    x[1] = torch.round(x[1])  # many ties
+    with poolport.always_portable(), deploying_to(["ncnn"]):
+        values, index = PF.max_pool2d(x, k, return_indices=True)
+        unpooled = PF.max_unpool2d(values * 2 + 1, index, k, output_size=size)
+    want_values, want_index = F.max_pool2d(x, k, return_indices=True)
+    assert index.dtype == torch.float32
+    assert_bit_exact(values, want_values)
+    assert torch.equal(index.long(), want_index)
+    assert_bit_exact(unpooled, F.max_unpool2d(want_values * 2 + 1, want_index, k, output_size=size))
+
+
+def test_segnet_indices_export_for_ncnn_without_scatter(tmp_path):
+    model, x = _SegNetBlock().eval(), _x((1, 4, 12, 12))
+    report = poolport.export_onnx(model, (x,), tmp_path / "m.onnx", target="ncnn", random_checks=1)
+    assert all(c.passed for c in report.checks)
+    ops = {n.op_type for n in onnx.load(tmp_path / "m.onnx").graph.node}
+    assert not ops & {"ScatterND", "ScatterElements", "MaxUnpool", "Gather", "GatherND"}, ops
+    with pytest.raises(PoolportError, match="no exact form in mnn"):
+        poolport.export_onnx(model, (x,), tmp_path / "m2.onnx", target="mnn")
+    with pytest.raises(PoolportError, match="non-overlapping"), poolport.always_portable():
+        from poolport.functional.pools import deploying_to
+
+        with deploying_to(["ncnn"]):
+            PF.max_pool2d(x, 3, 2, return_indices=True)

@@ -108,3 +108,22 @@ def test_one_case_per_op_in_runtime(runtime):
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_matrix_in_runtime(runtime):
     _batch(runtime, MATRIX)
+
+
+@pytest.mark.runtime
+def test_segnet_indices_and_unpool_exact_in_ncnn_and_openvino(tmp_path):
+    # MaxPool2d(2, 2, return_indices=True) + MaxUnpool2d: ncnn cannot load torch's own export (ScatterND);
+    # poolport's form (target ncnn) verifies in ncnn and OpenVINO against PyTorch, ties and all
+    for runtime in ("ncnn", "openvino"):
+        if not available(runtime):
+            pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]')")
+    from test_torch_pools import _SegNetBlock
+
+    import poolport
+
+    x = _x((1, 4, 12, 12), 0, "")
+    x[..., :4, :4] = 0.5  # ties: the first maximum wins
+    report = poolport.export_onnx(_SegNetBlock().eval(), (x,), tmp_path / "m.onnx", target="ncnn",
+                                  runtimes=("ncnn", "openvino"), random_checks=1)
+    checks = {c.runtime: c.passed for c in report.checks}
+    assert checks.get("ncnn") and checks.get("openvino") and all(checks.values()), report.checks

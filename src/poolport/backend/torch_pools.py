@@ -16,6 +16,7 @@ from ..errors import PoolportError
 from ..plan.dilated import DilatedPlan
 from ..plan.divisor import DivisorPlan
 from ..plan.explicit import ExplicitPool
+from ..plan.indices import WindowPlanes
 from ..plan.lppool import LpPlan
 from .execute import execute_explicit
 from .torch_ops import TorchOps, pool
@@ -114,6 +115,62 @@ def apply_dilated(x: torch.Tensor, plan: DilatedPlan) -> torch.Tensor:
         sizes[i] = a.out
         x = y if i == 0 and len(sizes) > 1 else y.reshape(-1, channels, *sizes)  # (N, C, out, R) is already it
     return x
+
+
+# -- argmax indices and unpooling for non-overlapping windows (plan.indices) ---------------------------------
+
+def _constant(rows: tuple[tuple[float, ...], ...], like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(rows, dtype=like.dtype, device=like.device)
+
+
+def window_planes(x: torch.Tensor, plan: WindowPlanes, channels: int) -> list[torch.Tensor]:
+    """``x[..., dh::kh, dw::kw]`` for every window position in row-major order, each (N, C, Ho, Wo), by
+    Reshape and contiguous Slice (``x``: (N, C, Ho*kh, Wo*kw))."""
+    (kh, kw), (ho, wo) = plan.kernel, plan.out_size
+    width = wo * kw
+    rows = x.reshape(-1, channels, ho, kh * width)
+    planes = []
+    for dh in range(kh):
+        cols = rows[:, :, :, dh * width:(dh + 1) * width].reshape(-1, channels * ho, wo, kw)
+        planes += [cols[:, :, :, dw:dw + 1].reshape(-1, channels, ho, wo) for dw in range(kw)]
+    return planes
+
+
+def apply_argmax(x: torch.Tensor, plan: WindowPlanes) -> tuple[torch.Tensor, torch.Tensor]:
+    """``max_pool2d(x, k, k, return_indices=True)`` for float32 ``x`` (N, C, H, W): the values (one plain
+    MaxPool) and the first maximum's flat index as float32 (see ``plan.indices``). ``x`` is cropped to the
+    windows: (N, C, Ho*kh, Wo*kw)."""
+    channels = int(x.shape[1])
+    kh, kw = plan.kernel
+    values = pool(x, "max", (kh, kw), (kh, kw))
+    top = torch.finfo(x.dtype).max
+    scaled = [torch.clamp(p * 0.5, -top, top) for p in window_planes(x, plan, channels)]  # order kept, finite
+    best, index = scaled[0], _constant(plan.positions(0, 0), x)
+    for n in range(1, kh * kw):
+        beats = torch.clamp((scaled[n] - best) * 2.0 ** 100 * 2.0 ** 100, 0, 1)  # 1 where strictly greater
+        best = torch.maximum(best, scaled[n])
+        index = index + beats * (_constant(plan.positions(n // kw, n % kw), x) - index)
+    return values, index
+
+
+def apply_unpool(y: torch.Tensor, index: torch.Tensor, plan: WindowPlanes, out_size: tuple[int, int]) -> torch.Tensor:
+    """``max_unpool2d`` of float32 ``y`` (N, C, Ho, Wo) at float32 flat ``index`` into ``out_size``: each
+    window position's plane gated by its 0/1 mask, interleaved back by Concat and Reshape, zero-padded
+    to ``out_size``."""
+    channels = int(y.shape[1])
+    (kh, kw), (ho, wo) = plan.kernel, plan.out_size
+    top = torch.finfo(y.dtype).max
+    rows = []
+    for dh in range(kh):
+        parts = []
+        for dw in range(kw):
+            mask = torch.relu(1 - torch.abs(index - _constant(plan.positions(dh, dw), y)))
+            gate = (mask * top) * (mask * 4.0)  # inf where selected, 0 elsewhere (never mask * inf: NaN)
+            parts.append(torch.maximum(torch.minimum(y, gate), 0.0 - gate).reshape(-1, channels * ho, wo, 1))
+        rows.append(torch.cat(parts, 3).reshape(-1, channels, ho, wo * kw))
+    out = torch.cat(rows, 3).reshape(-1, channels, ho * kh, wo * kw)
+    extra_h, extra_w = out_size[0] - ho * kh, out_size[1] - wo * kw
+    return F.pad(out, [0, extra_w, 0, extra_h]) if extra_h or extra_w else out
 
 
 # -- a trace holds these forms only at static sizes ----------------------------------------------------------

@@ -18,6 +18,7 @@ from .pools import (
     max_pool1d,
     max_pool2d,
     max_pool3d,
+    max_unpool2d,
 )
 from .same import (
     avg_pool1d_same,
@@ -54,4 +55,5 @@ __all__ = [
     "lp_pool1d",
     "lp_pool2d",
     "lp_pool3d",
+    "max_unpool2d",
 ]

@@ -16,10 +16,18 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 
-from ..backend.torch_pools import apply_dilated, apply_divisor, apply_lp, traced_static_sizes
+from ..backend.torch_pools import (
+    apply_argmax,
+    apply_dilated,
+    apply_divisor,
+    apply_lp,
+    apply_unpool,
+    traced_static_sizes,
+)
 from ..errors import PoolportError
 from ..plan.dilated import dilated_plan
 from ..plan.divisor import divisor_pool, tuple_arg
+from ..plan.indices import argmax_plan, unpool_plan
 from ..plan.lppool import lp_plan
 from .dispatch import active_observer, use_portable
 from .shapes import is_symbolic, static_size
@@ -49,6 +57,10 @@ def deploying_to(runtimes: Iterable[str]):
 # where torch's own dilated MaxPool is exact (measured: ncnn cannot load it, MNN ignores the dilation,
 # LiteRT returns a wrong shape for stride 2 + dilation 2)
 _DILATION_EXACT = frozenset({"onnxruntime", "openvino"})
+
+
+# where neither torch's MaxPool indices + MaxUnpool nor poolport's form is exact (measured)
+_NO_INDICES = frozenset({"mnn", "litert"})
 
 
 def _native_dilation_exact() -> bool:
@@ -105,6 +117,17 @@ def max_pool(x: torch.Tensor, d: int, kernel_size, stride=None, padding=0, dilat
     """``max_pool{d}d``: the implementation behind ``max_pool1d/2d/3d``."""
     where = f"max_pool{d}d"
     dil = tuple_arg(dilation, d, "dilation", where)
+    if return_indices and not _native_wanted(x):
+        runtimes = getattr(_state, "runtimes", frozenset())
+        lacking = sorted(runtimes & _NO_INDICES)
+        if lacking:
+            raise PoolportError(
+                f"{where}(return_indices=True) has no exact form in {', '.join(lacking)}: measured on a SegNet-style "
+                f"pool + unpool, torch's own export is wrong there (MNN: 1.6e11 off, LiteRT: 1.45x the output's "
+                f"scale), and poolport's ScatterND-free form too (MNN: one cell off, LiteRT: onnx2tf misreads its "
+                f"layout). Deploy the indices to ONNX Runtime, OpenVINO or ncnn.")
+        if "ncnn" in runtimes:
+            return _portable_indices(x, d, kernel_size, stride, padding, dil, ceil_mode, where)
     if return_indices or all(v == 1 for v in dil) or _native_wanted(x) or _native_dilation_exact():
         return _NATIVE_MAX[d](x, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
     check_pool_input(x, where, d=d, needs_float=False)
@@ -114,6 +137,71 @@ def max_pool(x: torch.Tensor, d: int, kernel_size, stride=None, padding=0, dilat
     plan = dilated_plan(_static(x, d, where), k, s, p, dil, bool(ceil_mode))
     native = lambda: _NATIVE_MAX[d](x, kernel_size, stride, padding, dilation, ceil_mode)  # noqa: E731
     return _batched(apply_dilated, x, d, plan, where, native, site)
+
+
+def _portable_indices(x, d, kernel_size, stride, padding, dil, ceil_mode, where):
+    """``max_pool2d(..., return_indices=True)`` for ncnn: the values and the indices as float32 (what
+    poolport's ``max_unpool2d`` takes; see ``plan.indices``)."""
+    if d != 2 or x.dtype != torch.float32:
+        raise PoolportError(
+            f"{where}(return_indices=True) for ncnn: poolport's portable argmax form covers 2-D float32 pooling "
+            f"only (got {d}-D, {x.dtype}); ncnn has no ScatterND, Gather or comparison for torch's own.")
+    k = tuple_arg(kernel_size, d, "kernel_size", where)
+    s = tuple_arg(stride if stride != [] else None, d, "stride", where, default=k)
+    p = tuple_arg(padding, d, "padding", where)
+    size = _static(x, d, where)
+    plan = argmax_plan(k, s, p, dil, bool(ceil_mode), size)
+    if k == (1, 1):
+        raise PoolportError(f"{where}: a 1x1 window's indices are the positions themselves; drop return_indices.")
+    batched = x if x.dim() == 4 else x.unsqueeze(0)
+    if torch.jit.is_tracing():
+        batched = traced_static_sizes(batched, d, where)
+    (kh, kw), (ho, wo) = plan.kernel, plan.out_size
+    if size != (ho * kh, wo * kw):
+        batched = batched[:, :, :ho * kh, :wo * kw]
+    values, index = apply_argmax(batched, plan)
+    return (values, index) if x.dim() == 4 else (values.squeeze(0), index.squeeze(0))
+
+
+def max_unpool(input: torch.Tensor, indices: torch.Tensor, d: int, kernel_size, stride=None, padding=0,
+               output_size=None) -> torch.Tensor:
+    """``max_unpool{d}d``: torch's op for torch's int64 indices; poolport's form (2-D) for the float32
+    indices poolport's portable ``max_pool2d(..., return_indices=True)`` gives."""
+    native = getattr(F, f"max_unpool{d}d")
+    if not indices.dtype.is_floating_point:
+        return native(input, indices, kernel_size, stride, padding, output_size)
+    where = f"max_unpool{d}d"
+    if d != 2 or input.dtype != torch.float32:
+        raise PoolportError(f"{where}: poolport's portable form covers 2-D float32 unpooling only.")
+    k = tuple_arg(kernel_size, d, "kernel_size", where)
+    s = tuple_arg(stride if stride != [] else None, d, "stride", where, default=k)
+    p = tuple_arg(padding, d, "padding", where)
+    size = _static(input, d, where)
+    default = tuple((n - 1) * st - 2 * pp + kk for n, st, pp, kk in zip(size, s, p, k))
+    out = default if output_size is None else tuple(int(v) for v in tuple(output_size)[-d:])
+    plan = unpool_plan(k, s, p, size, out)
+    batched = (input, indices) if input.dim() == 4 else (input.unsqueeze(0), indices.unsqueeze(0))
+    y = apply_unpool(*batched, plan, out)
+    return y if input.dim() == 4 else y.squeeze(0)
+
+
+def max_unpool2d(input: torch.Tensor, indices: torch.Tensor, kernel_size, stride=None, padding=0,
+                 output_size=None) -> torch.Tensor:
+    """Max unpooling exactly as ``torch.nn.functional.max_unpool2d``: torch's own op for its int64 indices;
+    for the float32 indices of poolport's portable ``max_pool2d(..., return_indices=True)`` (written where
+    ncnn is a target: non-overlapping windows, no padding), each window's values written back at its index
+    by masks and Concat/Reshape, without ScatterND (``poolport.plan.indices``).
+
+    Raises:
+        PoolportError: float indices with overlapping windows, padding, other dtypes or dimensions.
+    """
+    return max_unpool(input, indices, 2, kernel_size, stride, padding, output_size)
+
+
+def max_pool2d_with_indices(input: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1,
+                            ceil_mode: bool = False, return_indices: bool = False):
+    """``F.max_pool2d_with_indices``: always (values, indices), whatever ``return_indices`` says."""
+    return max_pool(input, 2, kernel_size, stride, padding, dilation, ceil_mode, True)
 
 
 def lp_pool(x: torch.Tensor, d: int, norm_type: float, kernel_size, stride=None,

@@ -57,6 +57,8 @@ for _d in (1, 2, 3):
         _PLAIN[getattr(F, f"lp_pool{_d}d")] = getattr(pools, f"lp_pool{_d}d")
 for _d in (2, 3):
     _PLAIN[getattr(F, f"avg_pool{_d}d")] = getattr(pools, f"avg_pool{_d}d")
+_PLAIN[F.max_pool2d_with_indices] = pools.max_pool2d_with_indices
+_PLAIN[F.max_unpool2d] = pools.max_unpool2d
 
 
 def intercepted_functions() -> list:
