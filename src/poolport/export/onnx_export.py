@@ -35,6 +35,7 @@ import torch
 from ..backend.onnx_symbolic import portable_symbolics
 from ..errors import PoolportError, VerificationError, is_interrupt
 from ..functional.dispatch import emitting, size_generic
+from ..functional.pools import deploying_to
 from ..loading import is_scripted
 from ..onnxfile.files import require_onnx
 from ..onnxfile.graph import op_counts, opset_of
@@ -43,6 +44,7 @@ from ..onnxfile.paths import WritePlan
 from ..onnxfile.staging import Staged, publish, stage_proto, staging_folder, write_atomically
 from ..routing.portable import make_portable
 from ..routing.targets import style_for
+from ..runtimes.registry import ALIASES, NAMES, available
 from ..verify.compare import cloned, verify_in_runtimes
 from ..verify.in_pytorch import as_args, model_rtol, run_recorded, site_problems
 from ..verify.recorder import Site
@@ -123,6 +125,20 @@ class ExportJob:
     def runtimes(self) -> tuple[str, ...]:
         """The runtimes to verify in (and, for ``target="auto"``, to probe) besides ONNX Runtime."""
         return tuple(self.options.runtimes)
+
+    @property
+    def deployed_to(self) -> tuple[str, ...]:
+        """The runtimes the file is for: those verified in, and the target's (every runtime for "all",
+        those verified in or else every installed one for "auto")."""
+        target = self.options.target
+        names = set(self.runtimes)
+        if target == "all":
+            names |= set(NAMES)
+        elif target == "auto":
+            names |= set(self.runtimes or (n for n in NAMES if available(n)))
+        elif target is not None:
+            names.add(ALIASES.get(target, target))
+        return tuple(sorted(names))
 
     def say(self, msg: str) -> None:
         """Log ``msg`` to the ``poolport`` logger and pass it to the caller's ``progress``."""
@@ -220,8 +236,8 @@ def make_portable_and_record(job: ExportJob) -> None:
     job.say("checking every pooling site in PyTorch")
     t = time.perf_counter()
     spatial = any(a.spatial for a in job.axes)
-    with size_generic() if spatial else contextlib.nullcontext():  # what the graph will compute
-        job.reference, job.report.sites = run_recorded(job.portable, job.args)
+    with size_generic() if spatial else contextlib.nullcontext(), deploying_to(job.deployed_to):
+        job.reference, job.report.sites = run_recorded(job.portable, job.args)  # what the graph computes
     problems = site_problems(job.report.sites)
     if problems:
         raise VerificationError("pooling sites failed verification:\n  " + "\n  ".join(problems))
@@ -242,7 +258,7 @@ def export_to_staging(job: ExportJob, folder: Path) -> None:
     job.say(f"exporting with the {exporter} exporter (opset {job.opset})")
     t = time.perf_counter()
     symbolics = portable_symbolics(job.style) if exporter == "torchscript" else contextlib.nullcontext([])
-    with symbolics as emitted, emitting(job.style):
+    with symbolics as emitted, emitting(job.style), deploying_to(job.deployed_to):
         job.staged, ranges = torch_export(job.portable, cloned(job.args), exporter, job.opset, folder,
                                           job.path.name, job.options.input_names, job.options.output_names,
                                           job.axes)

@@ -134,7 +134,7 @@ class Report:
                 [s.row() for s in self.sites],
             )
         else:
-            sites = "no adaptive pooling sites"
+            sites = "no pooling sites poolport rewrites"
         checks = format_table(
             ["verified on", "runtime", "output", "max abs err", "rel err", "ok"],
             [row for c in self.checks for row in _check_rows(c)],

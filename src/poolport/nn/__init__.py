@@ -8,6 +8,16 @@ from .adaptive import (
     AdaptiveMaxPool2d,
     AdaptiveMaxPool3d,
 )
+from .pools import (
+    AvgPool2d,
+    AvgPool3d,
+    LPPool1d,
+    LPPool2d,
+    LPPool3d,
+    MaxPool1d,
+    MaxPool2d,
+    MaxPool3d,
+)
 from .same import (
     AvgPool1dSame,
     AvgPool2dSame,
@@ -34,4 +44,12 @@ __all__ = [
     "MaxPool3dSame",
     "GlobalAvgPool",
     "GlobalMaxPool",
+    "AvgPool2d",
+    "AvgPool3d",
+    "MaxPool1d",
+    "MaxPool2d",
+    "MaxPool3d",
+    "LPPool1d",
+    "LPPool2d",
+    "LPPool3d",
 ]

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from ..functional import pools
 from ..functional.adaptive import adaptive_pool
 from ..functional.dispatch import always_portable, emitting
 from ..functional.shapes import is_symbolic
@@ -48,9 +49,24 @@ _register(torch.adaptive_avg_pool1d, "avg", 1, False)  # also F.adaptive_avg_poo
 _register(torch.adaptive_max_pool1d, "max", 1, True)
 
 
+# torch's plain pooling functions -> poolport's of the same signature, which take the portable form where
+# one is needed (divisor_override, dilation, LPPool) and torch's own op otherwise
+_PLAIN: dict = {}
+for _d in (1, 2, 3):
+    for _func in (getattr(F, f"max_pool{_d}d", None), getattr(torch, f"max_pool{_d}d", None)):
+        if _func is not None:
+            _PLAIN[_func] = getattr(pools, f"max_pool{_d}d")
+    if getattr(F, f"lp_pool{_d}d", None) is not None:
+        _PLAIN[getattr(F, f"lp_pool{_d}d")] = getattr(pools, f"lp_pool{_d}d")
+for _d in (2, 3):
+    _PLAIN[getattr(F, f"avg_pool{_d}d")] = getattr(pools, f"avg_pool{_d}d")
+_PLAIN[F.max_pool2d_with_indices] = pools.max_pool2d_with_indices
+_PLAIN[F.max_unpool2d] = pools.max_unpool2d
+
+
 def intercepted_functions() -> list:
     """The torch callables this mode answers (for documentation and tests)."""
-    return [*_TABLE, F.interpolate]
+    return [*_TABLE, F.interpolate, *_PLAIN]
 
 
 def _interpolate_args(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
@@ -103,7 +119,7 @@ class PortableFunctionMode(TorchFunctionMode):
         if entry is None:
             area = area_output_size(args, kwargs) if func is F.interpolate else None
             if area is None:
-                return func(*args, **kwargs)
+                return _PLAIN.get(func, func)(*args, **kwargs)
             x, output_size, d = area
             return adaptive_pool(x, output_size, "avg", d)
         op, d, pair = entry

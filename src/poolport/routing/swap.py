@@ -17,6 +17,24 @@ SWAP = {
 }
 
 
+def _dilated(m: nn.Module) -> bool:
+    return any(d != 1 for d in (m.dilation if isinstance(m.dilation, (tuple, list)) else (m.dilation,)))
+
+
+# torch's plain pooling: swapped only where some runtime needs poolport's form (the predicate says when)
+NEEDED = {
+    nn.AvgPool2d: lambda m: m.divisor_override is not None,
+    nn.AvgPool3d: lambda m: m.divisor_override is not None,
+    nn.MaxPool1d: _dilated,
+    nn.MaxPool2d: _dilated,
+    nn.MaxPool3d: _dilated,
+    nn.LPPool1d: lambda m: True,
+    nn.LPPool2d: lambda m: True,
+    nn.LPPool3d: lambda m: True,
+}
+SWAP.update({cls: getattr(pnn, cls.__name__) for cls in NEEDED})
+
+
 def swap_modules(model: nn.Module, style: str | None = None) -> list[tuple[nn.Module, type, str]]:
     """Give every module of ``model`` whose class is exactly one of torch's adaptive pooling classes the
     poolport class of the same name (same state and repr), in place, and remember its path for reports
@@ -28,6 +46,8 @@ def swap_modules(model: nn.Module, style: str | None = None) -> list[tuple[nn.Mo
     for name, module in model.named_modules():
         cls = SWAP.get(type(module))
         if cls is None or getattr(module, "return_indices", False):
+            continue
+        if type(module) in NEEDED and not NEEDED[type(module)](module):
             continue
         swapped.append((module, type(module), name))
         module.__class__ = cls

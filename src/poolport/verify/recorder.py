@@ -35,7 +35,7 @@ class Site:
     op: str  # e.g. "adaptive_avg_pool2d"
     input_shape: tuple[int, ...]
     output_size: tuple[int, ...]
-    plan: PoolPlan | GenericPlan  # a GenericPlan where the graph pools a dynamic size
+    plan: PoolPlan | GenericPlan  # a GenericPlan where the graph pools a dynamic size; torch's other ops: their plans
     calls: int = 0
     max_abs_error: float = 0.0
     max_rel_error: float = 0.0  # relative to max |input| (the scale float rounding scales with)
@@ -51,6 +51,8 @@ class Site:
     def op_counts(self) -> dict[str, int]:
         """The ONNX operators the site is written with, counted: a static plan run through the counting
         backend (the walk every exporter takes, in the plan's style), a size-generic plan's pooling ones."""
+        if hasattr(self.plan, "op_counts"):  # torch's other pooling ops (plan.divisor, plan.lppool, plan.dilated)
+            return dict(sorted(self.plan.op_counts().items()))
         return dict(sorted((self.plan.onnx_ops() if self.dynamic else count_ops(self.plan)).items()))
 
     @property
@@ -103,10 +105,11 @@ class SiteRecorder:
     sites: dict[tuple, Site] = field(default_factory=dict)
 
     def __call__(self, where: str | None, op: str, x: torch.Tensor, out_size, plan: PoolPlan,
-                 portable: torch.Tensor) -> torch.Tensor:
+                 portable: torch.Tensor, native=None) -> torch.Tensor:
+        """``native``: how to compute torch's own op (a callable), where it is not adaptive pooling."""
         d = len(out_size)
         with torch._C.DisableTorchFunction():  # the native op itself, not an intercepted one
-            native = NATIVE[op.split("_")[1], d](x, out_size)
+            native = NATIVE[op.split("_")[1], d](x, out_size) if native is None else native()
         self.record(where, op, x, out_size, plan, portable, native)
         return native
 

@@ -1,0 +1,215 @@
+"""torch's plain pooling ops that some runtime cannot take, in portable torch ops: average pooling with
+``divisor_override`` and power-average pooling (both on the explicit form, ``execute_explicit``), and
+dilated max pooling on sub-lattices (``plan.dilated``). Every op here exports to ONNX operators that
+ONNX Runtime, OpenVINO, ncnn, MNN and LiteRT compute: Pad, AveragePool/MaxPool without padding or
+dilation, Mul, Pow/Sqrt, Abs/Neg, Reshape and contiguous Slice."""
+
+from __future__ import annotations
+
+import warnings
+from math import prod
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import PoolportError
+from ..plan.dilated import DilatedPlan
+from ..plan.divisor import DivisorPlan
+from ..plan.explicit import ExplicitPool
+from ..plan.indices import WindowPlanes
+from ..plan.lppool import LpPlan
+from .execute import execute_explicit
+from .torch_ops import TorchOps, pool
+
+
+def apply_explicit(x: torch.Tensor, plan: ExplicitPool) -> torch.Tensor:
+    """The explicit form (Pad + pool + constant factors) on ``x`` (N, C, *spatial)."""
+    return execute_explicit(plan, x, TorchOps)
+
+
+def apply_divisor(x: torch.Tensor, plan: DivisorPlan) -> torch.Tensor:
+    """``avg_pool(..., divisor_override)`` by ``plan`` on ``x`` (N, C, *spatial)."""
+    return apply_explicit(x, plan.pool)
+
+
+def apply_lp(x: torch.Tensor, plan: LpPlan) -> torch.Tensor:
+    """``lp_pool`` by ``plan`` on ``x`` (N, C, *spatial)."""
+    if plan.kind == "max":
+        return apply_explicit(x.abs(), plan.pool)
+    if plan.kind == "min":
+        return -apply_explicit(-x.abs(), plan.pool)
+    y = raise_to(x, plan.power)
+    y = apply_explicit(y, plan.pool)
+    return torch.sqrt(y) if plan.root[0] == "sqrt" else raise_to(y, plan.root)
+
+
+def raise_to(x: torch.Tensor, how: tuple[str, float]) -> torch.Tensor:
+    """``x`` to a power as ``LpPlan.power`` says: unchanged, repeated products (and a reciprocal), or
+    one ``pow``."""
+    kind, e = how
+    if kind == "":
+        return x
+    if kind == "mul":
+        y = x
+        for _ in range(abs(int(e)) - 1):
+            y = y * x
+        return torch.reciprocal(y) if e < 0 else y
+    return x.pow(e)
+
+
+def pad_lowest(x: torch.Tensor, before: tuple[int, ...], after: tuple[int, ...],
+               lengths: tuple[int, ...], channels: int) -> torch.Tensor:
+    """``x`` padded on its spatial axes with -inf (an integer dtype: its lowest value), without a -inf in
+    any operator's attributes: ncnn cannot parse a Padding value of -inf (measured, "ParamDict invalid
+    numeric value"). Written as a zero Pad + a constant mask (-0.0 on real cells, -inf on padding) added
+    to it: ``v + -0.0`` is ``v`` for every v (-0.0, inf and NaN included). ``lengths``: the padded sizes; ``channels``: x's
+    channel count (a 3-D mask is written per channel: onnx2tf misplaces a (D, H, W) constant at some sizes,
+    measured on 5x6x7, while (1, C, D, H, W) converts)."""
+    ndim = len(before)
+    pads = []
+    for b, a in zip(reversed(before), reversed(after)):
+        pads += [b, a]
+    if not x.dtype.is_floating_point:
+        return F.pad(x, pads, value=torch.iinfo(x.dtype).min)
+    x = F.pad(x, pads)
+    mask = None
+    for i, (b, a, length) in enumerate(zip(before, after, lengths)):
+        shape = [1] * ndim
+        shape[i] = length
+        values = [float("-inf")] * b + [-0.0] * (length - b - a) + [float("-inf")] * a
+        axis = torch.tensor(values, dtype=x.dtype, device=x.device).reshape(shape)
+        mask = axis if mask is None else mask + axis
+    if ndim == 3:
+        mask = mask.expand(1, channels, *mask.shape).clone()
+    return x + (mask.reshape(1, -1) if ndim == 1 else mask)
+
+
+def apply_dilated(x: torch.Tensor, plan: DilatedPlan) -> torch.Tensor:
+    """Dilated max pooling by ``plan`` on ``x`` (N, C, *spatial): crop/Pad with -inf, one plain pool over
+    the undilated axes, then per dilated axis plain pooling on its sub-lattices (see ``plan.dilated``).
+    Intermediate tensors stay 4-D (ncnn holds at most 4 axes besides the batch)."""
+    with warnings.catch_warnings():  # a trace is specialised to the channels, as the plan is to the sizes
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        channels = int(x.shape[1])
+    if plan.crops != plan.in_size:
+        x = x[(Ellipsis, *(slice(0, c) for c in plan.crops))]
+    if any(plan.pads_before) or any(plan.pads_after):
+        x = pad_lowest(x, plan.pads_before, plan.pads_after, tuple(a.length for a in plan.axes), channels)
+    if plan.plain_pool is not None:
+        x = pool(x, "max", *plan.plain_pool)
+    sizes = [a.out if a.kind == "plain" else a.length for a in plan.axes]  # the sizes the plan is for
+    for i, a in enumerate(plan.axes):
+        if a.kind == "plain":
+            continue
+        lead = channels * prod(sizes[:i])
+        rest = prod(sizes[i + 1:])
+        y = x.reshape(-1, lead, a.lattice, a.d * rest)
+        if a.kind == "lattice":
+            y = pool(y[:, :, :, :rest], "max", (a.k, 1), (a.s // a.d, 1))
+        else:
+            y = pool(y, "max", (a.k, 1), (1, 1)).reshape(-1, lead, a.q * a.d, rest)
+            if a.q * a.d != a.out * a.s:
+                y = y[:, :, :a.out * a.s]
+            if a.s > 1:
+                y = y.reshape(-1, lead, a.out, a.s * rest)[:, :, :, :rest]
+        sizes[i] = a.out
+        x = y if i == 0 and len(sizes) > 1 else y.reshape(-1, channels, *sizes)  # (N, C, out, R) is already it
+    return x
+
+
+# -- argmax indices and unpooling for non-overlapping windows (plan.indices) ---------------------------------
+
+def _constant(rows: tuple[tuple[float, ...], ...], like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(rows, dtype=like.dtype, device=like.device)
+
+
+def window_planes(x: torch.Tensor, plan: WindowPlanes, channels: int) -> list[torch.Tensor]:
+    """``x[..., dh::kh, dw::kw]`` for every window position in row-major order, each (N, C, Ho, Wo), by
+    Reshape and contiguous Slice (``x``: (N, C, Ho*kh, Wo*kw))."""
+    (kh, kw), (ho, wo) = plan.kernel, plan.out_size
+    width = wo * kw
+    rows = x.reshape(-1, channels, ho, kh * width)
+    planes = []
+    for dh in range(kh):
+        cols = rows[:, :, :, dh * width:(dh + 1) * width].reshape(-1, channels * ho, wo, kw)
+        planes += [cols[:, :, :, dw:dw + 1].reshape(-1, channels, ho, wo) for dw in range(kw)]
+    return planes
+
+
+def apply_argmax(x: torch.Tensor, plan: WindowPlanes) -> tuple[torch.Tensor, torch.Tensor]:
+    """``max_pool2d(x, k, k, return_indices=True)`` for float32 ``x`` (N, C, H, W): the values (one plain
+    MaxPool) and the first maximum's flat index as float32 (see ``plan.indices``). ``x`` is cropped to the
+    windows: (N, C, Ho*kh, Wo*kw)."""
+    channels = int(x.shape[1])
+    kh, kw = plan.kernel
+    values = pool(x, "max", (kh, kw), (kh, kw))
+    top = torch.finfo(x.dtype).max
+    scaled = [torch.clamp(p * 0.5, -top, top) for p in window_planes(x, plan, channels)]  # order kept, finite
+    best, index = scaled[0], _constant(plan.positions(0, 0), x)
+    for n in range(1, kh * kw):
+        beats = torch.clamp((scaled[n] - best) * 2.0 ** 100 * 2.0 ** 100, 0, 1)  # 1 where strictly greater
+        best = torch.maximum(best, scaled[n])
+        index = index + beats * (_constant(plan.positions(n // kw, n % kw), x) - index)
+    return values, index
+
+
+def apply_unpool(y: torch.Tensor, index: torch.Tensor, plan: WindowPlanes, out_size: tuple[int, int]) -> torch.Tensor:
+    """``max_unpool2d`` of float32 ``y`` (N, C, Ho, Wo) at float32 flat ``index`` into ``out_size``: each
+    window position's plane gated by its 0/1 mask, interleaved back by Concat and Reshape, zero-padded
+    to ``out_size``."""
+    channels = int(y.shape[1])
+    (kh, kw), (ho, wo) = plan.kernel, plan.out_size
+    top = torch.finfo(y.dtype).max
+    rows = []
+    for dh in range(kh):
+        parts = []
+        for dw in range(kw):
+            mask = torch.relu(1 - torch.abs(index - _constant(plan.positions(dh, dw), y)))
+            gate = (mask * top) * (mask * 4.0)  # inf where selected, 0 elsewhere (never mask * inf: NaN)
+            parts.append(torch.maximum(torch.minimum(y, gate), 0.0 - gate).reshape(-1, channels * ho, wo, 1))
+        rows.append(torch.cat(parts, 3).reshape(-1, channels, ho, wo * kw))
+    out = torch.cat(rows, 3).reshape(-1, channels, ho * kh, wo * kw)
+    extra_h, extra_w = out_size[0] - ho * kh, out_size[1] - wo * kw
+    return F.pad(out, [0, extra_w, 0, extra_h]) if extra_h or extra_w else out
+
+
+# -- a trace holds these forms only at static sizes ----------------------------------------------------------
+
+@torch.library.custom_op("poolport::static_sizes", mutates_args=())
+def static_sizes_op(x: torch.Tensor, d: int, where: str) -> torch.Tensor:
+    """``x`` unchanged: marks, in a TorchScript trace, that what follows is written for the traced sizes."""
+    return x.clone()
+
+
+@static_sizes_op.register_fake
+def _(x: torch.Tensor, d: int, where: str) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def _static_sizes_symbolic(g, x, d, where):
+    """Symbolic of ``poolport::static_sizes``: ``x`` itself where its last ``d`` sizes are static; a
+    PoolportError where the TorchScript exporter made one dynamic (``dynamic_axes``): the form traced
+    after it would be wrong, or refused, at every other size."""
+    from torch.onnx import symbolic_helper as sh
+
+    d, where = sh._parse_arg(d, "i"), sh._parse_arg(where, "s")
+    sizes = sh._get_tensor_sizes(x)
+    if sizes is None or not all(isinstance(n, int) for n in sizes[-d:]):
+        raise PoolportError(
+            f"{where}: the spatial size is dynamic in this export; poolport's portable form of this pooling "
+            f"is written for one input size (the traced one). Export with static spatial sizes (no dynamic H/W).")
+    return x
+
+
+_registered: list = []
+
+
+def traced_static_sizes(x: torch.Tensor, d: int, where: str) -> torch.Tensor:
+    """Record ``poolport::static_sizes`` in a TorchScript trace (its ONNX symbolic registered): the
+    TorchScript exporter then refuses a dynamic spatial size loudly, and other tools that trace (OpenVINO,
+    pnnx) do not know the op and refuse the model, where a form traced at one size would be silently
+    wrong in their dynamic graphs."""
+    if not _registered:
+        torch.onnx.register_custom_op_symbolic("poolport::static_sizes", _static_sizes_symbolic, 9)
+        _registered.append(True)
+    return torch.ops.poolport.static_sizes(x, d, where)

@@ -1,0 +1,328 @@
+"""torch's plain pooling functions where some runtime has no exact form of its own, with torch's
+signatures: ``avg_pool{1,2,3}d`` (``divisor_override``), ``max_pool{1,2,3}d`` (``dilation``) and
+``lp_pool{1,2,3}d``. Plain eager calls run torch's native op (nothing to pay); traced, exported or compiled
+(``functional.dispatch``), the portable form: the explicit form for ``divisor_override`` and LPPool
+(``plan.divisor``, ``plan.lppool``), sub-lattice pooling for dilation (``plan.dilated``). Calls that need
+no rewrite (no ``divisor_override``, no dilation) are torch's own op everywhere.
+
+Sizes are static: the forms bake the spatial size in, so a dynamic H/W is refused loudly."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+
+from ..backend.torch_pools import (
+    apply_argmax,
+    apply_dilated,
+    apply_divisor,
+    apply_lp,
+    apply_unpool,
+    traced_static_sizes,
+)
+from ..errors import PoolportError
+from ..plan.dilated import dilated_plan
+from ..plan.divisor import divisor_pool, tuple_arg
+from ..plan.indices import argmax_plan, unpool_plan
+from ..plan.lppool import lp_plan
+from .dispatch import active_observer, use_portable
+from .shapes import is_symbolic, static_size
+from .validate import check_pool_input
+
+_NATIVE_AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+_NATIVE_MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+_NATIVE_LP = {1: F.lp_pool1d, 2: F.lp_pool2d, 3: F.lp_pool3d}
+
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def deploying_to(runtimes: Iterable[str]):
+    """Within this block the portable forms are written for ``runtimes`` (names as
+    ``poolport.runtimes.registry.NAMES``): one with no exact form there is refused with the runtime's
+    reason instead of written. ``export_onnx`` enters it for its target and the runtimes it verifies in."""
+    previous = getattr(_state, "runtimes", frozenset())
+    _state.runtimes = previous | frozenset(runtimes)
+    try:
+        yield
+    finally:
+        _state.runtimes = previous
+
+
+# where torch's own dilated MaxPool is exact (measured: ncnn cannot load it, MNN ignores the dilation,
+# LiteRT returns a wrong shape for stride 2 + dilation 2)
+_DILATION_EXACT = frozenset({"onnxruntime", "openvino"})
+
+
+# where neither torch's MaxPool indices + MaxUnpool nor poolport's form is exact (measured)
+_NO_INDICES = frozenset({"mnn", "litert"})
+
+
+def _native_dilation_exact() -> bool:
+    """Whether every runtime ``deploying_to`` names computes torch's dilated MaxPool: then it is one node,
+    faster than the sub-lattice form. Outside ``deploying_to`` (no target known): False."""
+    runtimes = getattr(_state, "runtimes", frozenset())
+    return bool(runtimes) and runtimes <= _DILATION_EXACT
+
+
+def _native_wanted(x) -> bool:
+    return not use_portable(x) and active_observer() is None
+
+
+def _static(x: torch.Tensor, d: int, where: str) -> tuple[int, ...]:
+    if any(is_symbolic(n) for n in x.shape[-d:]):
+        raise PoolportError(
+            f"{where}: the spatial size is dynamic here ({tuple(x.shape)}); poolport's portable form of this "
+            f"pooling is written for one input size. Export with static spatial sizes (no dynamic H/W).")
+    return static_size(x, d)
+
+
+def _batched(fn, x: torch.Tensor, d: int, plan, where: str, native, site: str | None) -> torch.Tensor:
+    """``fn(x, plan)`` on batched or unbatched ``x``; a verification pass's observer sees it with the native
+    op (``native()``) to compare."""
+    if torch.jit.is_tracing():  # the exporter's symbolic refuses dynamic sizes (backend.torch_pools)
+        x = traced_static_sizes(x, d, where)
+    out = fn(x.unsqueeze(0), plan).squeeze(0) if x.dim() == d + 1 else fn(x, plan)
+    observer = None if torch.compiler.is_compiling() else active_observer()
+    if observer is not None and type(x) is torch.Tensor:
+        return observer(site, where, x, tuple(out.shape[-d:]), plan, out, native=native)
+    return out
+
+
+def avg_pool(x: torch.Tensor, d: int, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+             count_include_pad: bool = True, divisor_override: int | None = None, *,
+             site: str | None = None) -> torch.Tensor:
+    """``avg_pool{d}d``: the implementation behind ``avg_pool1d/2d/3d``."""
+    args = (kernel_size, stride, padding, ceil_mode, count_include_pad)
+    if divisor_override is None:
+        return _NATIVE_AVG[d](x, *args)
+    if _native_wanted(x):
+        return _NATIVE_AVG[d](x, *args, divisor_override)
+    where = f"avg_pool{d}d"
+    check_pool_input(x, where, d=d, needs_float=True, what="average pooling")
+    k = tuple_arg(kernel_size, d, "kernel_size", where)
+    s = tuple_arg(stride if stride != [] else None, d, "stride", where, default=k)
+    p = tuple_arg(padding, d, "padding", where)
+    plan = divisor_pool(_static(x, d, where), k, s, p, bool(ceil_mode), divisor_override)
+    return _batched(apply_divisor, x, d, plan, where, lambda: _NATIVE_AVG[d](x, *args, divisor_override), site)
+
+
+def max_pool(x: torch.Tensor, d: int, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+             return_indices: bool = False, *, site: str | None = None):
+    """``max_pool{d}d``: the implementation behind ``max_pool1d/2d/3d``."""
+    where = f"max_pool{d}d"
+    dil = tuple_arg(dilation, d, "dilation", where)
+    if return_indices and not _native_wanted(x):
+        runtimes = getattr(_state, "runtimes", frozenset())
+        lacking = sorted(runtimes & _NO_INDICES)
+        if lacking:
+            raise PoolportError(
+                f"{where}(return_indices=True) has no exact form in {', '.join(lacking)}: measured on a SegNet-style "
+                f"pool + unpool, torch's own export is wrong there (MNN: 1.6e11 off, LiteRT: 1.45x the output's "
+                f"scale), and poolport's ScatterND-free form too (MNN: one cell off, LiteRT: onnx2tf misreads its "
+                f"layout). Deploy the indices to ONNX Runtime, OpenVINO or ncnn.")
+        if "ncnn" in runtimes:
+            return _portable_indices(x, d, kernel_size, stride, padding, dil, ceil_mode, where)
+    if return_indices or all(v == 1 for v in dil) or _native_wanted(x) or _native_dilation_exact():
+        return _NATIVE_MAX[d](x, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+    check_pool_input(x, where, d=d, needs_float=False)
+    k = tuple_arg(kernel_size, d, "kernel_size", where)
+    s = tuple_arg(stride if stride != [] else None, d, "stride", where, default=k)
+    p = tuple_arg(padding, d, "padding", where)
+    plan = dilated_plan(_static(x, d, where), k, s, p, dil, bool(ceil_mode))
+    native = lambda: _NATIVE_MAX[d](x, kernel_size, stride, padding, dilation, ceil_mode)  # noqa: E731
+    return _batched(apply_dilated, x, d, plan, where, native, site)
+
+
+def _portable_indices(x, d, kernel_size, stride, padding, dil, ceil_mode, where):
+    """``max_pool2d(..., return_indices=True)`` for ncnn: the values and the indices as float32 (what
+    poolport's ``max_unpool2d`` takes; see ``plan.indices``)."""
+    if d != 2 or x.dtype != torch.float32:
+        raise PoolportError(
+            f"{where}(return_indices=True) for ncnn: poolport's portable argmax form covers 2-D float32 pooling "
+            f"only (got {d}-D, {x.dtype}); ncnn has no ScatterND, Gather or comparison for torch's own.")
+    k = tuple_arg(kernel_size, d, "kernel_size", where)
+    s = tuple_arg(stride if stride != [] else None, d, "stride", where, default=k)
+    p = tuple_arg(padding, d, "padding", where)
+    size = _static(x, d, where)
+    plan = argmax_plan(k, s, p, dil, bool(ceil_mode), size)
+    if k == (1, 1):
+        raise PoolportError(f"{where}: a 1x1 window's indices are the positions themselves; drop return_indices.")
+    batched = x if x.dim() == 4 else x.unsqueeze(0)
+    if torch.jit.is_tracing():
+        batched = traced_static_sizes(batched, d, where)
+    (kh, kw), (ho, wo) = plan.kernel, plan.out_size
+    if size != (ho * kh, wo * kw):
+        batched = batched[:, :, :ho * kh, :wo * kw]
+    values, index = apply_argmax(batched, plan)
+    return (values, index) if x.dim() == 4 else (values.squeeze(0), index.squeeze(0))
+
+
+def max_unpool(input: torch.Tensor, indices: torch.Tensor, d: int, kernel_size, stride=None, padding=0,
+               output_size=None) -> torch.Tensor:
+    """``max_unpool{d}d``: torch's op for torch's int64 indices; poolport's form (2-D) for the float32
+    indices poolport's portable ``max_pool2d(..., return_indices=True)`` gives."""
+    native = getattr(F, f"max_unpool{d}d")
+    if not indices.dtype.is_floating_point:
+        return native(input, indices, kernel_size, stride, padding, output_size)
+    where = f"max_unpool{d}d"
+    if d != 2 or input.dtype != torch.float32:
+        raise PoolportError(f"{where}: poolport's portable form covers 2-D float32 unpooling only.")
+    k = tuple_arg(kernel_size, d, "kernel_size", where)
+    s = tuple_arg(stride if stride != [] else None, d, "stride", where, default=k)
+    p = tuple_arg(padding, d, "padding", where)
+    size = _static(input, d, where)
+    default = tuple((n - 1) * st - 2 * pp + kk for n, st, pp, kk in zip(size, s, p, k))
+    out = default if output_size is None else tuple(int(v) for v in tuple(output_size)[-d:])
+    plan = unpool_plan(k, s, p, size, out)
+    batched = (input, indices) if input.dim() == 4 else (input.unsqueeze(0), indices.unsqueeze(0))
+    y = apply_unpool(*batched, plan, out)
+    return y if input.dim() == 4 else y.squeeze(0)
+
+
+def max_unpool2d(input: torch.Tensor, indices: torch.Tensor, kernel_size, stride=None, padding=0,
+                 output_size=None) -> torch.Tensor:
+    """Max unpooling exactly as ``torch.nn.functional.max_unpool2d``: torch's own op for its int64 indices;
+    for the float32 indices of poolport's portable ``max_pool2d(..., return_indices=True)`` (written where
+    ncnn is a target: non-overlapping windows, no padding), each window's values written back at its index
+    by masks and Concat/Reshape, without ScatterND (``poolport.plan.indices``).
+
+    Raises:
+        PoolportError: float indices with overlapping windows, padding, other dtypes or dimensions.
+    """
+    return max_unpool(input, indices, 2, kernel_size, stride, padding, output_size)
+
+
+def max_pool2d_with_indices(input: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1,
+                            ceil_mode: bool = False, return_indices: bool = False):
+    """``F.max_pool2d_with_indices``: always (values, indices), whatever ``return_indices`` says."""
+    return max_pool(input, 2, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def lp_pool(x: torch.Tensor, d: int, norm_type: float, kernel_size, stride=None,
+            ceil_mode: bool = False, *, site: str | None = None) -> torch.Tensor:
+    """``lp_pool{d}d``: the implementation behind ``lp_pool1d/2d/3d``."""
+    if _native_wanted(x):
+        return _NATIVE_LP[d](x, norm_type, kernel_size, stride, ceil_mode)
+    where = f"lp_pool{d}d"
+    check_pool_input(x, where, d=d, needs_float=True, what="power-average pooling")
+    if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float)):
+        raise PoolportError(f"{where}: norm_type must be a number, got {norm_type!r}.")
+    k = tuple_arg(kernel_size, d, "kernel_size", where)
+    s = tuple_arg(stride, d, "stride", where, default=k)
+    plan = lp_plan(float(norm_type), _static(x, d, where), k, s, bool(ceil_mode))
+    if "ncnn" in getattr(_state, "runtimes", ()) and not plan.ncnn_exact:
+        raise PoolportError(
+            f"{where} with norm_type {norm_type} has no exact form in ncnn: it needs {', '.join(plan.steps())}, and "
+            f"ncnn's Pow is wrong for every base <= 0 and for inf, its Reciprocal for 0 and inf (measured, pnnx "
+            f"20261020). ncnn computes p = 1, 2 and +-inf exactly; or deploy to another runtime.")
+    native = lambda: _NATIVE_LP[d](x, norm_type, kernel_size, stride, ceil_mode)  # noqa: E731
+    return _batched(apply_lp, x, d, plan, where, native, site)
+
+
+def avg_pool1d(input: torch.Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> torch.Tensor:
+    return avg_pool(input, 1, kernel_size, stride, padding, ceil_mode, count_include_pad)
+
+
+def avg_pool2d(input: torch.Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> torch.Tensor:
+    return avg_pool(input, 2, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+
+def avg_pool3d(input: torch.Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> torch.Tensor:
+    return avg_pool(input, 3, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+
+def max_pool1d(input: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    return max_pool(input, 1, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def max_pool2d(input: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    return max_pool(input, 2, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def max_pool3d(input: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    return max_pool(input, 3, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def lp_pool1d(input: torch.Tensor, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> torch.Tensor:
+    return lp_pool(input, 1, norm_type, kernel_size, stride, ceil_mode)
+
+
+def lp_pool2d(input: torch.Tensor, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> torch.Tensor:
+    return lp_pool(input, 2, norm_type, kernel_size, stride, ceil_mode)
+
+
+def lp_pool3d(input: torch.Tensor, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> torch.Tensor:
+    return lp_pool(input, 3, norm_type, kernel_size, stride, ceil_mode)
+
+
+_AXES = {1: "C, L", 2: "C, H, W", 3: "C, D, H, W"}
+
+_AVG_DOC = """Average pooling exactly as ``torch.nn.functional.avg_pool{d}d``{extra}.
+
+Without ``divisor_override`` this is torch's own op everywhere. With it (each window's sum, padding
+counted as zeros, divided by ``divisor_override``; both torch exporters drop it and write a silently wrong
+graph), traced or exported calls take the explicit form: zero Pad + AveragePool without padding + one
+constant factor (``poolport.plan.divisor``), exact up to float rounding in every runtime poolport checks.
+
+Args:
+    input: ``({axes})`` or ``(N, {axes})``, floating dtype.
+    kernel_size, stride, padding, ceil_mode, count_include_pad{div}: as torch's.
+
+Raises:
+    PoolportError: (portable path) a bad shape or dtype, a dynamic spatial size, arguments torch refuses
+        (padding over half the kernel, a kernel larger than the padded input, a zero divisor).
+"""
+
+_MAX_DOC = """Max pooling exactly as ``torch.nn.functional.max_pool{d}d``.
+
+Without dilation (or with ``return_indices=True``) this is torch's own op. With ``dilation > 1``, traced or
+exported calls take the sub-lattice form (``poolport.plan.dilated``): -inf Pad, plain MaxPool on each
+residue class of the dilation reached by Reshape and contiguous Slice, bit-exact (NaN and infinities
+included) in every runtime poolport checks; ncnn, MNN and LiteRT have no dilated pooling of their own.
+
+Args:
+    input: ``({axes})`` or ``(N, {axes})``.
+    kernel_size, stride, padding, dilation, ceil_mode, return_indices: as torch's.
+
+Raises:
+    PoolportError: (portable path) a bad shape, a dynamic spatial size, or arguments torch refuses
+        (padding over half the dilated kernel, a kernel larger than the padded input).
+"""
+
+_LP_DOC = """Power-average pooling exactly as ``torch.nn.functional.lp_pool{d}d``: ``(sum x**p)**(1/p)``
+over each window, ``max |x|`` for ``p = inf`` and ``-max(-|x|)`` for ``p = -inf``, with torch's
+conventions (a ceil_mode window past the end is averaged over its real cells and multiplied by the
+kernel's size; odd powers keep their sign, so a negative sum gives NaN for ``p = 3``).
+
+Traced or exported calls take poolport's form (``poolport.plan.lppool``): Mul/Pow, the explicit average
+(Pad + AveragePool + constant factors), Sqrt/Pow; ncnn has no LpPool of its own.
+
+Args:
+    input: ``({axes})`` or ``(N, {axes})``, floating dtype.
+    norm_type: ``p``, nonzero (``float('inf')`` allowed).
+    kernel_size, stride, ceil_mode: as torch's (``stride=None``: the kernel size).
+
+Raises:
+    PoolportError: (portable path) a bad shape or dtype, a dynamic spatial size, ``p = 0``, or arguments
+        torch refuses.
+"""
+
+for _d in (1, 2, 3):
+    globals()[f"avg_pool{_d}d"].__doc__ = _AVG_DOC.format(
+        d=_d, axes=_AXES[_d], extra=" (torch has no divisor_override in 1-D)" if _d == 1 else "",
+        div="" if _d == 1 else ", divisor_override")
+    globals()[f"max_pool{_d}d"].__doc__ = _MAX_DOC.format(d=_d, axes=_AXES[_d])
+    globals()[f"lp_pool{_d}d"].__doc__ = _LP_DOC.format(d=_d, axes=_AXES[_d])
+del _d
