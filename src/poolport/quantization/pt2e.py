@@ -91,14 +91,17 @@ def rewrite_average_pooling(model):
     return convs, means
 
 
-def annotate_pooling(model, activation_qspec) -> int:
+def annotate_pooling(model, activation_qspec, input_scale: bool = False) -> int:
     """Complete a quantizer's annotation of poolport's plans in the FX graph module ``model``, in place:
 
     * a ``slice``, ``max_pool2d`` or ``avg_pool2d`` (without padding) left unannotated shares its input's quantization parameters (its input
       edge gets ``activation_qspec`` where the input itself is not quantized);
     * a ``cat`` whose every input is the output of a slice, a pooling, ``mean`` or a depthwise convolution
       written by ``rewrite_average_pooling`` takes one set of parameters for all its inputs and its
-      output, and each such convolution's output shares it.
+      output: those of its first convolution's output, calibrated, which every other convolution's output
+      shares (with ``input_scale``: each convolution's output shares its input's parameters instead, as
+      the quantizers annotate the native adaptive op; measured worse, docs/quantization.md); a ``cat`` of
+      runs that share their input's parameters (slices, max pooling) joins that group.
 
     Returns:
         The number of nodes annotated or re-annotated.
@@ -146,7 +149,19 @@ def annotate_pooling(model, activation_qspec) -> int:
             if not inputs or not all(pooled(i) for i in inputs):
                 continue
             convs = [i for i in inputs if i.target == aten.conv2d.default]
-            if convs:
+            if convs and input_scale:
+                # every run at the scale of the tensor it pools (as the native op's annotation has it)
+                for conv in convs:
+                    ann = conv.meta.get(key)
+                    source = conv.args[0]
+                    spec = SharedQuantizationSpec(source) if annotated_output(source) else SharedQuantizationSpec(
+                        (source, conv))
+                    conv.meta[key] = QuantizationAnnotation(
+                        input_qspec_map=dict(ann.input_qspec_map) if ann is not None else {source: activation_qspec},
+                        output_qspec=spec, _annotated=True)
+                changed += len(convs)
+                shared = SharedQuantizationSpec(inputs[0])
+            elif convs:
                 # the first run's output observer holds the group: every run is quantized once, at the scale
                 # it is concatenated at
                 shared = SharedQuantizationSpec(convs[0])
@@ -175,7 +190,7 @@ def _torchao_quantizer():
     return Quantizer
 
 
-def PoolingQuantizer(quantizer, avg: str = "conv"):  # noqa: N802  (a class factory: torchao is optional)
+def PoolingQuantizer(quantizer, avg: str = "conv", input_scale: bool = False):  # noqa: N802  (a class factory: torchao is optional)
     """Wrap a PT2E ``quantizer`` (ExecuTorch's ``XNNPACKQuantizer``, litert-torch's ``PT2EQuantizer``, any
     torchao ``Quantizer`` with a ``global_config``) so that poolport's plans quantize to int8:
     ``prepare_pt2e(torch.export.export(model, args).module(), PoolingQuantizer(quantizer))``.
@@ -186,6 +201,8 @@ def PoolingQuantizer(quantizer, avg: str = "conv"):  # noqa: N802  (a class fact
         avg: ``"conv"`` (default) rewrites average pooling as ``mean`` / depthwise convolution before
             annotation (``rewrite_average_pooling``), which both XNNPACK delegates take in int8;
             ``"shared"`` keeps ``avg_pool2d`` and annotates it to share its input's parameters.
+        input_scale: quantize each rewritten run at its input's scale rather than at the calibrated scale of
+            the Concat that joins the runs (the default; see ``annotate_pooling``).
 
     Every other attribute (``global_config``, ``set_global``, ...) is the wrapped quantizer's, so the wrapper
     goes wherever the quantizer went (litert-torch's ``QuantConfig(pt2e_quantizer=...)`` takes either).
@@ -206,7 +223,7 @@ def PoolingQuantizer(quantizer, avg: str = "conv"):  # noqa: N802  (a class fact
     class _PoolingQuantizer(base):
         def __init__(self):
             super().__init__()
-            self.inner, self.avg, self.activation_qspec = quantizer, avg, qspec
+            self.inner, self.avg, self.activation_qspec, self.input_scale = quantizer, avg, qspec, input_scale
             self.rewritten = (0, 0)
             self.annotated = 0
 
@@ -218,7 +235,7 @@ def PoolingQuantizer(quantizer, avg: str = "conv"):  # noqa: N802  (a class fact
 
         def annotate(self, model):
             model = self.inner.annotate(model)
-            self.annotated = annotate_pooling(model, self.activation_qspec)
+            self.annotated = annotate_pooling(model, self.activation_qspec, self.input_scale)
             return model
 
         def validate(self, model):
