@@ -229,6 +229,35 @@ def test_onnxruntime_qdq_without_poolport_sharing_requantizes_the_runs(onnx_mode
     assert _qdq_site_steps(plain, ev, kind, in_shape, sizes) > 1.0
 
 
+def test_onnxruntime_qdq_plan_on_a_float_input_gets_one_scale_per_concat(tmp_path):
+    # the plan's input left in float (here the graph input): quantize_static quantizes each run on its own
+    # scale at the first Concat (measured: 5 scales, 2.5 steps from the exact pooling); with poolport's
+    # quantize_static each Concat has one (1.3 steps; one rounding per pass, where a single float pooling
+    # quantized once loses half a step)
+    import onnx
+    from onnx import numpy_helper
+
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(7)).eval()
+    g = torch.Generator().manual_seed(0)
+    cal = [torch.randn(1, 8, 10, 10, generator=g) for _ in range(CALIBRATION)]
+    src = tmp_path / "pool.onnx"
+    poolport.export_onnx(model, cal[0], src, input_names=["x"], random_checks=0)
+    steps = {}
+    for fix in (False, True):
+        out = _ort_quantized(src, cal, "s8", fix=fix)
+        quantized = onnx.load(out)
+        consts = {i.name: numpy_helper.to_array(i) for i in quantized.graph.initializer}
+        qs = [n for n in quantized.graph.node if n.op_type == "QuantizeLinear"]
+        scales = {float(consts[n.input[1]]) for n in qs}
+        with torch.no_grad():
+            want = [model(x).numpy() for x in cal[:4]]
+        got = _ort_run(out, cal[:4])
+        steps[fix] = max(float(np.abs(a - b).max()) for a, b in zip(got, want)) / float(consts[qs[-1].input[1]])
+        if fix:
+            assert len(scales) == 2, scales  # one per pass's Concat
+    assert steps[True] <= 1.5 < steps[False], steps
+
+
 def test_share_pooling_scales_leaves_other_concats_alone():
     # a Concat that joins a pooled run with anything else keeps its own calibration
     import onnx
