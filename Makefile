@@ -47,3 +47,4 @@ bench: $(STAMP) $(LITERT_STAMP)
 	$(BIN)/python benchmarks/adaptive_ort.py --markdown docs/bench-adaptive-ort.md
 	$(BIN)/python benchmarks/per_runtime.py --forms --repeat $(BENCH_REPEAT) --markdown docs/bench-runtimes.md
 	$(BIN)/python benchmarks/export_overhead.py --markdown docs/bench-export.md
+	$(BIN)/python benchmarks/quantization.py --markdown docs/bench-quantization.md

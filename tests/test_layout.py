@@ -28,7 +28,7 @@ LAYERS = [
     {"verify"},  # recording sites against torch, comparing exported models with PyTorch
     {"testing"},  # numpy oracles, above what they check
     {"routing"},  # make_portable, patch(), FX graph rewriting
-    {"legalizer", "loading"},  # the ONNX legalizer; loading MODEL arguments
+    {"legalizer", "loading", "quantization"},  # the ONNX legalizer; loading MODEL arguments; int8 recipes
     {"export"},  # export_onnx
     {"demo"},  # the embedded example models
     {"cli"},  # the command line

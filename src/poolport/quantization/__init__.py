@@ -1,0 +1,15 @@
+"""int8 quantization of poolport's plans: what each quantizer needs so that a plan's Slice, pooling and
+Concat nodes keep one scale where one is right, and run in int8 where the runtime can.
+
+One module per path, each importing its quantizer only inside its functions:
+
+* ``onnxruntime_qdq``: ONNX Runtime static quantization (QDQ). ``share_pooling_scales`` rewrites a
+  quantized model so that every Concat of pooled runs takes its inputs at its own output scale (no
+  requantization inside a plan); ``quantize_static`` is ``onnxruntime.quantization.quantize_static``
+  followed by it.
+* ``pt2e``: PyTorch 2 Export quantization (ExecuTorch's ``XNNPACKQuantizer``, litert-torch's
+  ``PT2EQuantizer``). ``PoolingQuantizer`` wraps a quantizer and annotates the plans' ``avg_pool2d`` nodes,
+  which those quantizers leave in float, with ``SharedQuantizationSpec``.
+
+The recipes and the measurements per path: docs/quantization.md.
+"""
