@@ -37,6 +37,7 @@ from timing import interleaved_medians
 import poolport
 from poolport.cli.terminal import quiet
 from poolport.demo.models import PSPNetStyle, VGGStyle
+from poolport.testing.delegates import outside_delegate, run_float
 
 
 def vgg_avg():
@@ -179,37 +180,11 @@ def litert_path(model, cal, ev, variant):
     content = edge.model_content() if callable(getattr(edge, "model_content", None)) else edge.model_content
     interpreter = Interpreter(model_content=content, experimental_op_resolver_type=OpResolverType.AUTO, num_threads=1)
     interpreter.allocate_tensors()
-    ops = interpreter._get_ops_details()
-    delegates = [o for o in ops if o["op_name"] == "DELEGATE"]
-    produced = {t for o in delegates for t in o["outputs"]}
-    consumed = {t for o in delegates for t in o["inputs"]}
-    graph_outputs = {d["index"] for d in interpreter.get_output_details()}
-    plain = [o for o in ops if o["op_name"] != "DELEGATE"]
-    readers = collections.defaultdict(list)
-    for o in plain:
-        for t in o["inputs"]:
-            readers[t].append(o["index"])
-    inside = set()
-    for o in reversed(plain):
-        if all(t in produced or (t not in consumed and t not in graph_outputs and readers[t]
-                                 and all(r in inside for r in readers[t])) for t in o["outputs"]):
-            inside.add(o["index"])
-    facts = dict(collections.Counter(o["op_name"] for o in plain if o["index"] not in inside))
-    facts["partitions"] = len(delegates)
-    i, o = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-
+    outside, partitions = outside_delegate(interpreter)
+    facts = dict(outside)
+    facts["partitions"] = partitions
     def invoke(x):
-        v = x.numpy()
-        if i["dtype"] != np.float32:
-            s, z = i["quantization"]
-            v = np.clip(np.round(v / s) + z, -128, 127).astype(i["dtype"])
-        interpreter.set_tensor(i["index"], v)
-        interpreter.invoke()
-        y = interpreter.get_tensor(o["index"]).copy()
-        if o["dtype"] != np.float32:
-            s, z = o["quantization"]
-            y = (y.astype(np.float32) - z) * s
-        return y
+        return run_float(interpreter, x)
 
     got = [invoke(x) for x in ev]
     return got, facts, lambda: invoke(ev[0])

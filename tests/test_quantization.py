@@ -25,6 +25,7 @@ import torch.nn as nn
 import poolport
 from poolport.demo.models import PyramidPooling
 from poolport.errors import PoolportError
+from poolport.testing.delegates import outside_delegate, run_float
 
 pytestmark = pytest.mark.runtime
 
@@ -365,47 +366,9 @@ def _litert(quantized, quantizer, x, xs):
     ops = collections.Counter(o["op_name"] for o in plain._get_ops_details())
     delegated = Interpreter(model_content=content, experimental_op_resolver_type=OpResolverType.AUTO)
     delegated.allocate_tensors()
-    outside, partitions = _outside_delegate(delegated)
-    got = [_invoke(delegated, x) for x in xs]
+    outside, partitions = outside_delegate(delegated)
+    got = [run_float(delegated, x) for x in xs]
     return got, ops, outside, partitions
-
-
-def _invoke(interpreter, x):
-    """One run with a float input and output, through the file's own int8 input/output parameters."""
-    i, o = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    v = x.numpy()
-    if i["dtype"] != np.float32:
-        scale, zero = i["quantization"]
-        v = np.clip(np.round(v / scale) + zero, -128, 127).astype(i["dtype"])
-    interpreter.set_tensor(i["index"], v)
-    interpreter.invoke()
-    y = interpreter.get_tensor(o["index"]).copy()
-    if o["dtype"] != np.float32:
-        scale, zero = o["quantization"]
-        y = (y.astype(np.float32) - zero) * scale
-    return y
-
-
-def _outside_delegate(interpreter):
-    """The ops a delegated interpreter still runs itself, and its DELEGATE nodes: an op is inside a
-    partition when each of its outputs is a partition's output or read only by ops inside one."""
-    ops = interpreter._get_ops_details()
-    delegates = [o for o in ops if o["op_name"] == "DELEGATE"]
-    produced = {t for o in delegates for t in o["outputs"]}
-    consumed = {t for o in delegates for t in o["inputs"]}
-    graph_outputs = {d["index"] for d in interpreter.get_output_details()}
-    plain = [o for o in ops if o["op_name"] != "DELEGATE"]
-    readers = collections.defaultdict(list)
-    for o in plain:
-        for t in o["inputs"]:
-            readers[t].append(o["index"])
-    inside = set()
-    for o in reversed(plain):
-        if all(t in produced or (t not in consumed and t not in graph_outputs and readers[t]
-                                 and all(r in inside for r in readers[t])) for t in o["outputs"]):
-            inside.add(o["index"])
-    outside = collections.Counter(o["op_name"] for o in plain if o["index"] not in inside)
-    return outside, len(delegates)
 
 
 POOLING_OPS = ("pool", "slice", "cat", "mean", "convolution")
