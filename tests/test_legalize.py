@@ -319,14 +319,18 @@ def test_export_onnx_applies_legalize(tmp_path):
 def test_export_onnx_with_a_target_fails_closed_on_a_kept_node(tmp_path):
     import torch
 
-    # a dilated max pool: no form of it is right on every runtime --target all serves (ncnn computes the tap
-    # form with the wrong shape); the export refuses and writes nothing
+    # a dilated ONNX MaxPool: no legalizer form of it is right on every runtime --target all serves (ncnn
+    # computes the tap form with the wrong shape); the export refuses and writes nothing. A scripted model keeps
+    # torch's own op, so the legalizer meets the node (an eager one gets poolport's sub-lattice form instead)
     model = torch.nn.MaxPool2d(3, stride=1, padding=1, dilation=2)
+    x = torch.randn(1, 2, 9, 10)
     path = tmp_path / "m.onnx"
     with pytest.raises(VerificationError, match="wrong on ncnn") as e:
-        poolport.export_onnx(model, torch.randn(1, 2, 9, 10), path, target="all", exporter="torchscript")
+        poolport.export_onnx(torch.jit.script(model), x, path, target="all", exporter="torchscript")
     assert "without a target" in str(e.value) and not path.exists()
-    assert poolport.export_onnx(model, torch.randn(1, 2, 9, 10), path, target="mnn", exporter="torchscript").passed
+    assert poolport.export_onnx(torch.jit.script(model), x, path, target="mnn", exporter="torchscript").passed
+    path.unlink()
+    assert poolport.export_onnx(model, x, path, target="all", exporter="torchscript").passed
 
 
 def _planted(shape):
