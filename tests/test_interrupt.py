@@ -186,3 +186,25 @@ def test_ctrl_c_while_drawing_a_plot_leaves_no_half_file(tmp_path, monkeypatch, 
     monkeypatch.setattr(Figure, "savefig", interrupted_savefig)
     assert main(["plan", "9", "7", "--plot", str(tmp_path / "w.png")]) == 130
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_that_cuts_an_import_short_is_an_interrupt_whatever_error_follows(tmp_path):
+    # a KeyboardInterrupt landing inside an import can be swallowed, and the half-imported module then fails
+    # in its own way (seen: RecursionError from torch, exit 70 "a bug in poolport"): the console script
+    # remembers the SIGINT, so the command still ends as interrupted
+    factory = tmp_path / "m.py"
+    factory.write_text(
+        "import os, signal, time\n"
+        "def build():\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(5)\n"
+        "    except BaseException:\n"
+        "        pass  # what a library's import machinery may do with it\n"
+        "    raise RecursionError('maximum recursion depth exceeded')\n")
+    proc = subprocess.run([sys.executable, "-m", "poolport", "convert", f"{factory}:build", "-o",
+                           str(tmp_path / "m.onnx"), "--input", "1x3x8x8"], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "interrupted" and "Traceback" not in proc.stderr
+    assert not (tmp_path / "m.onnx").exists()

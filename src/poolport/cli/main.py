@@ -7,7 +7,7 @@ import sys
 
 from ..errors import PoolportError, VerificationError, is_interrupt, out_of_memory
 from . import check_cmd, convert_cmd, demo_cmd, legalize_cmd, plan_cmd, probe_cmd
-from .codes import EXIT_INTERNAL, EXIT_USAGE, EXIT_VERIFICATION, interrupted
+from .codes import EXIT_INTERNAL, EXIT_USAGE, EXIT_VERIFICATION, interrupt_received, interrupted
 
 COMMANDS = [demo_cmd, convert_cmd, check_cmd, probe_cmd, legalize_cmd, plan_cmd]
 
@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except Exception as e:
-        if is_interrupt(e):  # Ctrl-C that a library turned into an error of its own
+        # Ctrl-C that a library turned into an error of its own, or that cut an import short (the module
+        # then fails in its own way, e.g. RecursionError): an interrupt, not a bug
+        if is_interrupt(e) or interrupt_received():
             return interrupted()
         code, message = classify(e, args)
         print(f"{command}: {message}", file=sys.stderr)

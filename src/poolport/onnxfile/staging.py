@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -67,11 +68,19 @@ def write_atomically(data: bytes, path: Path, overwrite: bool) -> None:
 def staging_folder(destination: Path):
     """A hidden folder beside ``destination`` (same file system, so publishing is a rename), removed
     afterwards whatever happens."""
-    folder = Path(tempfile.mkdtemp(prefix=f".{destination.name}.poolport-", dir=destination.parent))
+    # the name first, then the folder inside the try: a Ctrl-C that lands just after the folder is made
+    # (inside mkdtemp, before it returns) would leave it behind
+    folder: Path | None = destination.parent / f".{destination.name}.poolport-{secrets.token_hex(6)}"
     try:
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # another's folder: never removed here
+            folder = None
+            raise
         yield folder
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass
