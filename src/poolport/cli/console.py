@@ -4,7 +4,11 @@ as at any other moment: one line, "interrupted", exit 130, no traceback."""
 
 from __future__ import annotations
 
-from .codes import interrupt_received, interrupted, watch_interrupts
+import contextlib
+import os
+import sys
+
+from .codes import EXIT_INTERRUPTED, interrupt_received, interrupted, watch_interrupts
 
 
 def main() -> None:
@@ -20,4 +24,11 @@ def main() -> None:
         if not interrupt_received() or isinstance(e, SystemExit):
             raise
         code = interrupted()
+    if code == EXIT_INTERRUPTED:
+        # done: leave now, as interrupted. A KeyboardInterrupt that a library stored while its import was cut
+        # short may surface again while the interpreter shuts down and end the process by SIGINT (-2)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
     raise SystemExit(code)
