@@ -2,8 +2,10 @@
 holds."""
 
 import collections
+import importlib.util
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -61,3 +63,11 @@ def ops_per_output(proto) -> list[collections.Counter]:
             todo.extend(node.input)
         found.append(counts)
     return found
+
+
+# PyTorch's own edge paths (poolport[edge]); CI requires both (POOLPORT_REQUIRE_RUNTIMES)
+HAS_EXECUTORCH = importlib.util.find_spec("executorch") is not None
+HAS_LITERT_TORCH = importlib.util.find_spec("litert_torch") is not None
+needs_executorch = pytest.mark.skipif(not HAS_EXECUTORCH, reason="executorch not installed (pip install 'poolport[edge]')")
+needs_litert_torch = pytest.mark.skipif(not HAS_LITERT_TORCH,
+                                        reason="litert-torch not installed (pip install 'poolport[edge]')")

@@ -6,23 +6,18 @@ most 5 inputs per CONCATENATION (LiteRT's XNNPACK delegate takes no more). Optio
 'poolport[edge]'; skipped when absent."""
 
 import collections
-import importlib.util
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from helpers import needs_executorch, needs_litert_torch
 
 import poolport
 from poolport.demo.models import PyramidHead
 
 pytestmark = pytest.mark.runtime
 
-HAS_EXECUTORCH = importlib.util.find_spec("executorch") is not None
-HAS_LITERT_TORCH = importlib.util.find_spec("litert_torch") is not None
-needs_executorch = pytest.mark.skipif(not HAS_EXECUTORCH, reason="executorch not installed (pip install 'poolport[edge]')")
-needs_litert_torch = pytest.mark.skipif(not HAS_LITERT_TORCH,
-                                        reason="litert-torch not installed (pip install 'poolport[edge]')")
 
 
 class Wrap(nn.Module):

@@ -15,12 +15,12 @@ beyond what the native path loses; and no pooling op leaves the delegate.
 """
 
 import collections
-import importlib.util
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from helpers import needs_executorch, needs_litert_torch
 
 import poolport
 from poolport.demo.models import PyramidPooling
@@ -29,11 +29,6 @@ from poolport.testing.delegates import outside_delegate, run_float
 
 pytestmark = pytest.mark.runtime
 
-HAS_EXECUTORCH = importlib.util.find_spec("executorch") is not None
-HAS_LITERT_TORCH = importlib.util.find_spec("litert_torch") is not None
-needs_executorch = pytest.mark.skipif(not HAS_EXECUTORCH, reason="executorch not installed (pip install 'poolport[edge]')")
-needs_litert_torch = pytest.mark.skipif(not HAS_LITERT_TORCH,
-                                        reason="litert-torch not installed (pip install 'poolport[edge]')")
 
 NOISE = 0.05  # relative: see the module's docstring
 CALIBRATION, EVALUATION = 32, 16  # as in the issue; the models are small, so this is cheap
