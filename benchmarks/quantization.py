@@ -59,7 +59,7 @@ MODELS = [("VGG-style avg 10->7", vgg_avg, "avg"), ("PSPNet-style bins 1,2,3,6 o
 CACHE = tempfile.TemporaryDirectory()
 EXPORTED: dict = {}
 POOLING_ONNX = {"Slice", "AveragePool", "MaxPool", "Concat", "GlobalAveragePool", "ReduceMean", "GatherND",
-                "Gather", "Where", "Div", "Transpose"}
+                "Gather", "Where", "Div", "Transpose", "Reshape", "Flatten"}
 
 
 def error(got, want) -> float:
@@ -109,9 +109,15 @@ def onnxruntime_path(model, cal, ev, folder, activation, variant):
     got = [session.run(None, {"x": x.numpy()})[0] for x in ev]
     optimized = onnx.load(options.optimized_model_filepath)
     producer = {o: n for n in optimized.graph.node for o in n.output}
+
+    def dequantized(name):  # a float tensor made by DequantizeLinear (through ORT's NCHWc reorder too)
+        node = producer.get(name)
+        if node is not None and node.op_type == "ReorderInput":
+            node = producer.get(node.input[0])
+        return node is not None and node.op_type == "DequantizeLinear"
+
     floating = collections.Counter(
-        n.op_type for n in optimized.graph.node if n.op_type in POOLING_ONNX
-        and any(i in producer and producer[i].op_type == "DequantizeLinear" for i in n.input))
+        n.op_type for n in optimized.graph.node if n.op_type in POOLING_ONNX and any(dequantized(i) for i in n.input))
     feed = {"x": ev[0].numpy()}
     return got, dict(floating), lambda: session.run(None, feed)
 
@@ -246,11 +252,14 @@ def main(argv=None):
     parser.add_argument("--evaluation", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--paths", default="", help="comma-separated subset: ort, executorch, litert")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     lines = ["| path | model | poolport error | before (plain quantizer) | native error | poolport: outside int8 / "
              "delegate | native: outside | latency poolport / native |", "|---|---|---|---|---|---|---|---|"]
     for label, path, activation in paths():
+        if args.paths and path not in args.paths.split(","):
+            continue
         for model_label, factory, kind in MODELS:
             errors, facts, timers = measure(path, activation, factory, kind, args.seeds, args.calibration,
                                             args.evaluation, args.repeat)

@@ -5,8 +5,9 @@ One module per path, each importing its quantizer only inside its functions:
 
 * ``onnxruntime_qdq``: ONNX Runtime static quantization (QDQ). ``share_pooling_scales`` rewrites a
   quantized model so that every Concat of pooled runs takes its inputs at its own output scale (no
-  requantization inside a plan); ``quantize_static`` is ``onnxruntime.quantization.quantize_static``
-  followed by it.
+  requantization inside a plan); ``s8_plans_to_u8`` writes the s8 pairs around plans in u8 as ONNX
+  Runtime's CPU provider runs them; ``quantize_static`` is ``onnxruntime.quantization.quantize_static``
+  followed by both.
 * ``pt2e``: PyTorch 2 Export quantization (ExecuTorch's ``XNNPACKQuantizer``, litert-torch's
   ``PT2EQuantizer``). ``PoolingQuantizer`` wraps a quantizer and annotates the plans' ``avg_pool2d`` nodes,
   which those quantizers leave in float, with ``SharedQuantizationSpec``.
