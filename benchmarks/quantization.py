@@ -9,10 +9,13 @@ error = ||y_int8 - y|| / ||y||, averaged over ``--seeds`` draws of both sets (mi
 Paths: ONNX Runtime static QDQ (s8 and u8 activations; poolport's export through
 ``poolport.quantization.onnxruntime_qdq.quantize_static``, and through plain ``quantize_static`` as
 "before"), ExecuTorch PT2E + XNNPACK and litert-torch PT2E (``PoolingQuantizer``, and the plain quantizer
-as "before"). Native: torch's own path on the unmodified model (none for adaptive max pooling).
+as "before"), OpenVINO with NNCF (``poolport.quantization.openvino_nncf.quantize``, plain ``nncf.quantize``
+as "before"). Native: torch's own path on the unmodified model (none for adaptive max pooling), for
+OpenVINO ``openvino.convert_model`` (OpenVINO's own adaptive ops, max pooling too).
 
 "outside": ONNX Runtime: pooling-related nodes that still compute in float after ORT's graph
-optimisations (fed by a DequantizeLinear); ExecuTorch: ops outside the XNNPACK delegate, and average
+optimisations (fed by a DequantizeLinear); OpenVINO: the compiled model's pooling, concatenation,
+slicing and gathering layers by runtime precision; ExecuTorch: ops outside the XNNPACK delegate, and average
 pools run in fp32 inside it; LiteRT: ops outside LiteRT's XNNPACK delegate and its partitions. Latency:
 median of ``--repeat`` interleaved runs (one thread where the runtime lets us choose).
 
@@ -196,8 +199,42 @@ def litert_path(model, cal, ev, variant):
     return got, facts, lambda: invoke(ev[0])
 
 
+def openvino_path(model, cal, ev, variant):
+    """variant: 'poolport' (openvino_nncf.quantize on poolport's ONNX), 'before' (nncf.quantize on it),
+    'native' (nncf.quantize on openvino.convert_model of the unmodified model: OpenVINO's own op)."""
+    import nncf
+    import openvino as ov
+
+    from poolport.quantization.openvino_nncf import quantize
+
+    core = ov.Core()
+    if variant == "native":
+        source = ov.convert_model(model, example_input=cal[0])
+    else:
+        path = Path(CACHE.name) / f"ov-{id(model)}.onnx"
+        if not path.exists():
+            with quiet():
+                poolport.export_onnx(model, cal[0], path, input_names=["x"], random_checks=0, overwrite=True)
+        source = core.read_model(path)
+    with quiet():
+        quantized = (quantize if variant == "poolport" else nncf.quantize)(
+            source, nncf.Dataset(cal, lambda x: x.numpy()), subset_size=len(cal))
+    compiled = core.compile_model(quantized, "CPU", {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32"})
+    got = [compiled(x.numpy())[0] for x in ev]
+    facts = collections.Counter()
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        kind = info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
+        if kind in ("Pooling", "AdaptivePooling", "Concatenation", "StridedSlice", "Gather", "Reduce"):
+            facts[f"{kind} {info['runtimePrecision'].astype(str)}"] += 1
+    x0 = ev[0].numpy()
+    return got, dict(facts), lambda: compiled(x0)
+
+
 def paths():
     found = [("ONNX Runtime QDQ s8", "ort", "s8"), ("ONNX Runtime QDQ u8", "ort", "u8")]
+    if importlib.util.find_spec("nncf"):
+        found.append(("OpenVINO + NNCF", "openvino", None))
     if importlib.util.find_spec("executorch"):
         found.append(("ExecuTorch XNNPACK", "executorch", None))
     if importlib.util.find_spec("litert_torch"):
@@ -206,7 +243,7 @@ def paths():
 
 
 def measure(path, activation, factory, kind, seeds, calibration, evaluation, repeat):
-    variants = ["poolport", "before"] + (["native"] if kind == "avg" else [])
+    variants = ["poolport", "before"] + (["native"] if kind == "avg" or path == "openvino" else [])
     errors = {v: [] for v in variants}
     facts, timers = {}, {}
     for seed in range(seeds):
@@ -222,6 +259,8 @@ def measure(path, activation, factory, kind, seeds, calibration, evaluation, rep
             with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
                 if path == "ort":
                     got, fact, timer = onnxruntime_path(model, cal, ev, Path(tmp), activation, variant)
+                elif path == "openvino":
+                    got, fact, timer = openvino_path(model, cal, ev, variant)
                 elif path == "executorch":
                     got, fact, timer = executorch_path(model, cal, ev, variant)
                 else:
@@ -252,7 +291,7 @@ def main(argv=None):
     parser.add_argument("--evaluation", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--markdown", type=Path)
-    parser.add_argument("--paths", default="", help="comma-separated subset: ort, executorch, litert")
+    parser.add_argument("--paths", default="", help="comma-separated subset: ort, openvino, executorch, litert")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     lines = ["| path | model | poolport error | before (plain quantizer) | native error | poolport: outside int8 / "

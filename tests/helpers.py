@@ -69,5 +69,7 @@ def ops_per_output(proto) -> list[collections.Counter]:
 HAS_EXECUTORCH = importlib.util.find_spec("executorch") is not None
 HAS_LITERT_TORCH = importlib.util.find_spec("litert_torch") is not None
 needs_executorch = pytest.mark.skipif(not HAS_EXECUTORCH, reason="executorch not installed (pip install 'poolport[edge]')")
+HAS_NNCF = importlib.util.find_spec("nncf") is not None
+needs_nncf = pytest.mark.skipif(not HAS_NNCF, reason="nncf not installed (pip install 'poolport[nncf]')")
 needs_litert_torch = pytest.mark.skipif(not HAS_LITERT_TORCH,
                                         reason="litert-torch not installed (pip install 'poolport[edge]')")

@@ -8,6 +8,8 @@ One module per path, each importing its quantizer only inside its functions:
   requantization inside a plan); ``s8_plans_to_u8`` writes the s8 pairs around plans in u8 as ONNX
   Runtime's CPU provider runs them; ``quantize_static`` is ``onnxruntime.quantization.quantize_static``
   followed by both.
+* ``openvino_nncf``: OpenVINO with NNCF. ``quantize`` is ``nncf.quantize`` with the average-pooling plans
+  in its ignored scope, so that they compute in float as OpenVINO's own adaptive op does.
 * ``pt2e``: PyTorch 2 Export quantization (ExecuTorch's ``XNNPACKQuantizer``, litert-torch's
   ``PT2EQuantizer``). ``PoolingQuantizer`` wraps a quantizer and annotates the plans' ``avg_pool2d`` nodes,
   which those quantizers leave in float, with ``SharedQuantizationSpec``.
