@@ -16,9 +16,10 @@ from ..errors import PoolportError
 from ..plan.dilated import DilatedPlan
 from ..plan.divisor import DivisorPlan
 from ..plan.explicit import ExplicitPool
+from ..plan.fractional import FractionalPlan
 from ..plan.indices import WindowPlanes
 from ..plan.lppool import LpPlan
-from .execute import execute_explicit
+from .execute import execute, execute_explicit
 from .torch_ops import TorchOps, pool
 
 
@@ -213,3 +214,30 @@ def traced_static_sizes(x: torch.Tensor, d: int, where: str) -> torch.Tensor:
         torch.onnx.register_custom_op_symbolic("poolport::static_sizes", _static_sizes_symbolic, 9)
         _registered.append(True)
     return torch.ops.poolport.static_sizes(x, d, where)
+
+
+# -- fractional max pooling with fixed samples (plan.fractional) ---------------------------------------------
+
+def apply_fractional(x: torch.Tensor, plan: FractionalPlan) -> torch.Tensor:
+    """``fractional_max_pool{d}d`` with fixed samples by ``plan`` on ``x`` (N, C, *spatial): the planes
+    (batch folded into the channels by a Reshape where N > 1) gathered per window group by channel Slices +
+    Concat, each group's max pooling walked by ``execute`` (Slice + MaxPool + Concat per axis), the groups'
+    outputs put back in plane order by Slices + Concat."""
+    rank = len(plan.in_size) + 2
+    if plan.folded:
+        x = x.reshape(1, plan.planes, *plan.in_size)
+    outs = []
+    for g, group in enumerate(plan.groups):
+        segments = plan.group_input(g)
+        if segments == ((0, plan.planes),):
+            part = x
+        else:
+            parts = [x[:, a:a + b] for a, b in segments]
+            part = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+        outs.append(execute(group.pool, part, TorchOps, rank))
+    pieces = []
+    for piece in plan.pieces:
+        y = outs[piece.group]
+        pieces.append(y[:, piece.offset:piece.offset + piece.count] if plan.group_output_sliced(piece.group) else y)
+    y = torch.cat(pieces, 1) if len(pieces) > 1 else pieces[0]
+    return y.reshape(plan.batch, plan.channels, *plan.out_size) if plan.folded else y

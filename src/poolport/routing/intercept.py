@@ -62,6 +62,11 @@ for _d in (2, 3):
     _PLAIN[getattr(F, f"avg_pool{_d}d")] = getattr(pools, f"avg_pool{_d}d")
 _PLAIN[F.max_pool2d_with_indices] = pools.max_pool2d_with_indices
 _PLAIN[F.max_unpool2d] = pools.max_unpool2d
+# fractional max pooling: F.fractional_max_poolNd (return_indices=False) reports the wrapper itself, with
+# return_indices=True its _with_indices half
+for _d in (2, 3):
+    _PLAIN[getattr(F, f"fractional_max_pool{_d}d")] = getattr(pools, f"fractional_max_pool{_d}d")
+    _PLAIN[getattr(F, f"fractional_max_pool{_d}d_with_indices")] = getattr(pools, f"fractional_max_pool{_d}d_with_indices")
 
 
 def intercepted_functions() -> list:
