@@ -367,6 +367,23 @@ def _arithmetic(x: torch.Tensor) -> str:
     return name
 
 
+def _real_of_fake(t: torch.Tensor) -> torch.Tensor | None:
+    """The real tensor a fake one stands for while torch.export records a graph (a buffer, a constant): looked
+    up in the fake mode's converter memo (torch's internals; None wherever that finds no single real tensor)."""
+    try:
+        from torch._guards import detect_fake_mode
+
+        mode = detect_fake_mode([t])
+        if mode is None:
+            return None
+        converter = mode.fake_tensor_converter
+        ids = [tid for tid, fake in converter.tensor_memo.items() if fake is t]
+        reals = [r for r, tid in converter.meta_converter.describer.lookup_tensor.items() if ids and tid == ids[0]]
+    except Exception:  # noqa: BLE001  (internals changed: the caller refuses loudly)
+        return None
+    return reals[0] if len(ids) == 1 and len(reals) == 1 else None
+
+
 def fixed_samples(samples, x: torch.Tensor, d: int, where: str, real: torch.Tensor | None = None):
     """The samples of every plane of ``x`` as Python floats (one tuple of ``d`` per plane ``n * C + c``),
     after torch's checks. While exporting, ``samples`` is a fake tensor whose values are unknown: then
@@ -387,6 +404,7 @@ def fixed_samples(samples, x: torch.Tensor, d: int, where: str, real: torch.Tens
                             f"same dtype.")
     source = samples
     if type(samples) is not torch.Tensor or torch.compiler.is_compiling():
+        real = real if real is not None else _real_of_fake(samples)
         if real is None or type(real) is not torch.Tensor or tuple(real.shape) != tuple(samples.shape) \
                 or real.dtype != samples.dtype:
             raise PoolportError(
@@ -412,11 +430,11 @@ def fractional_max_pool(x: torch.Tensor, d: int, kernel_size, output_size=None, 
         return _NATIVE_FRACTIONAL[d](x, kernel_size, output_size, output_ratio, return_indices,
                                      _random_samples=_random_samples)
 
-    if _native_wanted(x):
-        return native()
-    where = f"fractional_max_pool{d}d"
     with warnings.catch_warnings():  # a trace is specialised to the sizes and samples, as the plan is
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        if _native_wanted(x):
+            return native()
+        where = f"fractional_max_pool{d}d"
         check_pool_input(x, where, d=d, needs_float=True, what="fractional max pooling")
         k = tuple_arg(kernel_size, d, "kernel_size", where)
         spatial = _static(x, d, where)

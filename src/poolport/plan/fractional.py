@@ -311,7 +311,7 @@ def fractional_plan(spatial: tuple[int, ...], kernel: tuple[int, ...], out_size:
         key = tuple(fractional_starts(float(sample[j]), n, o, k, arithmetic)
                     for j, n, o, k in zip(SAMPLE_AXES[d], spatial, out_size, kernel))
         for name, n, k, s in zip(axis_names(d), spatial, kernel, key):
-            if s[0] < 0 or s[-1] > n - k:
+            if min(s) < 0 or max(s) > n - k:
                 raise PoolportError(
                     f"{where}: plane {plane}'s sample {sample} puts a window of axis {name} at {min(s)}..{max(s) + k} "
                     f"outside its {n} inputs (torch reads outside the tensor there). Give _random_samples values "
