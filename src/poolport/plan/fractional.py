@@ -14,9 +14,11 @@ rounded, ...; on CUDA half and bfloat16 in float32), so ``fractional_starts`` ro
 samples fixed the output is deterministic: per plane, max pooling with kernel ``k`` on those starts. The
 plan groups the planes whose window lists are equal; per group the windows are grouped into runs of
 uniform stride (``Run`` of ``plan.axis``: Slice + MaxPool without padding, Concat along the axis), written
-as an adaptive ``PoolPlan`` so that ``backend.execute`` walks it as it walks adaptive plans. The planes
-of a group are gathered by channel Slices + Concat, and the groups' outputs put back in plane order the
-same way. Every step is a Slice, a MaxPool without padding, a Concat or (batch > 1) a Reshape.
+as an adaptive ``PoolPlan`` so that ``backend.execute`` walks it as it walks adaptive plans. Each group's
+pooling runs over every plane (a pooling of all channels: onnx2tf misreads the layout of a pooling on a
+channel Slice of one plane, measured), and the output is the Concat of channel Slices of the groups'
+results, in plane order ("pieces"). Every step is a Slice, a MaxPool without padding, a Concat or
+(batch > 1) a Reshape.
 
 Which sample drives which axis: ``SAMPLE_AXES`` (2-D: the first sample is W's, the second H's; 3-D: T, H, W).
 """
@@ -31,6 +33,7 @@ from functools import lru_cache
 
 from ..errors import PoolportError
 from .axis import AxisPlan, Run
+from .divisor import count_steps
 from .pooling import Pass, PoolPlan, axis_names, tuple_str
 
 # the float arithmetic torch's generate_intervals runs in, by its name (the dtype, or float32 for half
@@ -86,15 +89,19 @@ def fractional_starts(sample: float, n: int, o: int, k: int, arithmetic: str = "
 
 
 def start_runs(starts: tuple[int, ...], k: int) -> tuple[Run, ...]:
-    """Windows ``[s, s + k)`` at ``starts`` as maximal runs of one positive stride (a window that does not
-    follow its predecessor at the run's stride starts a new run; a single window pools with stride k)."""
+    """Windows ``[s, s + k)`` at ``starts`` as maximal runs of one positive stride of at most ``k`` (a window
+    that does not follow its predecessor at the run's stride starts a new run; a single window pools with
+    stride k). Measured: LiteRT (onnx2tf) turns +inf into 3.4e38 in a MaxPool whose stride exceeds its
+    kernel, and OpenVINO, MNN and LiteRT return their lowest finite value for a MaxPool window of one -inf
+    cell; windows further apart than ``k`` are therefore runs of their own, and one-cell windows (``k == 1``)
+    become Slices without a MaxPool."""
     runs: list[Run] = []
     i = 0
     while i < len(starts):
         j, step = i + 1, 0
         while j < len(starts):
             d = starts[j] - starts[j - 1]
-            if d <= 0 or (step and d != step):
+            if d <= 0 or d > k or (step and d != step):
                 break
             step, j = d, j + 1
         runs.append(Run(starts[i], k, step if j - i > 1 else k, j - i))
@@ -115,61 +122,59 @@ def _axis_plan(n: int, k: int, starts: tuple[int, ...]) -> AxisPlan:
     return AxisPlan(n, o, "runs", runs)
 
 
-def _pool_plan(in_size: tuple[int, ...], out_size: tuple[int, ...], axes: tuple[AxisPlan, ...]) -> PoolPlan:
-    """``axes`` composed into passes as ``plan.pooling.plan_pool`` composes adaptive axes (the single-op
-    axes folded into the first pass; the runs axes by how much they shrink the tensor)."""
-    if all(a.kind == "identity" for a in axes):
-        return PoolPlan("max", in_size, out_size, axes, "identity", ())
-    if all(a.kind in ("global", "identity") and a.o == 1 for a in axes):
-        return PoolPlan("max", in_size, out_size, axes, "global", ())
-    single = tuple(i for i, a in enumerate(axes) if a.single_op and a.kind != "identity")
-    runs_axes = sorted((i for i, a in enumerate(axes) if a.kind == "runs"), key=lambda i: (axes[i].o / axes[i].n, i))
-    if not runs_axes:
-        return PoolPlan("max", in_size, out_size, axes, "single", (Pass(None, (), single),))
-    passes = tuple(Pass(axis, axes[axis].runs, single if j == 0 else ()) for j, axis in enumerate(runs_axes))
-    return PoolPlan("max", in_size, out_size, axes, "passes", passes)
+def _axis_pass(sizes: tuple[int, ...], axis: int, plan: AxisPlan) -> PoolPlan:
+    """One pass over ``axis`` of a tensor of spatial ``sizes`` (the other axes untouched), as an adaptive
+    ``PoolPlan`` that ``backend.execute`` walks: identity, a whole-plane pool, one pool, or the runs."""
+    axes = tuple(plan if i == axis else AxisPlan(n, n, "identity", (Run(0, 1, 1, n),)) for i, n in enumerate(sizes))
+    out = tuple(plan.o if i == axis else n for i, n in enumerate(sizes))
+    if plan.kind == "identity":
+        return PoolPlan("max", sizes, out, axes, "identity", ())
+    if all(a.o == 1 for a in axes) and plan.kind == "global":
+        return PoolPlan("max", sizes, out, axes, "global", ())
+    if plan.kind != "runs":
+        return PoolPlan("max", sizes, out, axes, "single", (Pass(None, (), (axis,)),))
+    return PoolPlan("max", sizes, out, axes, "passes", (Pass(axis, plan.runs, ()),))
 
 
 @dataclass(frozen=True)
 class FractionalGroup:
     """Planes (indices ``n * C + c``, ascending) whose windows are equal: per axis the window ``starts``,
-    and ``pool``, the max pooling on them (a ``PoolPlan`` whose axes hold these starts' runs)."""
+    and ``passes``, one max pooling pass per axis in the plan's ``order`` (a ``PoolPlan`` each)."""
 
     starts: tuple[tuple[int, ...], ...]
     planes: tuple[int, ...]
-    pool: PoolPlan
+    passes: tuple[PoolPlan, ...]
 
     def segments(self) -> tuple[tuple[int, int], ...]:
         """The group's planes as ``(first, count)`` runs of consecutive planes."""
-        return _segments(self.planes)
-
-
-def _segments(planes: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
-    out: list[list[int]] = []
-    for p in planes:
-        if out and out[-1][0] + out[-1][1] == p:
-            out[-1][1] += 1
-        else:
-            out.append([p, 1])
-    return tuple((a, b) for a, b in out)
+        out: list[list[int]] = []
+        for p in self.planes:
+            if out and out[-1][0] + out[-1][1] == p:
+                out[-1][1] += 1
+            else:
+                out.append([p, 1])
+        return tuple((a, b) for a, b in out)
 
 
 @dataclass(frozen=True)
 class Piece:
-    """``count`` consecutive planes of the output, from ``first``: rows ``offset:offset + count`` of group
-    ``group``'s output."""
+    """``count`` consecutive planes of the output from plane ``first``: those planes of group ``group``'s
+    result (its pooling of every plane)."""
 
     group: int
     first: int
     count: int
-    offset: int
 
 
 @dataclass(frozen=True)
 class FractionalPlan:
     """``fractional_max_pool{d}d`` with fixed samples on ``batch`` x ``channels`` planes of ``in_size``;
     see the module's docstring. ``print(plan)`` shows it; ``summary()``/``op_counts()`` are what reports
-    print; the torch backend is ``backend.torch_pools.apply_fractional``."""
+    print; the torch backend is ``backend.torch_pools.apply_fractional``.
+
+    The axes are pooled one pass each, in ``order``; an operation that several groups ask for on the same
+    tensor (a pass over equal windows, one run of a pass) is written once, so groups share what they have in
+    common (the backend's ``SharedOps``; ``steps`` counts the same)."""
 
     in_size: tuple[int, ...]
     kernel: tuple[int, ...]
@@ -177,10 +182,11 @@ class FractionalPlan:
     batch: int
     channels: int
     arithmetic: str
+    order: tuple[int, ...]  # the axes in the order they are pooled (most reduction first)
     groups: tuple[FractionalGroup, ...]
     pieces: tuple[Piece, ...]  # the output planes in order, as slices of the groups' outputs
     kind: str = "fractional"
-    style: str = "default"  # one form for every target (the groups' plans are written in the default style)
+    style: str = "default"  # one form for every target
 
     @property
     def planes(self) -> int:
@@ -191,35 +197,23 @@ class FractionalPlan:
         """Whether the batch is folded into the channels by a Reshape (batch > 1): the planes are one axis."""
         return self.batch > 1
 
-    def group_input(self, g: int) -> tuple[tuple[int, int], ...]:
-        """The ``(first, count)`` channel slices (of the planes) that make group ``g``'s input; one slice
-        covering every plane means the input itself."""
-        return self.groups[g].segments()
-
-    def group_output_sliced(self, g: int) -> bool:
-        """Whether group ``g``'s output is sliced into pieces (it is more than one piece)."""
-        return sum(1 for p in self.pieces if p.group == g) > 1
-
     def steps(self) -> list[str]:
-        """The ONNX operators with their counts, in the order the backend asks for them (``"Op xN"``)."""
+        """The ONNX operators with their counts (``"Op xN"``): each distinct operation once (``_walk``)."""
+        nodes: dict = {}
+        for group in self.groups:
+            x = "input"
+            for one in group.passes:
+                x = _walk(one, x, nodes)
+        counts = Counter(key[0] for key in nodes)
         steps = ["Reshape"] if self.folded else []
-        for g, group in enumerate(self.groups):
-            segs = self.group_input(g)
-            if segs != ((0, self.planes),):
-                steps.append(f"Slice x{len(segs)}")
-                steps += ["Concat"] if len(segs) > 1 else []
-            counts = _count_pool(group.pool, self.planes)
-            steps += [f"{op} x{n}" for op, n in sorted(counts.items())]
-            if self.group_output_sliced(g):
-                steps.append(f"Slice x{sum(1 for p in self.pieces if p.group == g)}")
-        steps += ["Concat"] if len(self.pieces) > 1 else []
+        steps += [f"{op} x{counts[op]}" for op in ("Slice", "MaxPool", "Concat") if counts[op]]
+        if len(self.pieces) > 1:
+            steps += [f"Slice x{len(self.pieces)}", "Concat"]
         steps += ["Reshape"] if self.folded else []
         return steps
 
     def op_counts(self) -> Counter:
         """The ONNX operators with their counts."""
-        from .divisor import count_steps
-
         return count_steps(self.steps())
 
     def summary(self) -> str:
@@ -235,34 +229,35 @@ class FractionalPlan:
         for g, group in enumerate(self.groups):
             planes = ", ".join(f"{a}" if b == 1 else f"{a}-{a + b - 1}" for a, b in group.segments())
             lines.append(f"  group {g} (planes {planes}):")
-            for name, a, s in zip(names, group.pool.axes, group.starts):
-                lines.append(f"    axis {name}: starts {list(s)}: {a}")
+            for a, plan in zip(self.order, group.passes):
+                lines.append(f"    axis {names[a]}: starts {list(group.starts[a])}: {plan.axes[a]}")
         lines.append(f"  operators: {', '.join(self.steps())}")
         return "\n".join(lines)
 
 
-def _count_pool(plan: PoolPlan, planes: int) -> Counter:
-    """The operators ``backend.execute`` writes for ``plan`` (counted by walking it, as the counting
-    backend does; plan/ cannot import the backend, so the walk is mirrored here on the runs)."""
-    counts: Counter = Counter()
+def _walk(plan: PoolPlan, x, nodes: dict):
+    """``backend.execute``'s walk of one axis pass over the tensor named ``x``, each operation named by what
+    it does to what (``("Slice", x, dim, start, stop)``, ...) and recorded once in ``nodes``; the result's
+    name. An identity pass is the tensor itself."""
+    def node(key):
+        nodes.setdefault(key, None)
+        return key
+
     if plan.kind == "identity":
-        counts["Identity"] += 1
-        return counts
+        return x
     if plan.kind == "global":
-        counts["MaxPool"] += 1
-        return counts
-    for p in plan.passes:
-        if p.runs_axis is None:
-            counts["MaxPool"] += 1
-            continue
-        n = plan.axes[p.runs_axis].n
-        for run in p.runs:
-            if not (run.start == 0 and run.stop == n):
-                counts["Slice"] += 1
-            if p.pools(plan.axes, run):
-                counts["MaxPool"] += 1
-        counts["Concat"] += 1 if len(p.runs) > 1 else 0
-    return counts
+        return node(("MaxPool", x, plan.in_size, plan.in_size))
+    p = plan.passes[0]
+    if plan.kind == "single":
+        return node(("MaxPool", x, *p.pool_params(plan.axes, None)))
+    dim, n = 2 + p.runs_axis, plan.axes[p.runs_axis].n
+    pieces = []
+    for run in p.runs:
+        part = x if run.start == 0 and run.stop == n else node(("Slice", x, dim, run.start, run.stop))
+        if p.pools(plan.axes, run):
+            part = node(("MaxPool", part, *p.pool_params(plan.axes, run)))
+        pieces.append(part)
+    return node(("Concat", tuple(pieces), dim)) if len(pieces) > 1 else pieces[0]
 
 
 def check_fractional(where: str, spatial: tuple[int, ...], kernel: tuple[int, ...], out: tuple[int, ...]) -> None:
@@ -319,20 +314,22 @@ def fractional_plan(spatial: tuple[int, ...], kernel: tuple[int, ...], out_size:
         if key not in keys:
             keys[key] = []
         keys[key].append(plane)
+    order = tuple(sorted(range(d), key=lambda a: (out_size[a] / spatial[a], a)))
     groups = []
     group_of = [0] * len(samples)
-    offset_in = [0] * len(samples)
     for g, (key, planes) in enumerate(keys.items()):
-        axes = tuple(_axis_plan(n, k, s) for n, k, s in zip(spatial, kernel, key))
-        groups.append(FractionalGroup(key, tuple(planes), _pool_plan(spatial, out_size, axes)))
-        for i, p in enumerate(planes):
-            group_of[p], offset_in[p] = g, i
+        sizes, passes = spatial, []
+        for a in order:
+            passes.append(_axis_pass(sizes, a, _axis_plan(spatial[a], kernel[a], key[a])))
+            sizes = passes[-1].out_size
+        groups.append(FractionalGroup(key, tuple(planes), tuple(passes)))
+        for p in planes:
+            group_of[p] = g
     pieces: list[Piece] = []
     for p in range(len(samples)):
-        last = pieces[-1] if pieces else None
-        if last and last.group == group_of[p] and last.offset + last.count == offset_in[p]:
-            pieces[-1] = Piece(last.group, last.first, last.count + 1, last.offset)
+        if pieces and pieces[-1].group == group_of[p]:
+            pieces[-1] = Piece(group_of[p], pieces[-1].first, pieces[-1].count + 1)
         else:
-            pieces.append(Piece(group_of[p], p, 1, offset_in[p]))
-    return FractionalPlan(spatial, kernel, out_size, len(samples) // channels, channels, arithmetic,
+            pieces.append(Piece(group_of[p], p, 1))
+    return FractionalPlan(spatial, kernel, out_size, len(samples) // channels, channels, arithmetic, order,
                           tuple(groups), tuple(pieces))
