@@ -250,3 +250,18 @@ def test_return_indices_refused_when_portable_eager_kept():
 def test_bad_samples_refused_when_portable(samples, match):
     with poolport.always_portable(), pytest.raises(PoolportError, match=match):
         PF.fractional_max_pool2d(torch.randn(1, 3, 9, 9), 3, output_size=4, _random_samples=samples)
+
+
+def test_export_archive_and_torchscript_file_refused_with_the_reason(tmp_path, capsys):
+    # poolport reads the samples from the PyTorch model; a .pt2 program or a TorchScript file holds torch's
+    # op: refused with what to do, never the exporters' DispatchError / UnsupportedOperatorError
+    torch.manual_seed(3)
+    model, x = _Net(torch.rand(1, 6, 2)).eval(), torch.randn(1, 3, 12, 12)
+    torch.export.save(torch.export.export(model, (x,)), str(tmp_path / "m.pt2"))
+    torch.jit.script(model).save(str(tmp_path / "m.pt"))
+    for source, extra in (("m.pt2", []), ("m.pt", ["--input", "1x3x12x12"])):
+        out = tmp_path / f"{source}.onnx"
+        assert main(["convert", str(tmp_path / source), *extra, "-o", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "fractional_max_pool2d" in err and "Export the nn.Module" in err and "Error:" not in err, err
+        assert not out.exists()

@@ -198,10 +198,11 @@ def _fractional(d: int) -> Callable:
         shape = "x".join("?" if not isinstance(n, int) else str(n) for n in (x.shape or ()))
         raise PoolportError(
             f"{where} (input {shape}, kernel {tuple(kernel_size)}, output {tuple(output_size)}) reached the dynamo "
-            f"exporter as torch's own op: its windows come from _random_samples that poolport could not read while "
-            f"torch.export traced the model (drawn at random on each call, or computed in forward), so no graph can "
-            f"equal it. Fix the samples as the `_random_samples` buffer of nn.FractionalMaxPool{d}d (poolport then "
-            f"writes their windows exactly), or use AdaptiveMaxPool{d}d.")
+            f"exporter as torch's own op (a torch.export program, or a call poolport did not route): poolport "
+            f"writes fractional max pooling from the PyTorch model, where it reads the _random_samples. Export the "
+            f"nn.Module (poolport.export_onnx, or `poolport convert package.module:factory`) with the samples fixed "
+            f"as the `_random_samples` buffer of nn.FractionalMaxPool{d}d; random samples (drawn on each call) no "
+            f"graph can equal: use AdaptiveMaxPool{d}d.")
 
     translate.__name__ = f"poolport_{where}"
     translate.__doc__ = f"``aten.{where}``: refused with the reason (see ``poolport.plan.fractional``)."
