@@ -156,6 +156,20 @@ def test_samples_changed_after_make_portable_are_the_ones_exported():
     assert np.allclose(_ort(proto, x), portable(x).detach().numpy(), rtol=0, atol=1e-5)
 
 
+def test_patch_around_torch_export_and_make_portable_with_example_inputs():
+    torch.manual_seed(4)
+    model, x = _Net(torch.rand(2, 6, 2)).eval(), _plant(torch.randn(2, 3, 13, 12))
+    with poolport.patch(model):
+        program = torch.export.export(model, (x,))
+    targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert not any("fractional" in t for t in targets) and "aten.max_pool2d.default" in targets
+    assert type(model.pool) is nn.FractionalMaxPool2d  # restored
+    assert_bit_exact(program.module()(x), model(x))
+    portable = poolport.make_portable(model, (x,))
+    (site,) = poolport.verify_sites(portable, (x,))
+    assert site.op == "fractional_max_pool2d" and site.max_abs_error == 0 and site.plan.batch == 2
+
+
 # -- random samples: refused where a graph is recorded, torch's op in plain eager mode -------------------------
 
 def test_random_module_refused_by_make_portable_and_export(tmp_path):
