@@ -217,13 +217,22 @@ def test_functional_call_inside_forward_is_routed(tmp_path):
         def forward(self, x):
             return F.fractional_max_pool2d(x, 2, output_size=(4, 5))
 
+    class Drawn(nn.Module):
+        def forward(self, x):
+            return F.fractional_max_pool2d(x, 2, output_size=(4, 5), _random_samples=torch.rand(1, 3, 2))
+
     model, x = Functional().eval(), torch.randn(1, 3, 9, 9)
     portable = poolport.make_portable(model)
-    proto = torch_export_to_proto(portable, (x,), "torchscript", 17)  # a trace reads the buffer's values
+    proto = torch_export_to_proto(portable, (x,), "dynamo", 18)  # the real buffer behind torch.export's fake
     assert "MaxPool" in {n.op_type for n in proto.graph.node}
     assert np.array_equal(_ort(proto, x), model(x).numpy())
-    report = poolport.export_onnx(model, (x,), tmp_path / "m.onnx", exporter="dynamo")  # a fake buffer there
+    report = poolport.export_onnx(model, (x,), tmp_path / "m.onnx", exporter="dynamo")
     assert report.passed and report.sites[0].op == "fractional_max_pool2d" and report.sites[0].max_abs_error == 0
+    # a trace shows the buffer as an input, and samples drawn in forward as aten::rand: baked in, either would
+    # be wrong on another call, so both are refused
+    for module, made_by in ((model, "prim::Param"), (Drawn().eval(), "aten::rand")):
+        with pytest.raises(PoolportError, match=f"come from {made_by} while a trace is recorded"):
+            torch_export_to_proto(poolport.make_portable(module), (x,), "torchscript", 17)
     with poolport.always_portable(), pytest.raises(PoolportError, match="at random"):
         poolport.make_portable(Random())(x)
     for exporter in ("dynamo", "torchscript"):

@@ -384,6 +384,15 @@ def _real_of_fake(t: torch.Tensor) -> torch.Tensor | None:
     return reals[0] if len(ids) == 1 and len(reals) == 1 else None
 
 
+def _traced_kind(t: torch.Tensor) -> str:
+    """The node a TorchScript trace records ``t`` as: ``prim::TracedAttr`` for a module buffer,
+    ``prim::Constant`` for a tensor from outside, ``prim::Param`` for an input, else the op that made it."""
+    try:
+        return torch._C._get_value_trace(t).node().kind()
+    except RuntimeError:  # not traced at all: a tensor from outside the traced code, a constant
+        return "prim::Constant"
+
+
 def fixed_samples(samples, x: torch.Tensor, d: int, where: str, real: torch.Tensor | None = None):
     """The samples of every plane of ``x`` as Python floats (one tuple of ``d`` per plane ``n * C + c``),
     after torch's checks. While exporting, ``samples`` is a fake tensor whose values are unknown: then
@@ -402,6 +411,14 @@ def fixed_samples(samples, x: torch.Tensor, d: int, where: str, real: torch.Tens
     if samples.dtype != x.dtype:
         raise PoolportError(f"{where}: _random_samples is {samples.dtype}, the input {x.dtype}; torch requires the "
                             f"same dtype.")
+    if torch.jit.is_tracing():  # a module's buffer, or a constant: anything else may differ on the next call
+        kind = _traced_kind(samples)
+        if kind not in ("prim::TracedAttr", "prim::Constant") and not (kind == "prim::Param" and samples is real):
+            raise PoolportError(
+                f"{where}: its _random_samples come from {kind} while a trace is recorded; the trace would bake in "
+                f"this one value, wrong on every other call if they are drawn at random or given as an input (the "
+                f"TorchScript exporter shows a buffer passed to the functional as an input too). Give them as the "
+                f"`_random_samples` buffer of nn.FractionalMaxPool{d}d, or export with the dynamo exporter.")
     source = samples
     if type(samples) is not torch.Tensor or torch.compiler.is_compiling():
         real = real if real is not None else _real_of_fake(samples)
