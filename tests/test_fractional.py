@@ -245,6 +245,18 @@ def test_functional_call_inside_forward_is_routed(tmp_path):
         torch_export_to_proto(Random().eval(), (x,), "dynamo", 18)
 
 
+def test_samples_given_as_a_model_input_are_never_baked_in(tmp_path):
+    class Input(nn.Module):
+        def forward(self, x, samples):
+            return F.fractional_max_pool2d(x, 2, output_size=(4, 5), _random_samples=samples)
+
+    args = (torch.randn(1, 3, 9, 9), torch.rand(1, 3, 2))
+    for exporter in ("dynamo", "torchscript"):
+        with pytest.raises(PoolportError, match="_random_samples"):
+            poolport.export_onnx(Input().eval(), args, tmp_path / f"{exporter}.onnx", exporter=exporter)
+        assert not (tmp_path / f"{exporter}.onnx").exists()
+
+
 def test_eager_calls_keep_torchs_op():
     model = _Net(None).eval()
     x = torch.randn(2, 3, 12, 12)

@@ -367,9 +367,24 @@ def _arithmetic(x: torch.Tensor) -> str:
     return name
 
 
+@contextlib.contextmanager
+def model_buffers(buffers: Iterable[torch.Tensor]):
+    """Within this block (``make_portable``'s hooks and ``patch(model)`` enter it with the model's real
+    buffers, taken before any export swaps in fakes) these tensors are known as buffers: a functional call's
+    ``_random_samples`` that is one of them is read from it while torch.export traces (``fixed_samples``).
+    A model input never is."""
+    previous = getattr(_state, "buffers", frozenset())
+    _state.buffers = previous | frozenset(id(b) for b in buffers)
+    try:
+        yield
+    finally:
+        _state.buffers = previous
+
+
 def _real_of_fake(t: torch.Tensor) -> torch.Tensor | None:
-    """The real tensor a fake one stands for while torch.export records a graph (a buffer, a constant): looked
-    up in the fake mode's converter memo (torch's internals; None wherever that finds no single real tensor)."""
+    """The real buffer a fake tensor stands for while torch.export records a graph: looked up in the fake
+    mode's converter memo (torch's internals), and taken only where it is a buffer of the model being
+    recorded (``model_buffers``; an example input maps to its fake the same way). None otherwise."""
     try:
         from torch._guards import detect_fake_mode
 
@@ -381,7 +396,9 @@ def _real_of_fake(t: torch.Tensor) -> torch.Tensor | None:
         reals = [r for r, tid in converter.meta_converter.describer.lookup_tensor.items() if ids and tid == ids[0]]
     except Exception:  # noqa: BLE001  (internals changed: the caller refuses loudly)
         return None
-    return reals[0] if len(ids) == 1 and len(reals) == 1 else None
+    if len(ids) != 1 or len(reals) != 1 or id(reals[0]) not in getattr(_state, "buffers", frozenset()):
+        return None
+    return reals[0]
 
 
 def _traced_kind(t: torch.Tensor) -> str:

@@ -161,8 +161,9 @@ def patch(model: torch.nn.Module | None = None, *, target: str | None = None):
     """
     style = style_for(target, default="edge")
     swapped = swap_modules(model, style) if model is not None else []
+    buffers = pools.model_buffers(tuple(model.buffers()) if model is not None else ())
     try:
-        with always_portable(), emitting(style), PortableFunctionMode():
+        with always_portable(), emitting(style), PortableFunctionMode(), buffers:
             yield
     finally:
         restore_modules(swapped)
