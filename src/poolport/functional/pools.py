@@ -442,9 +442,10 @@ def fixed_samples(samples, x: torch.Tensor, d: int, where: str, real: torch.Tens
         if real is None or type(real) is not torch.Tensor or tuple(real.shape) != tuple(samples.shape) \
                 or real.dtype != samples.dtype:
             raise PoolportError(
-                f"{where}: its _random_samples are not known while this graph is recorded (a tensor computed in "
-                f"forward or passed to the functional); poolport writes the windows they give, so it needs their "
-                f"values. Give them as the `_random_samples` buffer of nn.FractionalMaxPool{d}d.")
+                f"{where}: its _random_samples are not known while this graph is recorded (computed in forward, "
+                f"given as an input, or no buffer of the model poolport routes); poolport writes the windows they "
+                f"give, so it needs their values. Give them as the `_random_samples` buffer of "
+                f"nn.FractionalMaxPool{d}d.")
         source = real
     with warnings.catch_warnings(), _disable_current_modes():  # the real values, outside a fake mode
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # a trace bakes them in, as the plan
@@ -511,9 +512,10 @@ _FRACTIONAL_DOC = """Fractional max pooling exactly as ``torch.nn.functional.fra
 
 Each (batch row, channel) plane's windows come from ``_random_samples`` ((N, C, {d}), in [0, 1); torch draws
 them afresh on every call when it is None). Plain eager calls are torch's own op. Traced or exported, with
-the samples given, the windows they give are written as plain max pooling (``poolport.plan.fractional``:
-channel Slices per group of planes with equal windows, Slice + MaxPool + Concat per axis), bit-exact
-(infinities included) in every runtime poolport checks.
+the samples given (a module buffer), the windows they give are written as plain max pooling
+(``poolport.plan.fractional``: per group of planes with equal windows, Slice + MaxPool + Concat per axis;
+the output the Concat of each group's planes), bit-exact (infinities included) in every runtime poolport
+checks.
 
 Args:
     input: ``({axes})`` or ``(N, {axes})``, floating dtype.
