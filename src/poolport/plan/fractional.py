@@ -91,10 +91,10 @@ def fractional_starts(sample: float, n: int, o: int, k: int, arithmetic: str = "
 def start_runs(starts: tuple[int, ...], k: int) -> tuple[Run, ...]:
     """Windows ``[s, s + k)`` at ``starts`` as maximal runs of one positive stride of at most ``k`` (a window
     that does not follow its predecessor at the run's stride starts a new run; a single window pools with
-    stride k). Measured: LiteRT (onnx2tf) turns +inf into 3.4e38 in a MaxPool whose stride exceeds its
-    kernel, and OpenVINO, MNN and LiteRT return their lowest finite value for a MaxPool window of one -inf
-    cell; windows further apart than ``k`` are therefore runs of their own, and one-cell windows (``k == 1``)
-    become Slices without a MaxPool."""
+    stride k). Measured: LiteRT (onnx2tf) turns +-inf into +-3.4e38 in a MaxPool whose stride exceeds its
+    kernel, and OpenVINO (-3.4e38) and MNN (-2^24) return a finite value for a MaxPool window of -inf cells
+    only; windows further apart than ``k`` are therefore runs of their own, and one-cell windows
+    (``k == 1``) become Slices without a MaxPool."""
     runs: list[Run] = []
     i = 0
     while i < len(starts):
