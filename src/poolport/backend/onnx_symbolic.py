@@ -183,6 +183,16 @@ def _aten_symbolic(op: str, d: int):
     return symbolic
 
 
+def _fractional_symbolic(d: int):
+    def symbolic(g, x, kernel_size, output_size, random_samples):
+        raise PoolportError(
+            f"fractional_max_pool{d}d in a TorchScript model: poolport writes fractional max pooling (with fixed "
+            f"_random_samples; random ones no graph can equal) from the PyTorch module, not from a TorchScript "
+            f"file. Export the nn.Module (poolport.export_onnx, or `poolport convert package.module:factory`).")
+
+    return symbolic
+
+
 @contextlib.contextmanager
 def portable_symbolics(style: str = "default"):
     """During a TorchScript export: poolport's symbolics for every ``aten::adaptive_*`` op (TorchScript
@@ -198,6 +208,9 @@ def portable_symbolics(style: str = "default"):
         for name, op, d in OPS:
             torch.onnx.register_custom_op_symbolic(f"aten::{name}", _aten_symbolic(op, d), 9)
             registered.append(name)
+        for d in (2, 3):  # torch has no symbolic for it: refused with the reason
+            torch.onnx.register_custom_op_symbolic(f"aten::fractional_max_pool{d}d", _fractional_symbolic(d), 9)
+            registered.append(f"fractional_max_pool{d}d")
         yield sites
     finally:
         _emitted, _style = previous, previous_style

@@ -191,6 +191,24 @@ def _aten(op: str, d: int) -> Callable:
     return translate
 
 
+def _fractional(d: int) -> Callable:
+    where = f"fractional_max_pool{d}d"
+
+    def translate(x, kernel_size, output_size, random_samples):
+        shape = "x".join("?" if not isinstance(n, int) else str(n) for n in (x.shape or ()))
+        raise PoolportError(
+            f"{where} (input {shape}, kernel {tuple(kernel_size)}, output {tuple(output_size)}) reached the dynamo "
+            f"exporter as torch's own op (a torch.export program, or a call poolport did not route): poolport "
+            f"writes fractional max pooling from the PyTorch model, where it reads the _random_samples. Export the "
+            f"nn.Module (poolport.export_onnx, or `poolport convert package.module:factory`) with the samples fixed "
+            f"as the `_random_samples` buffer of nn.FractionalMaxPool{d}d; random samples (drawn on each call) no "
+            f"graph can equal: use AdaptiveMaxPool{d}d.")
+
+    translate.__name__ = f"poolport_{where}"
+    translate.__doc__ = f"``aten.{where}``: refused with the reason (see ``poolport.plan.fractional``)."
+    return translate
+
+
 def _poolport_op(x, output_size, op, style="default"):
     """``poolport::adaptive_pool(x, output_size, op, style)`` (``-1`` keeps an axis)."""
     return pool_nodes(x, list(output_size), op, f"adaptive_{op}_pool{len(output_size)}d", style)
@@ -225,4 +243,6 @@ def onnx_translations() -> dict:
     table[aten._adaptive_avg_pool2d.default] = table[aten.adaptive_avg_pool2d.default]
     table[aten._adaptive_avg_pool3d.default] = table[aten.adaptive_avg_pool3d.default]
     table[torch.ops.poolport.adaptive_pool.default] = _poolport_op
+    for d in (2, 3):  # its windows are drawn from samples this graph cannot hold: refused with the reason
+        table[getattr(aten, f"fractional_max_pool{d}d").default] = _fractional(d)
     return table

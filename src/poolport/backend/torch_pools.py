@@ -16,9 +16,10 @@ from ..errors import PoolportError
 from ..plan.dilated import DilatedPlan
 from ..plan.divisor import DivisorPlan
 from ..plan.explicit import ExplicitPool
+from ..plan.fractional import FractionalPlan
 from ..plan.indices import WindowPlanes
 from ..plan.lppool import LpPlan
-from .execute import execute_explicit
+from .execute import execute, execute_explicit
 from .torch_ops import TorchOps, pool
 
 
@@ -213,3 +214,48 @@ def traced_static_sizes(x: torch.Tensor, d: int, where: str) -> torch.Tensor:
         torch.onnx.register_custom_op_symbolic("poolport::static_sizes", _static_sizes_symbolic, 9)
         _registered.append(True)
     return torch.ops.poolport.static_sizes(x, d, where)
+
+
+# -- fractional max pooling with fixed samples (plan.fractional) ---------------------------------------------
+
+class SharedOps(TorchOps):
+    """``execute``'s operations as ``TorchOps`` writes them, each distinct one once (the same slice, pool or
+    concat of the same tensor): the fractional groups share the passes and runs they have in common, as
+    ``plan.fractional``'s ``steps`` counts them. Every result is kept, so ids stay unique."""
+
+    def __init__(self) -> None:
+        self.memo: dict = {}
+
+    def _once(self, key, make):
+        if key not in self.memo:
+            self.memo[key] = make()
+        return self.memo[key]
+
+    def slice(self, x, dim, start, stop):
+        return self._once(("Slice", id(x), dim, start, stop), lambda: TorchOps.slice(x, dim, start, stop))
+
+    def pool(self, x, op, kernel, stride):
+        return self._once(("Pool", id(x), op, kernel, stride), lambda: TorchOps.pool(x, op, kernel, stride))
+
+    def concat(self, parts, dim):
+        return self._once(("Concat", tuple(map(id, parts)), dim), lambda: TorchOps.concat(parts, dim))
+
+
+def apply_fractional(x: torch.Tensor, plan: FractionalPlan) -> torch.Tensor:
+    """``fractional_max_pool{d}d`` with fixed samples by ``plan`` on ``x`` (N, C, *spatial): the planes
+    (batch folded into the channels by a Reshape where N > 1) pooled per window group over every plane, one
+    pass per axis walked by ``execute`` (Slice + MaxPool + Concat), what groups share written once
+    (``SharedOps``); the output the Concat of each piece's planes sliced from its group's result."""
+    if plan.folded:
+        x = x.reshape(1, plan.planes, *plan.in_size)
+    rank, ops, outs = len(plan.in_size) + 2, SharedOps(), []
+    for group in plan.groups:
+        y = x
+        for one in group.passes:
+            y = y if one.kind == "identity" else execute(one, y, ops, rank)
+        outs.append(y)
+    if len(plan.pieces) > 1:
+        y = torch.cat([outs[p.group][:, p.first:p.first + p.count] for p in plan.pieces], 1)
+    else:
+        y = outs[0] if outs[0] is not x else x.clone()
+    return y.reshape(plan.batch, plan.channels, *plan.out_size) if plan.folded else y

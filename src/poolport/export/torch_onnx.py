@@ -61,6 +61,9 @@ def torch_export(model, args, exporter: str, opset: int, folder: Path, name: str
     except PoolportError:
         raise
     except Exception as e:
+        refusal = poolport_cause(e)
+        if refusal is not None:  # poolport's own refusal inside the exporter (a translation): its whole reason
+            raise refusal from e
         raise PoolportError(
             f"torch.onnx.export ({exporter} exporter) failed on a part of the model poolport does not "
             f"rewrite: {exporter_failure(e)} Try --exporter {'torchscript' if exporter == 'dynamo' else 'dynamo'}."
@@ -82,6 +85,18 @@ def stage_program(program, folder: Path, name: str) -> Staged:
 
 ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 CAUSE = re.compile(r"^<class '(?:[\w.]*\.)?(\w+)'>: (.*)$", re.MULTILINE)  # "<class 'pkg.Error'>: message"
+
+
+def poolport_cause(e: BaseException) -> PoolportError | None:
+    """The PoolportError among ``e``'s causes (``raise ... from``: the dynamo exporter wraps what a translation
+    raises so), if any."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, PoolportError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__
+    return None
 
 
 def exporter_failure(e: BaseException) -> str:

@@ -12,6 +12,8 @@ from .pools import (
     avg_pool1d,
     avg_pool2d,
     avg_pool3d,
+    fractional_max_pool2d,
+    fractional_max_pool3d,
     lp_pool1d,
     lp_pool2d,
     lp_pool3d,
@@ -56,4 +58,6 @@ __all__ = [
     "lp_pool2d",
     "lp_pool3d",
     "max_unpool2d",
+    "fractional_max_pool2d",
+    "fractional_max_pool3d",
 ]

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import _disable_current_modes
 
 from ..backend.torch_pools import (
     apply_argmax,
     apply_dilated,
     apply_divisor,
+    apply_fractional,
     apply_lp,
     apply_unpool,
     traced_static_sizes,
@@ -27,6 +30,7 @@ from ..backend.torch_pools import (
 from ..errors import PoolportError
 from ..plan.dilated import dilated_plan
 from ..plan.divisor import divisor_pool, tuple_arg
+from ..plan.fractional import fractional_plan
 from ..plan.indices import argmax_plan, unpool_plan
 from ..plan.lppool import lp_plan
 from .dispatch import active_observer, use_portable
@@ -325,4 +329,204 @@ for _d in (1, 2, 3):
         div="" if _d == 1 else ", divisor_override")
     globals()[f"max_pool{_d}d"].__doc__ = _MAX_DOC.format(d=_d, axes=_AXES[_d])
     globals()[f"lp_pool{_d}d"].__doc__ = _LP_DOC.format(d=_d, axes=_AXES[_d])
+del _d
+
+
+# -- fractional max pooling with fixed samples (plan.fractional) ---------------------------------------------
+
+_NATIVE_FRACTIONAL = {2: F.fractional_max_pool2d, 3: F.fractional_max_pool3d}
+
+
+def _random_error(where: str, x: torch.Tensor, k: tuple[int, ...], out, site: str | None) -> PoolportError:
+    layer = f"{where} at {site!r}" if site else where
+    return PoolportError(
+        f"{layer} (input {tuple(x.shape)}, kernel {k}, output {out}) draws its windows at random on each call "
+        f"(_random_samples=None), so no graph can equal it. Fix them: build the layer with "
+        f"`_random_samples=torch.rand(N, C, {len(k)})` (a buffer; poolport then writes its windows exactly), or "
+        f"pass `_random_samples=` to the functional; or use a deterministic pooling such as AdaptiveMaxPool{len(k)}d.")
+
+
+def _fractional_out(x: torch.Tensor, d: int, output_size, output_ratio, where: str) -> tuple[int, ...]:
+    spatial = tuple(int(n) for n in x.shape[-d:])
+    if output_size is not None:
+        return tuple_arg(output_size, d, "output_size", where)
+    if output_ratio is None:
+        raise PoolportError(f"{where}: give output_size or output_ratio (torch requires one of them).")
+    ratio = (output_ratio,) * d if isinstance(output_ratio, (int, float)) else tuple(output_ratio)
+    if len(ratio) != d:
+        raise PoolportError(f"{where}: output_ratio must be a number or {d} numbers, got {output_ratio!r}.")
+    return tuple(int(n * r) for n, r in zip(spatial, ratio))
+
+
+def _arithmetic(x: torch.Tensor) -> str:
+    """The float arithmetic torch computes the windows in (``plan.fractional.ARITHMETIC``): the dtype on the
+    CPU; on CUDA, half precision in float32 (its kernel's accumulation type)."""
+    name = str(x.dtype).replace("torch.", "")
+    if name in ("float16", "bfloat16") and x.device.type != "cpu":
+        return "float32"
+    return name
+
+
+@contextlib.contextmanager
+def model_buffers(buffers: Iterable[torch.Tensor]):
+    """Within this block (``make_portable``'s hooks and ``patch(model)`` enter it with the model's real
+    buffers, taken before any export swaps in fakes) these tensors are known as buffers: a functional call's
+    ``_random_samples`` that is one of them is read from it while torch.export traces (``fixed_samples``).
+    A model input never is."""
+    previous = getattr(_state, "buffers", frozenset())
+    _state.buffers = previous | frozenset(id(b) for b in buffers)
+    try:
+        yield
+    finally:
+        _state.buffers = previous
+
+
+def _real_of_fake(t: torch.Tensor) -> torch.Tensor | None:
+    """The real buffer a fake tensor stands for while torch.export records a graph: looked up in the fake
+    mode's converter memo (torch's internals), and taken only where it is a buffer of the model being
+    recorded (``model_buffers``; an example input maps to its fake the same way). None otherwise."""
+    try:
+        from torch._guards import detect_fake_mode
+
+        mode = detect_fake_mode([t])
+        if mode is None:
+            return None
+        converter = mode.fake_tensor_converter
+        ids = [tid for tid, fake in converter.tensor_memo.items() if fake is t]
+        reals = [r for r, tid in converter.meta_converter.describer.lookup_tensor.items() if ids and tid == ids[0]]
+    except Exception:  # noqa: BLE001  (internals changed: the caller refuses loudly)
+        return None
+    if len(ids) != 1 or len(reals) != 1 or id(reals[0]) not in getattr(_state, "buffers", frozenset()):
+        return None
+    return reals[0]
+
+
+def _traced_kind(t: torch.Tensor) -> str:
+    """The node a TorchScript trace records ``t`` as: ``prim::TracedAttr`` for a module buffer,
+    ``prim::Constant`` for a tensor from outside, ``prim::Param`` for an input, else the op that made it."""
+    try:
+        return torch._C._get_value_trace(t).node().kind()
+    except RuntimeError:  # not traced at all: a tensor from outside the traced code, a constant
+        return "prim::Constant"
+
+
+def fixed_samples(samples, x: torch.Tensor, d: int, where: str, real: torch.Tensor | None = None):
+    """The samples of every plane of ``x`` as Python floats (one tuple of ``d`` per plane ``n * C + c``),
+    after torch's checks. While exporting, ``samples`` is a fake tensor whose values are unknown: then
+    ``real`` (the module's own buffer, kept by ``poolport.nn.FractionalMaxPool{d}d``) gives them.
+
+    Raises:
+        PoolportError: ``samples`` of the wrong shape or dtype, or whose values are unknown here.
+    """
+    batched = x.dim() == d + 2
+    n, c = (int(x.shape[0]) if batched else 1), int(x.shape[-d - 1])
+    if not isinstance(samples, torch.Tensor):
+        raise PoolportError(f"{where}: _random_samples must be a tensor, got {type(samples).__name__}.")
+    if samples.dim() != 3 or samples.shape[2] != d or samples.shape[1] != c or samples.shape[0] < n:
+        raise PoolportError(f"{where}: _random_samples of shape {tuple(samples.shape)} for input {tuple(x.shape)}: "
+                            f"torch requires (N' >= {n}, {c}, {d}).")
+    if samples.dtype != x.dtype:
+        raise PoolportError(f"{where}: _random_samples is {samples.dtype}, the input {x.dtype}; torch requires the "
+                            f"same dtype.")
+    if torch.jit.is_tracing():  # a module's buffer, or a constant: anything else may differ on the next call
+        kind = _traced_kind(samples)
+        if kind not in ("prim::TracedAttr", "prim::Constant") and not (kind == "prim::Param" and samples is real):
+            raise PoolportError(
+                f"{where}: its _random_samples come from {kind} while a trace is recorded; the trace would bake in "
+                f"this one value, wrong on every other call if they are drawn at random or given as an input (the "
+                f"TorchScript exporter shows a buffer passed to the functional as an input too). Give them as the "
+                f"`_random_samples` buffer of nn.FractionalMaxPool{d}d, or export with the dynamo exporter.")
+    source = samples
+    if type(samples) is not torch.Tensor or torch.compiler.is_compiling():
+        real = real if real is not None else _real_of_fake(samples)
+        if real is None or type(real) is not torch.Tensor or tuple(real.shape) != tuple(samples.shape) \
+                or real.dtype != samples.dtype:
+            raise PoolportError(
+                f"{where}: its _random_samples are not known while this graph is recorded (computed in forward, "
+                f"given as an input, or no buffer of the model poolport routes); poolport writes the windows they "
+                f"give, so it needs their values. Give them as the `_random_samples` buffer of "
+                f"nn.FractionalMaxPool{d}d.")
+        source = real
+    with warnings.catch_warnings(), _disable_current_modes():  # the real values, outside a fake mode
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # a trace bakes them in, as the plan
+        values = source.detach()[:n].reshape(n * c, d).tolist()
+    if not all(type(v) is float for row in values for v in row):
+        raise PoolportError(f"{where}: the values of its _random_samples cannot be read here ({type(samples).__name__}); "
+                            f"give them as the `_random_samples` buffer of nn.FractionalMaxPool{d}d.")
+    return tuple(tuple(row) for row in values)
+
+
+def fractional_max_pool(x: torch.Tensor, d: int, kernel_size, output_size=None, output_ratio=None,
+                        return_indices: bool = False, _random_samples=None, *, site: str | None = None,
+                        real_samples: torch.Tensor | None = None):
+    """``fractional_max_pool{d}d``: the implementation behind ``fractional_max_pool2d/3d``. ``real_samples``:
+    the module's buffer, for a graph recorded with fake tensors (``fixed_samples``)."""
+    def native():
+        return _NATIVE_FRACTIONAL[d](x, kernel_size, output_size, output_ratio, return_indices,
+                                     _random_samples=_random_samples)
+
+    with warnings.catch_warnings():  # a trace is specialised to the sizes and samples, as the plan is
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        if _native_wanted(x):
+            return native()
+        where = f"fractional_max_pool{d}d"
+        check_pool_input(x, where, d=d, needs_float=True, what="fractional max pooling")
+        k = tuple_arg(kernel_size, d, "kernel_size", where)
+        spatial = _static(x, d, where)
+        out = _fractional_out(x, d, output_size, output_ratio, where)
+        if _random_samples is None:
+            raise _random_error(where, x, k, out, site)
+        if return_indices:
+            raise PoolportError(
+                f"{where}(return_indices=True) (input {tuple(x.shape)}, kernel {k}, output {out}): poolport writes "
+                f"the values only (the indices need a Gather or ScatterND that ncnn, MNN and LiteRT lack). Drop "
+                f"return_indices for the export.")
+        samples = fixed_samples(_random_samples, x, d, where, real_samples)
+        plan = fractional_plan(spatial, k, out, samples, int(x.shape[-d - 1]), _arithmetic(x))
+    return _batched(apply_fractional, x, d, plan, where, native, site)
+
+
+def fractional_max_pool2d(input: torch.Tensor, kernel_size, output_size=None, output_ratio=None,
+                          return_indices: bool = False, _random_samples=None):
+    return fractional_max_pool(input, 2, kernel_size, output_size, output_ratio, return_indices, _random_samples)
+
+
+def fractional_max_pool3d(input: torch.Tensor, kernel_size, output_size=None, output_ratio=None,
+                          return_indices: bool = False, _random_samples=None):
+    return fractional_max_pool(input, 3, kernel_size, output_size, output_ratio, return_indices, _random_samples)
+
+
+def fractional_max_pool2d_with_indices(input: torch.Tensor, kernel_size, output_size=None, output_ratio=None,
+                                       return_indices: bool = False, _random_samples=None):
+    """``F.fractional_max_pool2d_with_indices``: (values, indices) whatever ``return_indices`` says."""
+    return fractional_max_pool(input, 2, kernel_size, output_size, output_ratio, True, _random_samples)
+
+
+def fractional_max_pool3d_with_indices(input: torch.Tensor, kernel_size, output_size=None, output_ratio=None,
+                                       return_indices: bool = False, _random_samples=None):
+    """``F.fractional_max_pool3d_with_indices``: (values, indices) whatever ``return_indices`` says."""
+    return fractional_max_pool(input, 3, kernel_size, output_size, output_ratio, True, _random_samples)
+
+
+_FRACTIONAL_DOC = """Fractional max pooling exactly as ``torch.nn.functional.fractional_max_pool{d}d``.
+
+Each (batch row, channel) plane's windows come from ``_random_samples`` ((N, C, {d}), in [0, 1); torch draws
+them afresh on every call when it is None). Plain eager calls are torch's own op. Traced or exported, with
+the samples given (a module buffer), the windows they give are written as plain max pooling
+(``poolport.plan.fractional``: per group of planes with equal windows, Slice + MaxPool + Concat per axis;
+the output the Concat of each group's planes), bit-exact (infinities included) in every runtime poolport
+checks.
+
+Args:
+    input: ``({axes})`` or ``(N, {axes})``, floating dtype.
+    kernel_size, output_size, output_ratio, return_indices, _random_samples: as torch's.
+
+Raises:
+    PoolportError: (portable path) random samples (None: no graph can equal a random pooling),
+        ``return_indices=True``, a bad shape or dtype, a dynamic spatial size, samples of the wrong shape
+        or dtype, or arguments torch refuses (output + kernel - 1 > input).
+"""
+
+for _d in (2, 3):
+    globals()[f"fractional_max_pool{_d}d"].__doc__ = _FRACTIONAL_DOC.format(d=_d, axes=_AXES[_d])
 del _d

@@ -140,3 +140,66 @@ class LPPool3d(_LPPool, nn.LPPool3d):
         if torch.jit.is_scripting():
             return F.lp_pool3d(input, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode)
         return self._portable(input)
+
+
+class _FractionalMaxPool:
+    """Fractional max pooling: keeps the real ``_random_samples`` tensor in ``_poolport_real_samples``
+    (while a graph is recorded with fake tensors, as torch.export does, the buffer is a fake whose values
+    are unknown; the plan needs them)."""
+
+    _poolport_site = None
+    _d: int
+
+    def _poolport_keep_samples(self) -> None:
+        samples = self._buffers.get("_random_samples")
+        if type(samples) is torch.Tensor:
+            self.__dict__["_poolport_real_samples"] = samples
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name == "_random_samples" and value is None:
+            self.__dict__.pop("_poolport_real_samples", None)
+        elif name == "_random_samples" and type(value) is torch.Tensor:  # not a fake while a graph is recorded
+            self.__dict__["_poolport_real_samples"] = value
+
+    @torch.jit.unused
+    def _portable(self, input: torch.Tensor):
+        samples = self._random_samples
+        if type(samples) is torch.Tensor:
+            self.__dict__["_poolport_real_samples"] = samples
+        return pools.fractional_max_pool(input, self._d, self.kernel_size, self.output_size, self.output_ratio,
+                                         self.return_indices, samples, site=self._poolport_site,
+                                         real_samples=self.__dict__.get("_poolport_real_samples"))
+
+
+class FractionalMaxPool2d(_FractionalMaxPool, nn.FractionalMaxPool2d):
+    """Drop-in ``torch.nn.FractionalMaxPool2d``; see ``poolport.functional.fractional_max_pool2d`` (exact and
+    portable with fixed ``_random_samples``; refused loudly when traced or exported without them)."""
+
+    _d = 2
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._poolport_keep_samples()
+
+    def forward(self, input: torch.Tensor):
+        if torch.jit.is_scripting():
+            return F.fractional_max_pool2d(input, self.kernel_size, self.output_size, self.output_ratio,
+                                           self.return_indices, _random_samples=self._random_samples)
+        return self._portable(input)
+
+
+class FractionalMaxPool3d(_FractionalMaxPool, nn.FractionalMaxPool3d):
+    """Drop-in ``torch.nn.FractionalMaxPool3d``; see ``poolport.functional.fractional_max_pool3d``."""
+
+    _d = 3
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._poolport_keep_samples()
+
+    def forward(self, input: torch.Tensor):
+        if torch.jit.is_scripting():
+            return F.fractional_max_pool3d(input, self.kernel_size, self.output_size, self.output_ratio,
+                                           self.return_indices, _random_samples=self._random_samples)
+        return self._portable(input)

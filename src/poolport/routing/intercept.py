@@ -62,6 +62,11 @@ for _d in (2, 3):
     _PLAIN[getattr(F, f"avg_pool{_d}d")] = getattr(pools, f"avg_pool{_d}d")
 _PLAIN[F.max_pool2d_with_indices] = pools.max_pool2d_with_indices
 _PLAIN[F.max_unpool2d] = pools.max_unpool2d
+# fractional max pooling: F.fractional_max_poolNd (return_indices=False) reports the wrapper itself, with
+# return_indices=True its _with_indices half
+for _d in (2, 3):
+    _PLAIN[getattr(F, f"fractional_max_pool{_d}d")] = getattr(pools, f"fractional_max_pool{_d}d")
+    _PLAIN[getattr(F, f"fractional_max_pool{_d}d_with_indices")] = getattr(pools, f"fractional_max_pool{_d}d_with_indices")
 
 
 def intercepted_functions() -> list:
@@ -156,8 +161,9 @@ def patch(model: torch.nn.Module | None = None, *, target: str | None = None):
     """
     style = style_for(target, default="edge")
     swapped = swap_modules(model, style) if model is not None else []
+    buffers = pools.model_buffers(tuple(model.buffers()) if model is not None else ())
     try:
-        with always_portable(), emitting(style), PortableFunctionMode():
+        with always_portable(), emitting(style), PortableFunctionMode(), buffers:
             yield
     finally:
         restore_modules(swapped)

@@ -24,6 +24,7 @@ import torch.fx
 from torch import nn
 
 from ..errors import PoolportError
+from ..functional import pools
 from ..functional.dispatch import active_observer, emitting, graph_is_recorded
 from .intercept import PortableFunctionMode
 from .swap import swap_modules
@@ -49,6 +50,8 @@ def _enter(module, args):
         scope = contextlib.ExitStack()
         scope.enter_context(emitting(getattr(module, "_poolport_style", "edge")))
         scope.enter_context(PortableFunctionMode())
+        # fractional pooling's samples are read from these while torch.export traces (fakes then)
+        scope.enter_context(pools.model_buffers(module.__dict__.get("_poolport_buffers", ())))
     stack.append(scope)
 
 
@@ -129,6 +132,7 @@ def make_portable(model: nn.Module, example_inputs=None, *, share_weights: bool 
         portable.register_forward_pre_hook(_enter)
         portable.register_forward_hook(_exit, always_call=True)
         portable._poolport_portable = True
+        portable._poolport_buffers = tuple(portable.buffers())  # the real ones (pools.model_buffers)
         # torch.jit.script calls this first: the routing hooks are Python, and scripted, the swapped
         # modules run torch's native op anyway (poolport convert then writes it portably)
         portable.__prepare_scriptable__ = lambda: without_routing_hooks(portable)
