@@ -87,26 +87,32 @@ def to_channels_first(a):
 
 
 def run(job, path, inputs):
-    import numpy as np
+    """The model at ``path`` run on ``inputs`` (``(onnx name, array)`` pairs), its outputs in the order of
+    ``job["output_names"]``, each channels-first again. Inputs and outputs are matched by their ONNX names
+    through the model's signature (onnx2tf copies the names there): the interpreter's own tensor list
+    orders a model with several inputs or outputs differently from the ONNX graph (measured: inputs
+    ``xs_1, xs_0, xs_2``, outputs ``PartitionedCall:1, :0, :2``). Without a signature, by name, else by
+    position."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=path, num_threads=1)
     interp.allocate_tensors()
+    signatures = interp.get_signature_list()
+    if len(signatures) == 1:
+        runner = interp.get_signature_runner(next(iter(signatures)))
+        ins, outs = runner.get_input_details(), runner.get_output_details()
+        if all(name in ins for name, _ in inputs) and all(name in outs for name in job["output_names"]):
+            feeds = {name: feed_for(name, a, ins[name]) for name, a in inputs}
+            got = runner(**feeds)
+            return [from_litert(got[name], expected) for name, expected in
+                    zip(job["output_names"], job["expected_shapes"])]
     details = interp.get_input_details()
     by_name = {d["name"]: d for d in details}
     for i, (name, a) in enumerate(inputs):
         d = by_name.get(name, details[i] if i < len(details) else None)
         if d is None:
             raise RuntimeError(f"the LiteRT model has no input for {name}")
-        want = list(d["shape"])
-        # onnx2tf makes rank 3-5 inputs channels-last; where both layouts have the same shape, it did too
-        if a.ndim >= 3 and want == channels_last(a.shape):
-            feed = np.ascontiguousarray(np.moveaxis(a, 1, -1))
-        elif want == list(a.shape):
-            feed = a
-        else:
-            raise RuntimeError(f"input {name}: LiteRT expects shape {want}, given {list(a.shape)}")
-        interp.set_tensor(d["index"], feed.astype(d["dtype"]))
+        interp.set_tensor(d["index"], feed_for(name, a, d))
     interp.invoke()
     outs = interp.get_output_details()
     by_out = {d["name"]: d for d in outs}
@@ -115,11 +121,30 @@ def run(job, path, inputs):
         d = by_out.get(name, outs[i] if i < len(outs) else None)
         if d is None:
             raise RuntimeError(f"the LiteRT model has no output for {name}")
-        got = interp.get_tensor(d["index"])
-        if got.ndim >= 3 and list(got.shape) == channels_last(expected):
-            got = to_channels_first(got)
-        results.append(got)
+        results.append(from_litert(interp.get_tensor(d["index"]), expected))
     return results
+
+
+def feed_for(name, a, d):
+    """``a`` laid out as LiteRT's input ``d`` wants it: onnx2tf makes rank 3-5 inputs channels-last; where
+    both layouts have the same shape, it did too."""
+    import numpy as np
+
+    want = list(d["shape"])
+    if a.ndim >= 3 and want == channels_last(a.shape):
+        feed = np.ascontiguousarray(np.moveaxis(a, 1, -1))
+    elif want == list(a.shape):
+        feed = a
+    else:
+        raise RuntimeError(f"input {name}: LiteRT expects shape {want}, given {list(a.shape)}")
+    return feed.astype(d["dtype"])
+
+
+def from_litert(got, expected):
+    """A LiteRT output channels-first again where its shape is ``expected`` channels-last."""
+    if got.ndim >= 3 and list(got.shape) == channels_last(expected):
+        got = to_channels_first(got)
+    return got
 
 
 if __name__ == "__main__":
