@@ -20,7 +20,8 @@ from poolport.verify.compare import compare_arrays
 # unconverted and the tap form is wrong on ncnn; onnx2tf refuses 3-D AveragePool without pads, and with the
 # channels equal to the outputs' sizes its layout guess would make the 2-D form wrong, so it stays refused
 REFUSED_AFTER = {("ncnn", "max-dilated"), ("ncnn", "max-dilated-ceil"), ("ncnn", "avg-dilated"),
-                 ("ncnn", "avg-3d-dilated"), ("ncnn", "max-3d-dilated"), ("litert", "avg-3d-ceil")}
+                 ("ncnn", "avg-3d-dilated"), ("ncnn", "max-3d-dilated"), ("ncnn", "max-1d-dilated"),
+                 ("litert", "avg-3d-ceil")}
 
 
 def test_the_oracle_agrees_with_the_definition():
