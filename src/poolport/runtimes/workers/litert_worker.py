@@ -7,6 +7,7 @@ copy in the job's folder; for inputs shaped like images with 3 channels it downl
 so a local one (random, only used for onnx2tf's own dummy inference) is put where it looks first."""
 
 import os
+import re
 import shutil
 import sys
 
@@ -88,34 +89,35 @@ def to_channels_first(a):
 
 def run(job, path, inputs):
     """The model at ``path`` run on ``inputs`` (``(onnx name, array)`` pairs), its outputs in the order of
-    ``job["output_names"]``, each channels-first again. Inputs and outputs are matched by their ONNX names
-    through the model's signature (onnx2tf copies the names there): the interpreter's own tensor list
-    orders a model with several inputs or outputs differently from the ONNX graph (measured: inputs
-    ``xs_1, xs_0, xs_2``, outputs ``PartitionedCall:1, :0, :2``). Without a signature, by name, else by
-    position."""
+    ``job["output_names"]``, each channels-first again. The interpreter's tensor lists order a model with
+    several inputs or outputs unlike the ONNX graph (measured: inputs ``xs_1, xs_0, xs_2``; outputs
+    ``PartitionedCall:1, :0, :2``, the values and indices of a MaxPool swapped), so inputs are matched by
+    their ONNX names through the model's signature and outputs by the ONNX position k of
+    ``PartitionedCall:k`` (onnx2tf's signature renamed a MaxPool's outputs ``y, z`` to ``z, z_1``); by
+    position where neither is there."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=path, num_threads=1)
     interp.allocate_tensors()
-    signatures = interp.get_signature_list()
+    details, outs = interp.get_input_details(), interp.get_output_details()
+    by_name, by_out = {d["name"]: d for d in details}, {d["name"]: d for d in outs}
+    # tensor indices only: a signature runner holds references that make a later invoke fail
+    signatures = getattr(interp, "_get_full_signature_list", dict)()
     if len(signatures) == 1:
-        runner = interp.get_signature_runner(next(iter(signatures)))
-        ins, outs = runner.get_input_details(), runner.get_output_details()
-        if all(name in ins for name, _ in inputs) and all(name in outs for name in job["output_names"]):
-            feeds = {name: feed_for(name, a, ins[name]) for name, a in inputs}
-            got = runner(**feeds)
-            return [from_litert(got[name], expected) for name, expected in
-                    zip(job["output_names"], job["expected_shapes"])]
-    details = interp.get_input_details()
-    by_name = {d["name"]: d for d in details}
+        sig_in = next(iter(signatures.values())).get("inputs", {})
+        index = {d["index"]: d for d in details}
+        if all(sig_in.get(name) in index for name, _ in inputs):
+            by_name = {name: index[sig_in[name]] for name, _ in inputs}
+    position = [re.fullmatch(r".*:(\d+)", d["name"]) for d in outs]
+    if all(position) and sorted(int(m.group(1)) for m in position) == list(range(len(outs))):
+        by_position = {int(m.group(1)): d for m, d in zip(position, outs)}
+        by_out = {name: by_position[k] for k, name in enumerate(job["output_names"]) if k in by_position}
     for i, (name, a) in enumerate(inputs):
         d = by_name.get(name, details[i] if i < len(details) else None)
         if d is None:
             raise RuntimeError(f"the LiteRT model has no input for {name}")
         interp.set_tensor(d["index"], feed_for(name, a, d))
     interp.invoke()
-    outs = interp.get_output_details()
-    by_out = {d["name"]: d for d in outs}
     results = []
     for i, (name, expected) in enumerate(zip(job["output_names"], job["expected_shapes"])):
         d = by_out.get(name, outs[i] if i < len(outs) else None)
