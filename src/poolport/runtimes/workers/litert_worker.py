@@ -91,10 +91,10 @@ def run(job, path, inputs):
     """The model at ``path`` run on ``inputs`` (``(onnx name, array)`` pairs), its outputs in the order of
     ``job["output_names"]``, each channels-first again. The interpreter's tensor lists order a model with
     several inputs or outputs unlike the ONNX graph (measured: inputs ``xs_1, xs_0, xs_2``; outputs
-    ``PartitionedCall:1, :0, :2``, the values and indices of a MaxPool swapped), so inputs are matched by
-    their ONNX names through the model's signature and outputs by the ONNX position k of
-    ``PartitionedCall:k`` (onnx2tf's signature renamed a MaxPool's outputs ``y, z`` to ``z, z_1``); by
-    position where neither is there."""
+    ``PartitionedCall:1, :0, :2``, the values and indices of a MaxPool swapped), so both are matched by
+    their ONNX names through the model's signature; where onnx2tf renamed outputs there (a MaxPool's
+    ``y, z`` became ``z, z_1``), by k of ``PartitionedCall:k`` (the signature's outputs in sorted order);
+    by position where neither is there."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=path, num_threads=1)
@@ -103,13 +103,15 @@ def run(job, path, inputs):
     by_name, by_out = {d["name"]: d for d in details}, {d["name"]: d for d in outs}
     # tensor indices only: a signature runner holds references that make a later invoke fail
     signatures = getattr(interp, "_get_full_signature_list", dict)()
-    if len(signatures) == 1:
-        sig_in = next(iter(signatures.values())).get("inputs", {})
-        index = {d["index"]: d for d in details}
-        if all(sig_in.get(name) in index for name, _ in inputs):
-            by_name = {name: index[sig_in[name]] for name, _ in inputs}
+    sig = next(iter(signatures.values())) if len(signatures) == 1 else {}
+    sig_in, sig_out = sig.get("inputs", {}), sig.get("outputs", {})
+    index = {d["index"]: d for d in details + outs}
+    if all(sig_in.get(name) in index for name, _ in inputs):
+        by_name = {name: index[sig_in[name]] for name, _ in inputs}
     position = [re.fullmatch(r".*:(\d+)", d["name"]) for d in outs]
-    if all(position) and sorted(int(m.group(1)) for m in position) == list(range(len(outs))):
+    if all(sig_out.get(name) in index for name in job["output_names"]):
+        by_out = {name: index[sig_out[name]] for name in job["output_names"]}
+    elif all(position) and sorted(int(m.group(1)) for m in position) == list(range(len(outs))):
         by_position = {int(m.group(1)): d for m, d in zip(position, outs)}
         by_out = {name: by_position[k] for k, name in enumerate(job["output_names"]) if k in by_position}
     for i, (name, a) in enumerate(inputs):
