@@ -3,7 +3,8 @@ runtime: average pooling with ``divisor_override``, LPPool and dilated max pooli
 torch's own op. Exact (max bit-exact with its inf/-inf cells, average and LPPool within float rounding),
 or, where a runtime has no exact form, the measured failure asserted (so a fixed runtime shows up here).
 
-The fast tier runs one case per op in every runtime (one batch per runtime); ``-m slow`` the matrix."""
+``-m slow`` runs the matrix (one batch per runtime). The fast tier's case per op runs through ``export_onnx`` with
+a target instead: tests/test_plain_pools_runtimes.py."""
 
 import math
 
@@ -95,12 +96,6 @@ def _exact(name, y, want) -> bool:
     if name.startswith("dil") or name == "lpinf":  # max: bit-exact
         return np.array_equal(y, want, equal_nan=True)
     return np.allclose(y, want, rtol=1e-5, atol=1e-6, equal_nan=True)
-
-
-@pytest.mark.runtime
-@pytest.mark.parametrize("runtime", RUNTIMES)
-def test_one_case_per_op_in_runtime(runtime):
-    _batch(runtime, FAST)
 
 
 @pytest.mark.runtime

@@ -88,16 +88,16 @@ class Rule:
 
 
 def avg_3d_for_litert(p: PoolAttrs, spatial: tuple[int, ...]) -> bool:
-    """A 3-D AveragePool that is dilated (onnx2tf ignores 3-D dilations), or without pads where its 2-D form
-    has no tensor with all its sizes equal. Where one has (``decompose.layout_ambiguous``), onnx2tf lays the
-    2-D form out wrongly: a dilated node is then kept (``As2d.wrong_on``: the legalizer fails closed), an
-    undilated one is left alone (onnx2tf refuses it loudly or computes it right, measured)."""
+    """A 3-D AveragePool, unless a tensor of its 2-D form has all its sizes equal (``decompose.layout_ambiguous``):
+    onnx2tf refuses 3-D average pooling with pads (except count_include_pad=1 without ceil_mode: "Index out of
+    range using input dim 5") or without pads where the windows do not tile the input, and ignores 3-D
+    dilations; it computes the 2-D form right. Where the 2-D form is layout-ambiguous, onnx2tf lays it out
+    wrongly: a dilated node is then kept (``As2d.wrong_on``: the legalizer fails closed), an undilated one
+    left alone (onnx2tf refuses it loudly or computes it right, measured)."""
     if len(p.kernel) != 3 or p.op != "AveragePool":
         return False
     if any(d != 1 for d in p.dilations):
         return True
-    if any(p.pads_before) or any(p.pads_after):
-        return False
     return p.channels is None or not spatial or not layout_ambiguous(p, p.channels, spatial)
 
 
@@ -110,9 +110,9 @@ RULES = (
          "MNN 3.6 crashes on a 3-D pool without pads, ignores 3-D ceil_mode and divides 3-D average pooling with "
          "pads wrongly; it computes 2-D pooling right", lambda p, spatial: len(p.kernel) == 3, AS_2D),
     Rule("avg-3d-as-2d", frozenset({"litert"}),
-         "onnx2tf refuses 3-D AveragePool without pads where the windows do not tile the input and ignores 3-D "
-         "dilations; it computes the two 2-D pools (and their dilated tap form) right, except where a tensor's "
-         "sizes are all equal: onnx2tf then guesses the layout of the Reshapes wrongly (a dilated node is kept, an "
+         "onnx2tf refuses 3-D AveragePool with pads (but count_include_pad=1 without ceil_mode) or without pads "
+         "where the windows do not tile the input, and ignores 3-D dilations; it computes the two 2-D pools (and "
+         "their dilated tap form) right, except where a tensor's sizes are all equal: onnx2tf then guesses the layout of the Reshapes wrongly (a dilated node is kept, an "
          "undilated one left alone)",
          avg_3d_for_litert, AS_2D),
     Rule("dilated-pool", frozenset({"mnn", "litert"}),
@@ -143,7 +143,9 @@ RULES = (
          "ncnn computes MaxPool with asymmetric pads with the wrong output size where an axis pads more before "
          "than after, or pads both sides unequally (measured); the Pad form is right",
          lambda p, spatial: p.op == "MaxPool" and p.asymmetric),
-    # no portable form of the indices yet: the node is kept, so legalizing for these runtimes fails closed
+    # no portable form of the indices yet: the node is kept, so legalizing for these runtimes fails closed.
+    # LiteRT's "off by 70" was poolport's LiteRT harness swapping the two outputs (fixed 2026-12-05: onnx's
+    # maxpool_with_argmax_2d_precomputed_pads is exact there); LiteRT stays here until its indices are re-measured
     Rule("max-indices", frozenset({"mnn", "litert"}),
          "MNN and onnx2tf compute MaxPool's Indices output wrongly (measured: MNN off by 54 with pads=1 on a batch "
          "of 2, and its values wrong too; LiteRT off by 70 on a plain k2 s2 pool); ncnn refuses it loudly",

@@ -7,6 +7,7 @@ copy in the job's folder; for inputs shaped like images with 3 channels it downl
 so a local one (random, only used for onnx2tf's own dummy inference) is put where it looks first."""
 
 import os
+import re
 import shutil
 import sys
 
@@ -87,39 +88,67 @@ def to_channels_first(a):
 
 
 def run(job, path, inputs):
-    import numpy as np
+    """The model at ``path`` run on ``inputs`` (``(onnx name, array)`` pairs), its outputs in the order of
+    ``job["output_names"]``, each channels-first again. The interpreter's tensor lists order a model with
+    several inputs or outputs unlike the ONNX graph (measured: inputs ``xs_1, xs_0, xs_2``; outputs
+    ``PartitionedCall:1, :0, :2``, the values and indices of a MaxPool swapped), so both are matched by
+    their ONNX names through the model's signature; where onnx2tf renamed outputs there (a MaxPool's
+    ``y, z`` became ``z, z_1``), by k of ``PartitionedCall:k`` (the signature's outputs in sorted order);
+    by position where neither is there."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=path, num_threads=1)
     interp.allocate_tensors()
-    details = interp.get_input_details()
-    by_name = {d["name"]: d for d in details}
+    details, outs = interp.get_input_details(), interp.get_output_details()
+    by_name, by_out = {d["name"]: d for d in details}, {d["name"]: d for d in outs}
+    # tensor indices only: a signature runner holds references that make a later invoke fail
+    signatures = getattr(interp, "_get_full_signature_list", dict)()
+    sig = next(iter(signatures.values())) if len(signatures) == 1 else {}
+    sig_in, sig_out = sig.get("inputs", {}), sig.get("outputs", {})
+    index = {d["index"]: d for d in details + outs}
+    if all(sig_in.get(name) in index for name, _ in inputs):
+        by_name = {name: index[sig_in[name]] for name, _ in inputs}
+    position = [re.fullmatch(r".*:(\d+)", d["name"]) for d in outs]
+    if all(sig_out.get(name) in index for name in job["output_names"]):
+        by_out = {name: index[sig_out[name]] for name in job["output_names"]}
+    elif all(position) and sorted(int(m.group(1)) for m in position) == list(range(len(outs))):
+        by_position = {int(m.group(1)): d for m, d in zip(position, outs)}
+        by_out = {name: by_position[k] for k, name in enumerate(job["output_names"]) if k in by_position}
     for i, (name, a) in enumerate(inputs):
         d = by_name.get(name, details[i] if i < len(details) else None)
         if d is None:
             raise RuntimeError(f"the LiteRT model has no input for {name}")
-        want = list(d["shape"])
-        # onnx2tf makes rank 3-5 inputs channels-last; where both layouts have the same shape, it did too
-        if a.ndim >= 3 and want == channels_last(a.shape):
-            feed = np.ascontiguousarray(np.moveaxis(a, 1, -1))
-        elif want == list(a.shape):
-            feed = a
-        else:
-            raise RuntimeError(f"input {name}: LiteRT expects shape {want}, given {list(a.shape)}")
-        interp.set_tensor(d["index"], feed.astype(d["dtype"]))
+        interp.set_tensor(d["index"], feed_for(name, a, d))
     interp.invoke()
-    outs = interp.get_output_details()
-    by_out = {d["name"]: d for d in outs}
     results = []
     for i, (name, expected) in enumerate(zip(job["output_names"], job["expected_shapes"])):
         d = by_out.get(name, outs[i] if i < len(outs) else None)
         if d is None:
             raise RuntimeError(f"the LiteRT model has no output for {name}")
-        got = interp.get_tensor(d["index"])
-        if got.ndim >= 3 and list(got.shape) == channels_last(expected):
-            got = to_channels_first(got)
-        results.append(got)
+        results.append(from_litert(interp.get_tensor(d["index"]), expected))
     return results
+
+
+def feed_for(name, a, d):
+    """``a`` laid out as LiteRT's input ``d`` wants it: onnx2tf makes rank 3-5 inputs channels-last; where
+    both layouts have the same shape, it did too."""
+    import numpy as np
+
+    want = list(d["shape"])
+    if a.ndim >= 3 and want == channels_last(a.shape):
+        feed = np.ascontiguousarray(np.moveaxis(a, 1, -1))
+    elif want == list(a.shape):
+        feed = a
+    else:
+        raise RuntimeError(f"input {name}: LiteRT expects shape {want}, given {list(a.shape)}")
+    return feed.astype(d["dtype"])
+
+
+def from_litert(got, expected):
+    """A LiteRT output channels-first again where its shape is ``expected`` channels-last."""
+    if got.ndim >= 3 and list(got.shape) == channels_last(expected):
+        got = to_channels_first(got)
+    return got
 
 
 if __name__ == "__main__":
