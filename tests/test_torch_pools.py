@@ -378,8 +378,43 @@ def test_segnet_indices_export_for_ncnn_and_mnn_without_scatter(tmp_path):
         assert not ops & {"ScatterND", "ScatterElements", "MaxUnpool", "Gather", "GatherND"}, ops
     with pytest.raises(PoolportError, match=r"no exact form in LiteRT.*-inf values come back as -3.4e38"):
         poolport.export_onnx(model, (x,), tmp_path / "m2.onnx", target="litert")
-    with pytest.raises(PoolportError, match="padding at most half"), poolport.always_portable():
+    with pytest.raises(PoolportError, match="half the kernel size"), poolport.always_portable():
         from poolport.functional.pools import deploying_to
 
         with deploying_to(["ncnn"]):
             PF.max_pool2d(x, 2, 2, 2, return_indices=True)
+
+
+class _PoolUnpool3d(nn.Module):
+    """3-D overlapping max pooling with indices, then unpooling (torch's modules, routed by export_onnx)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.MaxPool3d(3, 2, 1, return_indices=True)
+        self.unpool = nn.MaxUnpool3d(3, 2, 1)
+
+    def forward(self, x):
+        p, idx = self.pool(x)
+        return self.unpool(p * 2 - 1, idx, output_size=x.shape)
+
+
+def test_3d_overlapping_indices_export_for_ncnn(tmp_path):
+    x = _index_input((2, 3, 5, 6, 7))[:1].clone()
+    report = poolport.export_onnx(_PoolUnpool3d().eval(), (x,), tmp_path / "m.onnx", target="ncnn", random_checks=1)
+    assert all(c.passed for c in report.checks)
+    ops = {n.op_type for n in onnx.load(tmp_path / "m.onnx").graph.node}
+    assert not ops & {"ScatterND", "ScatterElements", "MaxUnpool", "Gather", "GatherND"}, ops
+
+
+def test_indices_refusals_name_the_limit():
+    from poolport.functional.pools import deploying_to
+    from poolport.plan.indices import argmax_plan
+
+    with pytest.raises(PoolportError, match="more cells per channel than float32 indices hold"):
+        argmax_plan((4096, 4096), (2, 2), (2, 2), (0, 0), (1, 1), False)
+    with poolport.always_portable(), deploying_to(["ncnn"]):
+        with pytest.raises(PoolportError, match="covers float32 only"):
+            PF.max_pool2d(_x((1, 2, 8, 8)).double(), 2, return_indices=True)
+        values, index = PF.max_pool2d(_x((1, 2, 8, 8)), 2, return_indices=True)
+        with pytest.raises(PoolportError, match="of one shape"):
+            PF.max_unpool2d(values, index[:, :1], 2)

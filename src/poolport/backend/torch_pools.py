@@ -1,8 +1,10 @@
 """torch's plain pooling ops that some runtime cannot take, in portable torch ops: average pooling with
 ``divisor_override`` and power-average pooling (both on the explicit form, ``execute_explicit``), and
-dilated max pooling on sub-lattices (``plan.dilated``). Every op here exports to ONNX operators that
-ONNX Runtime, OpenVINO, ncnn, MNN and LiteRT compute: Pad, AveragePool/MaxPool without padding or
-dilation, Mul, Pow/Sqrt, Abs/Neg, Reshape and contiguous Slice."""
+dilated max pooling on sub-lattices (``plan.dilated``), max pooling's indices and unpooling without
+ScatterND (``plan.indices``). Every op here exports to ONNX operators that ONNX Runtime, OpenVINO, ncnn,
+MNN and LiteRT compute: Pad, AveragePool/MaxPool without padding or dilation, Mul, Pow/Sqrt, Abs/Neg,
+Reshape and contiguous Slice; the indices add Sub/Add, Clip, Max/Min, Relu and a nearest Resize (exact
+in ONNX Runtime, OpenVINO, ncnn and MNN; not in LiteRT, measured)."""
 
 from __future__ import annotations
 

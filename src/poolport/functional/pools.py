@@ -2,8 +2,9 @@
 signatures: ``avg_pool{1,2,3}d`` (``divisor_override``), ``max_pool{1,2,3}d`` (``dilation``) and
 ``lp_pool{1,2,3}d``. Plain eager calls run torch's native op (nothing to pay); traced, exported or compiled
 (``functional.dispatch``), the portable form: the explicit form for ``divisor_override`` and LPPool
-(``plan.divisor``, ``plan.lppool``), sub-lattice pooling for dilation (``plan.dilated``). Calls that need
-no rewrite (no ``divisor_override``, no dilation) are torch's own op everywhere.
+(``plan.divisor``, ``plan.lppool``), sub-lattice pooling for dilation (``plan.dilated``); deployed to ncnn
+or MNN, ``return_indices=True`` and ``max_unpool{1,2,3}d`` without ScatterND (``plan.indices``). Calls that
+need no rewrite (no ``divisor_override``, no dilation) are torch's own op everywhere.
 
 Sizes are static: the forms bake the spatial size in, so a dynamic H/W is refused loudly."""
 

@@ -29,6 +29,7 @@ from itertools import product
 from math import prod
 
 from ..errors import PoolportError
+from .divisor import pool_output
 
 FLAT_LIMIT = 2 ** 24  # float32 holds every integer below it exactly
 
@@ -66,14 +67,6 @@ class TapAxis:
 
     def real(self, i: int, j: int) -> bool:
         return 0 <= self.tap(i, j) < self.length
-
-
-def _out_len(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
-    span = n + 2 * p - d * (k - 1) - 1
-    out = (span + (s - 1 if ceil_mode else 0)) // s + 1
-    if ceil_mode and (out - 1) * s >= n + p:
-        out -= 1
-    return out
 
 
 def _flat_strides(sizes: tuple[int, ...]) -> tuple[int, ...]:
@@ -136,16 +129,9 @@ def argmax_plan(in_size: tuple[int, ...], kernel: tuple[int, ...], stride: tuple
     """
     d = len(in_size)
     where = f"max_pool{d}d"
+    outs = pool_output(where, in_size, kernel, stride, padding, dilation, ceil_mode)  # torch's checks
     axes = []
-    for n, k, s, p, dl in zip(in_size, kernel, stride, padding, dilation):
-        if k < 1 or s < 1 or dl < 1 or p < 0 or p > k // 2:
-            raise PoolportError(f"{where}: kernel {tuple(kernel)}, stride {tuple(stride)}, padding {tuple(padding)}, "
-                                f"dilation {tuple(dilation)}: torch needs positive sizes and padding at most half "
-                                f"the kernel.")
-        out = _out_len(n, k, s, p, dl, ceil_mode)
-        if out < 1:
-            raise PoolportError(f"{where}: input {tuple(in_size)} is smaller than the (dilated) kernel "
-                                f"{tuple(kernel)} with padding {tuple(padding)}.")
+    for n, k, s, p, dl, out in zip(in_size, kernel, stride, padding, dilation, outs):
         axis = TapAxis(n, k, s, p, dl, out)
         if not all(any(axis.real(i, j) for j in range(k)) for i in range(out)):
             raise PoolportError(f"{where}: with kernel {k}, stride {s}, padding {p} and dilation {dl} on {n} cells "
