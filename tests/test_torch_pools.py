@@ -316,36 +316,105 @@ class _SegNetBlock(nn.Module):
         return self.unpool(self.mid(p), idx, output_size=e.shape)
 
 
-@pytest.mark.parametrize("size,k", [((12, 10), 2), ((13, 11), 2), ((9, 12), 3), ((8, 8), (2, 4))])
-def test_argmax_indices_and_unpool_without_scatter_are_exact(size, k):
-    # the first maximum wins (ties), +-inf kept in order; indices carried as float32 (exact integers)
+# (d, spatial size, kernel, stride, padding, dilation, ceil_mode)
+INDEX_CASES = [
+    (2, (12, 10), 2, 2, 0, 1, False),  # SegNet, ENet
+    (2, (13, 11), 2, 2, 0, 1, False),  # cropped rows and columns
+    (2, (8, 8), (2, 4), (2, 4), 0, 1, False),
+    (2, (13, 11), 3, 2, 1, 1, False),  # overlapping windows with padding
+    (2, (13, 11), 3, 2, 0, 1, True),  # ceil_mode: partial windows
+    (2, (12, 12), 3, 1, 1, 1, False),
+    (2, (9, 12), (3, 2), (2, 3), (1, 0), 1, True),
+    (2, (12, 12), 3, 2, 1, 2, False),  # dilation (indices only: unpooling has none)
+    (2, (7, 9), 1, 2, 0, 1, False),
+    (1, (17,), 3, 2, 1, 1, False),
+    (1, (13,), 2, 3, 1, 1, True),
+    (3, (5, 6, 7), 2, 2, 0, 1, False),
+    (3, (5, 6, 7), 3, 2, 1, 1, False),
+]
+
+
+def _index_input(shape, seed=0):
+    x = _x(shape, seed)
+    flat = x.view(-1)
+    flat[3], flat[flat.numel() // 2], flat[7], flat[8] = -math.inf, math.inf, 0.5, 0.5
+    x[0, 1] = -math.inf  # all -inf windows: torch's index is the window's first real cell, never padding
+    x[0, 2] = torch.round(x[0, 2] * 2)  # many ties: the first maximum wins
+    x[1] = torch.round(x[1])
+    return x
+
+
+@pytest.mark.parametrize("d,size,k,s,p,dil,ceil", INDEX_CASES)
+def test_argmax_indices_and_unpool_without_scatter_are_exact(d, size, k, s, p, dil, ceil):
+    # oracle: torch's own max_pool{d}d(return_indices=True) and max_unpool{d}d; indices carried as float32
     from poolport.functional.pools import deploying_to
 
-    x = _x((2, 3, *size))
-    x[0, 0, :2, :2] = 1.0
-    x[0, 1, 2:4, 2:4] = -math.inf
-    x[0, 2, 4, 4] = x[0, 2, 4, 5] = math.inf
-    x[1] = torch.round(x[1])  # many ties
+    x = _index_input((2, 3, *size))
+    want_values, want_index = getattr(F, f"max_pool{d}d")(x, k, s, p, dil, ceil, True)
     with poolport.always_portable(), deploying_to(["ncnn"]):
-        values, index = PF.max_pool2d(x, k, return_indices=True)
-        unpooled = PF.max_unpool2d(values * 2 + 1, index, k, output_size=size)
-    want_values, want_index = F.max_pool2d(x, k, return_indices=True)
+        values, index = getattr(PF, f"max_pool{d}d")(x, k, s, p, dil, ceil, return_indices=True)
     assert index.dtype == torch.float32
-    assert_bit_exact(values, want_values)
+    _same_nonfinite(values, want_values)
+    assert torch.equal(values, want_values)  # a running Max: a maximum of 0.0 and -0.0 may carry either sign
     assert torch.equal(index.long(), want_index)
-    assert_bit_exact(unpooled, F.max_unpool2d(want_values * 2 + 1, want_index, k, output_size=size))
+    if dil != 1:
+        return
+    # overlapping windows write one cell several times: torch's CPU kernel keeps the last window's value
+    y = torch.randn(want_values.shape, generator=torch.Generator().manual_seed(1))
+    y[0, 0].view(-1)[:3] = torch.tensor([math.inf, -math.inf, 0.0])
+    with poolport.always_portable(), deploying_to(["mnn"]):
+        unpooled = getattr(PF, f"max_unpool{d}d")(y, index, k, s, p, output_size=size)
+    want = getattr(F, f"max_unpool{d}d")(y, want_index, k, s, p, output_size=size)
+    _same_nonfinite(unpooled, want)
+    assert torch.equal(unpooled, want)
 
 
-def test_segnet_indices_export_for_ncnn_without_scatter(tmp_path):
+def test_segnet_indices_export_for_ncnn_and_mnn_without_scatter(tmp_path):
     model, x = _SegNetBlock().eval(), _x((1, 4, 12, 12))
-    report = poolport.export_onnx(model, (x,), tmp_path / "m.onnx", target="ncnn", random_checks=1)
-    assert all(c.passed for c in report.checks)
-    ops = {n.op_type for n in onnx.load(tmp_path / "m.onnx").graph.node}
-    assert not ops & {"ScatterND", "ScatterElements", "MaxUnpool", "Gather", "GatherND"}, ops
-    with pytest.raises(PoolportError, match="no exact form in mnn"):
-        poolport.export_onnx(model, (x,), tmp_path / "m2.onnx", target="mnn")
-    with pytest.raises(PoolportError, match="non-overlapping"), poolport.always_portable():
+    for target in ("ncnn", "mnn"):
+        report = poolport.export_onnx(model, (x,), tmp_path / f"{target}.onnx", target=target, random_checks=1)
+        assert all(c.passed for c in report.checks)
+        ops = {n.op_type for n in onnx.load(tmp_path / f"{target}.onnx").graph.node}
+        assert not ops & {"ScatterND", "ScatterElements", "MaxUnpool", "Gather", "GatherND"}, ops
+    with pytest.raises(PoolportError, match=r"no exact form in LiteRT.*-inf values come back as -3.4e38"):
+        poolport.export_onnx(model, (x,), tmp_path / "m2.onnx", target="litert")
+    with pytest.raises(PoolportError, match="half the kernel size"), poolport.always_portable():
         from poolport.functional.pools import deploying_to
 
         with deploying_to(["ncnn"]):
-            PF.max_pool2d(x, 3, 2, return_indices=True)
+            PF.max_pool2d(x, 2, 2, 2, return_indices=True)
+
+
+class _PoolUnpool3d(nn.Module):
+    """3-D overlapping max pooling with indices, then unpooling (torch's modules, routed by export_onnx)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.MaxPool3d(3, 2, 1, return_indices=True)
+        self.unpool = nn.MaxUnpool3d(3, 2, 1)
+
+    def forward(self, x):
+        p, idx = self.pool(x)
+        return self.unpool(p * 2 - 1, idx, output_size=x.shape)
+
+
+def test_3d_overlapping_indices_export_for_ncnn(tmp_path):
+    x = _index_input((2, 3, 5, 6, 7))[:1].clone()
+    report = poolport.export_onnx(_PoolUnpool3d().eval(), (x,), tmp_path / "m.onnx", target="ncnn", random_checks=1)
+    assert all(c.passed for c in report.checks)
+    ops = {n.op_type for n in onnx.load(tmp_path / "m.onnx").graph.node}
+    assert not ops & {"ScatterND", "ScatterElements", "MaxUnpool", "Gather", "GatherND"}, ops
+
+
+def test_indices_refusals_name_the_limit():
+    from poolport.functional.pools import deploying_to
+    from poolport.plan.indices import argmax_plan
+
+    with pytest.raises(PoolportError, match="more cells per channel than float32 indices hold"):
+        argmax_plan((4096, 4096), (2, 2), (2, 2), (0, 0), (1, 1), False)
+    with poolport.always_portable(), deploying_to(["ncnn"]):
+        with pytest.raises(PoolportError, match="covers float32 only"):
+            PF.max_pool2d(_x((1, 2, 8, 8)).double(), 2, return_indices=True)
+        values, index = PF.max_pool2d(_x((1, 2, 8, 8)), 2, return_indices=True)
+        with pytest.raises(PoolportError, match="of one shape"):
+            PF.max_unpool2d(values, index[:, :1], 2)

@@ -20,7 +20,9 @@ from .pools import (
     max_pool1d,
     max_pool2d,
     max_pool3d,
+    max_unpool1d,
     max_unpool2d,
+    max_unpool3d,
 )
 from .same import (
     avg_pool1d_same,
@@ -57,7 +59,9 @@ __all__ = [
     "lp_pool1d",
     "lp_pool2d",
     "lp_pool3d",
+    "max_unpool1d",
     "max_unpool2d",
+    "max_unpool3d",
     "fractional_max_pool2d",
     "fractional_max_pool3d",
 ]

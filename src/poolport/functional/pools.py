@@ -2,8 +2,9 @@
 signatures: ``avg_pool{1,2,3}d`` (``divisor_override``), ``max_pool{1,2,3}d`` (``dilation``) and
 ``lp_pool{1,2,3}d``. Plain eager calls run torch's native op (nothing to pay); traced, exported or compiled
 (``functional.dispatch``), the portable form: the explicit form for ``divisor_override`` and LPPool
-(``plan.divisor``, ``plan.lppool``), sub-lattice pooling for dilation (``plan.dilated``). Calls that need
-no rewrite (no ``divisor_override``, no dilation) are torch's own op everywhere.
+(``plan.divisor``, ``plan.lppool``), sub-lattice pooling for dilation (``plan.dilated``); deployed to ncnn
+or MNN, ``return_indices=True`` and ``max_unpool{1,2,3}d`` without ScatterND (``plan.indices``). Calls that
+need no rewrite (no ``divisor_override``, no dilation) are torch's own op everywhere.
 
 Sizes are static: the forms bake the spatial size in, so a dynamic H/W is refused loudly."""
 
@@ -63,8 +64,10 @@ def deploying_to(runtimes: Iterable[str]):
 _DILATION_EXACT = frozenset({"onnxruntime", "openvino"})
 
 
-# where neither torch's MaxPool indices + MaxUnpool nor poolport's form is exact (measured)
-_NO_INDICES = frozenset({"mnn", "litert"})
+# where torch's own MaxPool indices + MaxUnpool are exact (measured: ncnn cannot load ScatterND, MNN is 1.6e11
+# off, LiteRT 1.45x); ncnn and MNN get poolport's form (plan.indices), exact there; LiteRT neither
+_INDICES_EXACT = frozenset({"onnxruntime", "openvino"})
+_NO_INDICES = frozenset({"litert"})
 
 
 def _native_dilation_exact() -> bool:
@@ -121,17 +124,14 @@ def max_pool(x: torch.Tensor, d: int, kernel_size, stride=None, padding=0, dilat
     """``max_pool{d}d``: the implementation behind ``max_pool1d/2d/3d``."""
     where = f"max_pool{d}d"
     dil = tuple_arg(dilation, d, "dilation", where)
-    if return_indices and not _native_wanted(x):
-        runtimes = getattr(_state, "runtimes", frozenset())
-        lacking = sorted(runtimes & _NO_INDICES)
-        if lacking:
-            raise PoolportError(
-                f"{where}(return_indices=True) has no exact form in {', '.join(lacking)}: measured on a SegNet-style "
-                f"pool + unpool, torch's own export is wrong there (MNN: 1.6e11 off, LiteRT: 1.45x the output's "
-                f"scale), and poolport's ScatterND-free form too (MNN: one cell off, LiteRT: onnx2tf misreads its "
-                f"layout). Deploy the indices to ONNX Runtime, OpenVINO or ncnn.")
-        if "ncnn" in runtimes:
-            return _portable_indices(x, d, kernel_size, stride, padding, dil, ceil_mode, where)
+    runtimes = getattr(_state, "runtimes", frozenset())
+    if return_indices and not _native_wanted(x) and runtimes & _NO_INDICES:
+        raise PoolportError(
+            f"{where}(return_indices=True) has no exact form in LiteRT: torch's own export is wrong there (1.45x the "
+            f"output's scale), and so is poolport's ScatterND-free form (measured, onnx2tf 1.29.24: -inf values come "
+            f"back as -3.4e38 and the indices are wrong). Deploy the indices to ONNX Runtime, OpenVINO, ncnn or MNN.")
+    if return_indices and not _native_wanted(x) and runtimes - _INDICES_EXACT:
+        return _portable_indices(x, d, kernel_size, stride, padding, dil, ceil_mode, where)
     if return_indices or all(v == 1 for v in dil) or _native_wanted(x) or _native_dilation_exact():
         return _NATIVE_MAX[d](x, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
     check_pool_input(x, where, d=d, needs_float=False)
@@ -144,68 +144,90 @@ def max_pool(x: torch.Tensor, d: int, kernel_size, stride=None, padding=0, dilat
 
 
 def _portable_indices(x, d, kernel_size, stride, padding, dil, ceil_mode, where):
-    """``max_pool2d(..., return_indices=True)`` for ncnn: the values and the indices as float32 (what
-    poolport's ``max_unpool2d`` takes; see ``plan.indices``)."""
-    if d != 2 or x.dtype != torch.float32:
+    """``max_pool{d}d(..., return_indices=True)`` for ncnn and MNN: the values and the indices as
+    float32 (what poolport's ``max_unpool{d}d`` takes; see ``plan.indices``)."""
+    if x.dtype != torch.float32:
         raise PoolportError(
-            f"{where}(return_indices=True) for ncnn: poolport's portable argmax form covers 2-D float32 pooling "
-            f"only (got {d}-D, {x.dtype}); ncnn has no ScatterND, Gather or comparison for torch's own.")
+            f"{where}(return_indices=True) for ncnn or MNN: poolport's portable argmax form covers float32 "
+            f"only (got {x.dtype}); torch's own indices are not exact there. Pool in float32.")
+    check_pool_input(x, where, d=d, needs_float=True, what="max pooling with indices")
     k = tuple_arg(kernel_size, d, "kernel_size", where)
     s = tuple_arg(stride if stride != [] else None, d, "stride", where, default=k)
     p = tuple_arg(padding, d, "padding", where)
-    size = _static(x, d, where)
-    plan = argmax_plan(k, s, p, dil, bool(ceil_mode), size)
-    if k == (1, 1):
-        raise PoolportError(f"{where}: a 1x1 window's indices are the positions themselves; drop return_indices.")
-    batched = x if x.dim() == 4 else x.unsqueeze(0)
+    plan = argmax_plan(_static(x, d, where), k, s, p, tuple(dil), bool(ceil_mode))
+    batched = x if x.dim() == d + 2 else x.unsqueeze(0)
     if torch.jit.is_tracing():
         batched = traced_static_sizes(batched, d, where)
-    (kh, kw), (ho, wo) = plan.kernel, plan.out_size
-    if size != (ho * kh, wo * kw):
-        batched = batched[:, :, :ho * kh, :wo * kw]
     values, index = apply_argmax(batched, plan)
-    return (values, index) if x.dim() == 4 else (values.squeeze(0), index.squeeze(0))
+    return (values, index) if x.dim() == d + 2 else (values.squeeze(0), index.squeeze(0))
 
 
 def max_unpool(input: torch.Tensor, indices: torch.Tensor, d: int, kernel_size, stride=None, padding=0,
                output_size=None) -> torch.Tensor:
-    """``max_unpool{d}d``: torch's op for torch's int64 indices; poolport's form (2-D) for the float32
-    indices poolport's portable ``max_pool2d(..., return_indices=True)`` gives."""
+    """``max_unpool{d}d``: torch's op for torch's int64 indices; poolport's form for the float32 indices
+    poolport's portable ``max_pool{d}d(..., return_indices=True)`` gives."""
     native = getattr(F, f"max_unpool{d}d")
     if not indices.dtype.is_floating_point:
         return native(input, indices, kernel_size, stride, padding, output_size)
     where = f"max_unpool{d}d"
-    if d != 2 or input.dtype != torch.float32:
-        raise PoolportError(f"{where}: poolport's portable form covers 2-D float32 unpooling only.")
+    if input.dtype != torch.float32 or indices.dtype != torch.float32 or input.shape != indices.shape:
+        raise PoolportError(f"{where}: poolport's portable form takes float32 values and the float32 indices of "
+                            f"poolport's max_pool{d}d, of one shape; got {input.dtype} {tuple(input.shape)} and "
+                            f"{indices.dtype} {tuple(indices.shape)}.")
     k = tuple_arg(kernel_size, d, "kernel_size", where)
     s = tuple_arg(stride if stride != [] else None, d, "stride", where, default=k)
     p = tuple_arg(padding, d, "padding", where)
     size = _static(input, d, where)
     default = tuple((n - 1) * st - 2 * pp + kk for n, st, pp, kk in zip(size, s, p, k))
     out = default if output_size is None else tuple(int(v) for v in tuple(output_size)[-d:])
-    plan = unpool_plan(k, s, p, size, out)
-    batched = (input, indices) if input.dim() == 4 else (input.unsqueeze(0), indices.unsqueeze(0))
-    y = apply_unpool(*batched, plan, out)
-    return y if input.dim() == 4 else y.squeeze(0)
+    plan = unpool_plan(size, k, s, p, out)
+    batched = (input, indices) if input.dim() == d + 2 else (input.unsqueeze(0), indices.unsqueeze(0))
+    y = apply_unpool(*batched, plan)
+    return y if input.dim() == d + 2 else y.squeeze(0)
+
+
+_UNPOOL_DOC = """Max unpooling exactly as ``torch.nn.functional.max_unpool{d}d``: torch's own op for its int64
+indices; for the float32 indices of poolport's portable ``max_pool{d}d(..., return_indices=True)`` (written
+where ncnn or MNN is a target), the value of the last window whose index is a cell written there,
+without ScatterND (``poolport.plan.indices``). The indices must come from a max pooling with this kernel,
+stride and padding, unpooled to its input's size.
+
+Raises:
+    PoolportError: float indices of another dtype or shape, a dynamic spatial size, bad sizes.
+"""
+
+
+def max_unpool1d(input: torch.Tensor, indices: torch.Tensor, kernel_size, stride=None, padding=0,
+                 output_size=None) -> torch.Tensor:
+    return max_unpool(input, indices, 1, kernel_size, stride, padding, output_size)
 
 
 def max_unpool2d(input: torch.Tensor, indices: torch.Tensor, kernel_size, stride=None, padding=0,
                  output_size=None) -> torch.Tensor:
-    """Max unpooling exactly as ``torch.nn.functional.max_unpool2d``: torch's own op for its int64 indices;
-    for the float32 indices of poolport's portable ``max_pool2d(..., return_indices=True)`` (written where
-    ncnn is a target: non-overlapping windows, no padding), each window's values written back at its index
-    by masks and Concat/Reshape, without ScatterND (``poolport.plan.indices``).
-
-    Raises:
-        PoolportError: float indices with overlapping windows, padding, other dtypes or dimensions.
-    """
     return max_unpool(input, indices, 2, kernel_size, stride, padding, output_size)
+
+
+def max_unpool3d(input: torch.Tensor, indices: torch.Tensor, kernel_size, stride=None, padding=0,
+                 output_size=None) -> torch.Tensor:
+    return max_unpool(input, indices, 3, kernel_size, stride, padding, output_size)
+
+
+def max_pool1d_with_indices(input: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1,
+                            ceil_mode: bool = False, return_indices: bool = False):
+    """``F.max_pool1d_with_indices``: always (values, indices), whatever ``return_indices`` says."""
+    return max_pool(input, 1, kernel_size, stride, padding, dilation, ceil_mode, True)
 
 
 def max_pool2d_with_indices(input: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1,
                             ceil_mode: bool = False, return_indices: bool = False):
     """``F.max_pool2d_with_indices``: always (values, indices), whatever ``return_indices`` says."""
     return max_pool(input, 2, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def max_pool3d_with_indices(input: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1,
+                            ceil_mode: bool = False, return_indices: bool = False):
+    """``F.max_pool3d_with_indices``: always (values, indices), whatever ``return_indices`` says."""
+    return max_pool(input, 3, kernel_size, stride, padding, dilation, ceil_mode, True)
 
 
 def lp_pool(x: torch.Tensor, d: int, norm_type: float, kernel_size, stride=None,
@@ -291,7 +313,8 @@ Raises:
 
 _MAX_DOC = """Max pooling exactly as ``torch.nn.functional.max_pool{d}d``.
 
-Without dilation (or with ``return_indices=True``) this is torch's own op. With ``dilation > 1``, traced or
+Without dilation this is torch's own op. ``return_indices=True`` deployed to ncnn or MNN gives the values and
+float32 indices of ``poolport.plan.indices`` (for ``max_unpool{d}d``). With ``dilation > 1``, traced or
 exported calls take the sub-lattice form (``poolport.plan.dilated``): -inf Pad, plain MaxPool on each
 residue class of the dilation reached by Reshape and contiguous Slice, bit-exact (NaN and infinities
 included) in every runtime poolport checks; ncnn, MNN and LiteRT have no dilated pooling of their own.
@@ -329,6 +352,7 @@ for _d in (1, 2, 3):
         div="" if _d == 1 else ", divisor_override")
     globals()[f"max_pool{_d}d"].__doc__ = _MAX_DOC.format(d=_d, axes=_AXES[_d])
     globals()[f"lp_pool{_d}d"].__doc__ = _LP_DOC.format(d=_d, axes=_AXES[_d])
+    globals()[f"max_unpool{_d}d"].__doc__ = _UNPOOL_DOC.format(d=_d)
 del _d
 
 

@@ -60,8 +60,9 @@ for _d in (1, 2, 3):
         _PLAIN[getattr(F, f"lp_pool{_d}d")] = getattr(pools, f"lp_pool{_d}d")
 for _d in (2, 3):
     _PLAIN[getattr(F, f"avg_pool{_d}d")] = getattr(pools, f"avg_pool{_d}d")
-_PLAIN[F.max_pool2d_with_indices] = pools.max_pool2d_with_indices
-_PLAIN[F.max_unpool2d] = pools.max_unpool2d
+for _d in (1, 2, 3):
+    _PLAIN[getattr(F, f"max_pool{_d}d_with_indices")] = getattr(pools, f"max_pool{_d}d_with_indices")
+    _PLAIN[getattr(F, f"max_unpool{_d}d")] = getattr(pools, f"max_unpool{_d}d")
 # fractional max pooling: F.fractional_max_poolNd (return_indices=False) reports the wrapper itself, with
 # return_indices=True its _with_indices half
 for _d in (2, 3):
