@@ -3,6 +3,7 @@ holds."""
 
 import collections
 import importlib.util
+import math
 
 import numpy as np
 import pytest
@@ -73,3 +74,19 @@ HAS_NNCF = importlib.util.find_spec("nncf") is not None
 needs_nncf = pytest.mark.skipif(not HAS_NNCF, reason="nncf not installed (pip install 'poolport[nncf]')")
 needs_litert_torch = pytest.mark.skipif(not HAS_LITERT_TORCH,
                                         reason="litert-torch not installed (pip install 'poolport[edge]')")
+
+
+def plant_nonfinite(x: torch.Tensor, *, negative_zero: bool = False, negative_inf_column: bool = False) -> torch.Tensor:
+    """A copy of ``x`` with inf, -inf and NaN in a few cells away from each other; optionally a -0.0 in the
+    last cell and a first column of -inf (a border the -inf padding must not turn finite)."""
+    x = x.clone()
+    flat = x.view(-1)
+    n = flat.numel()
+    flat[n // 7] = math.inf
+    flat[(3 * n) // 7] = -math.inf
+    flat[(5 * n) // 7] = math.nan
+    if negative_zero:
+        flat[n - 1] = -0.0
+    if negative_inf_column:
+        x[..., 0] = -math.inf
+    return x

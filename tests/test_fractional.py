@@ -4,7 +4,6 @@ inf, -inf and NaN included; with random samples (None) every path that records a
 naming the layer and its sizes, while plain eager calls keep torch's op. The runtimes:
 tests/test_fractional_runtimes.py; the plan's geometry: tests/test_plan_fractional.py."""
 
-import math
 import random
 from collections import Counter
 
@@ -14,6 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import plant_nonfinite
 from torch import nn
 
 import poolport
@@ -26,18 +26,6 @@ from poolport.plan.fractional import fractional_plan
 
 NATIVE = {2: F.fractional_max_pool2d, 3: F.fractional_max_pool3d}
 PORTABLE = {2: PF.fractional_max_pool2d, 3: PF.fractional_max_pool3d}
-
-
-def _plant(x: torch.Tensor) -> torch.Tensor:
-    """inf, -inf and NaN in a few cells, a column of -inf."""
-    x = x.clone()
-    flat = x.view(-1)
-    n = flat.numel()
-    flat[n // 7] = math.inf
-    flat[(3 * n) // 7] = -math.inf
-    flat[(5 * n) // 7] = math.nan
-    x[..., 0] = -math.inf
-    return x
 
 
 def assert_bit_exact(got: torch.Tensor, want: torch.Tensor) -> None:
@@ -54,7 +42,7 @@ def _case(rng: random.Random, d: int, dtype: torch.dtype):
     kernel = [rng.randint(1, s - strict) for s in spatial]
     out = [rng.randint(1, s - k + 1 - strict) for s, k in zip(spatial, kernel)]
     gen = torch.Generator().manual_seed(rng.randint(0, 2**31))
-    x = _plant(torch.randn(n, c, *spatial, generator=gen)).to(dtype)
+    x = plant_nonfinite(torch.randn(n, c, *spatial, generator=gen), negative_inf_column=True).to(dtype)
     samples = torch.rand(n, c, d, generator=gen).to(dtype)
     return x, tuple(kernel), tuple(out), samples
 
@@ -74,7 +62,7 @@ def test_forced_portable_is_torchs_op_bit_for_bit(d, dtype):
 
 
 def test_output_ratio_and_more_samples_than_batch_rows():
-    x = _plant(torch.randn(2, 3, 13, 11))
+    x = plant_nonfinite(torch.randn(2, 3, 13, 11), negative_inf_column=True)
     samples = torch.rand(4, 3, 2)  # torch reads the first 2 rows
     want = F.fractional_max_pool2d(x, (2, 3), output_ratio=(0.5, 0.6), _random_samples=samples)
     with poolport.always_portable():
@@ -112,7 +100,7 @@ def _ort(proto, x):
 
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 def test_module_exports_exact_and_the_plan_counts_its_operators(exporter):
-    x = _plant(torch.randn(2, 4, 12, 11))
+    x = plant_nonfinite(torch.randn(2, 4, 12, 11), negative_inf_column=True)
     module = PN.FractionalMaxPool2d((3, 2), output_size=(5, 6), _random_samples=torch.rand(2, 4, 2)).eval()
     want = F.fractional_max_pool2d(x, (3, 2), output_size=(5, 6), _random_samples=module._random_samples)
     proto = torch_export_to_proto(module, (x,), exporter, 18 if exporter == "dynamo" else 17)
@@ -158,7 +146,7 @@ def test_samples_changed_after_make_portable_are_the_ones_exported():
 
 def test_patch_around_torch_export_and_make_portable_with_example_inputs():
     torch.manual_seed(4)
-    model, x = _Net(torch.rand(2, 6, 2)).eval(), _plant(torch.randn(2, 3, 13, 12))
+    model, x = _Net(torch.rand(2, 6, 2)).eval(), plant_nonfinite(torch.randn(2, 3, 13, 12), negative_inf_column=True)
     with poolport.patch(model):
         program = torch.export.export(model, (x,))
     targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}

@@ -11,6 +11,7 @@ import onnx
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import plant_nonfinite
 from torch import nn
 
 import poolport
@@ -19,18 +20,6 @@ from poolport.errors import PoolportError
 from poolport.plan.dilated import dilated_plan
 from poolport.plan.divisor import divisor_pool
 from poolport.plan.lppool import lp_plan
-
-
-def _plant(x: torch.Tensor) -> torch.Tensor:
-    """inf, -inf and NaN in a few cells (and a -0.0), away from each other."""
-    x = x.clone()
-    flat = x.view(-1)
-    n = flat.numel()
-    flat[n // 7] = math.inf
-    flat[(3 * n) // 7] = -math.inf
-    flat[(5 * n) // 7] = math.nan
-    flat[n - 1] = -0.0
-    return x
 
 
 def _same_nonfinite(got, want):
@@ -69,7 +58,7 @@ DILATED = [  # (d, size, kernel, stride, padding, dilation, ceil_mode)
 
 @pytest.mark.parametrize("d,size,k,s,p,dil,ceil", DILATED)
 def test_dilated_max_pool_is_bit_exact(d, size, k, s, p, dil, ceil):
-    x = _plant(_x((2, 3, *size)))
+    x = plant_nonfinite(_x((2, 3, *size)), negative_zero=True)
     want = getattr(F, f"max_pool{d}d")(x, k, s, p, dil, ceil)
     with poolport.always_portable():
         got = getattr(PF, f"max_pool{d}d")(x, k, s, p, dil, ceil)
@@ -83,7 +72,7 @@ def test_dilated_max_pool_sweep():
     for d, n, k, s, p, dil, ceil in itertools.product((1, 2), (4, 5, 7, 9, 12), (1, 2, 3), (1, 2, 3, 4), (0, 1),
                                                       (2, 3), (False, True)):
         size = (n,) if d == 1 else (n, n + 1)
-        x = _plant(_x((1, 2, *size), n))
+        x = plant_nonfinite(_x((1, 2, *size), n), negative_zero=True)
         try:
             want = getattr(F, f"max_pool{d}d")(x, k, s, p, dil, ceil)
         except RuntimeError:
@@ -104,7 +93,7 @@ DIVISOR = [  # (d, size, kernel, stride, padding, ceil_mode, count_include_pad, 
 
 @pytest.mark.parametrize("d,size,k,s,p,ceil,cip,div", DIVISOR)
 def test_divisor_override_is_exact(d, size, k, s, p, ceil, cip, div):
-    x = _plant(_x((2, 3, *size)))
+    x = plant_nonfinite(_x((2, 3, *size)), negative_zero=True)
     want = getattr(F, f"avg_pool{d}d")(x, k, s, p, ceil, cip, div)
     with poolport.always_portable():
         got = getattr(PF, f"avg_pool{d}d")(x, k, s, p, ceil, cip, div)
@@ -118,7 +107,7 @@ LP = [1, 2, 3, 4, 1.5, 0.5, -1, -2, math.inf, -math.inf]
 @pytest.mark.parametrize("d,size,k,s,ceil", [(1, (17,), 3, 2, False), (2, (12, 11), 3, 2, True),
                                              (2, (9, 9), (2, 3), None, False), (3, (5, 6, 7), 2, (2, 1, 2), True)])
 def test_lp_pool_is_exact(p, d, size, k, s, ceil):
-    x = _plant(_x((2, 3, *size)) * 2)
+    x = plant_nonfinite(_x((2, 3, *size)) * 2, negative_zero=True)
     x[..., :2] = 0  # all-zero windows: 0 ** p, and 0 ** (1 / p)
     want = getattr(F, f"lp_pool{d}d")(x, p, k, s, ceil)
     with poolport.always_portable():
@@ -190,7 +179,7 @@ def test_make_portable_swaps_only_what_needs_a_portable_form():
     portable = poolport.make_portable(model)
     assert [type(m).__module__.startswith("poolport") for m in portable] == [True, False, True, True, False, False]
     assert all(type(m).__module__.startswith("torch") for m in model)  # the original is untouched
-    x = _plant(_x((1, 3, 40, 40)))
+    x = plant_nonfinite(_x((1, 3, 40, 40)), negative_zero=True)
     with poolport.always_portable():
         got = portable[:5](x)
     assert_close(got, model[:5](x))
