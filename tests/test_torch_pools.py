@@ -235,6 +235,34 @@ def test_dynamic_spatial_size_is_refused_loudly(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
+class _PoolUnpool(nn.Module):
+    """SegNet-style: MaxPool2d(return_indices=True) (left to the function mode, not swapped) + MaxUnpool2d."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool, self.unpool = nn.MaxPool2d(3, 2, 1, return_indices=True), nn.MaxUnpool2d(3, 2, 1)
+
+    def forward(self, x):
+        y, i = self.pool(x)
+        return self.unpool(y, i, output_size=x.shape[-2:])
+
+
+def test_a_refusal_inside_the_dynamo_exporter_is_not_hidden_by_its_fallback(tmp_path):
+    # the dynamo exporter retries a failed non-strict trace with Dynamo, which skips poolport's function
+    # mode: the indices form for ncnn refused a dynamic size and torch's ScatterND graph (which ncnn cannot
+    # load) was written as a success; the refusal now ends the export
+    h = torch.export.Dim("h", min=8, max=64)
+    path = tmp_path / "m.onnx"
+    with pytest.raises(PoolportError, match="max_pool2d: the spatial size is dynamic"):
+        poolport.export_onnx(_PoolUnpool().eval(), (_x((1, 4, 12, 12)),), path, exporter="dynamo",
+                             dynamic_shapes=({2: h, 3: h},), target="ncnn", random_checks=0)
+    assert not path.exists()
+    # without ncnn among the targets torch's own pool + unpool is exact at every size (verified at four)
+    poolport.export_onnx(_PoolUnpool().eval(), (_x((1, 4, 12, 12)),), path, exporter="dynamo",
+                         dynamic_shapes=({2: h, 3: h},))
+    assert "ScatterND" in {n.op_type for n in onnx.load(path).graph.node}
+
+
 def test_lp_pool_without_an_exact_ncnn_form_is_refused_for_ncnn(tmp_path):
     # ncnn's Pow is wrong for bases <= 0 (and its Reciprocal for 0): refused for an ncnn target, with why;
     # p = 2 has an exact form there (x * x, Sqrt); other targets take p = 3

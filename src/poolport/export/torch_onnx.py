@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import PoolportError, one_line
+from ..functional.dispatch import refusals
 from ..onnxfile.files import require_onnx
 from ..onnxfile.staging import Staged, stage_file
 from ..verify.compare import flatten_outputs
@@ -34,7 +35,7 @@ def torch_export(model, args, exporter: str, opset: int, folder: Path, name: str
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
     exported = folder / name
     try:
-        with torch.no_grad():
+        with torch.no_grad(), refusals() as refused:
             if exporter == "dynamo":
                 # poolport's translation table writes adaptive pooling over symbolic sizes as the TorchScript
                 # path does (fast and exact at every size), and any native adaptive op left in the model
@@ -58,6 +59,8 @@ def torch_export(model, args, exporter: str, opset: int, folder: Path, name: str
                     model, args, str(exported), dynamo=False, opset_version=opset, input_names=input_names,
                     output_names=output_names, dynamic_axes=dynamic_axes,
                 )
+        if refused:  # poolport refused a call and a later capture strategy exported torch's op instead
+            raise refused[0]
     except PoolportError:
         raise
     except Exception as e:

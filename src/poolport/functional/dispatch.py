@@ -109,3 +109,29 @@ def observing(observer: Observer):
         yield observer
     finally:
         _state.observer = previous
+
+
+# A refusal poolport raises while an exporter traces must end the export. torch.onnx's dynamo exporter tries
+# several capture strategies: when its non-strict trace (which runs poolport's function mode) meets a
+# PoolportError it retries with Dynamo, which skips Python torch-function modes, and so wrote torch's own op
+# for a call poolport had refused (e.g. max_pool2d(return_indices=True) over a dynamic size for ncnn: a
+# ScatterND graph ncnn cannot load, reported as a success). The routing records each refusal here; the
+# exporter wrapper raises the first one after the export, whatever strategy succeeded.
+
+
+@contextlib.contextmanager
+def refusals():
+    """Collect the PoolportErrors raised by routed pooling calls inside the block (a list, yielded)."""
+    previous = getattr(_state, "refusals", None)
+    _state.refusals = found = []
+    try:
+        yield found
+    finally:
+        _state.refusals = previous
+
+
+def note_refusal(error: BaseException) -> None:
+    """Record ``error`` for an enclosing ``refusals()`` block, if any."""
+    found = getattr(_state, "refusals", None)
+    if found is not None:
+        found.append(error)

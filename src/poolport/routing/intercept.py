@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from ..errors import PoolportError
 from ..functional import pools
 from ..functional.adaptive import adaptive_pool
-from ..functional.dispatch import always_portable, emitting
+from ..functional.dispatch import always_portable, emitting, note_refusal
 from ..functional.shapes import is_symbolic
 from .swap import restore_modules, swap_modules
 from .targets import style_for
@@ -120,7 +121,13 @@ class PortableFunctionMode(TorchFunctionMode):
     """Answer torch's adaptive pooling functions with poolport's (portable when recording)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
+        try:
+            return self._answer(func, args, kwargs or {})
+        except PoolportError as e:
+            note_refusal(e)  # a fallback capture that skips this mode must not hide it (dispatch.refusals)
+            raise
+
+    def _answer(self, func, args, kwargs):
         entry = _TABLE.get(func)
         if entry is None:
             area = area_output_size(args, kwargs) if func is F.interpolate else None
