@@ -346,6 +346,20 @@ def test_onnxruntime_qdq_other_providers_keep_the_s8_model(onnx_models, tmp_path
     assert all(i.data_type != onnx.TensorProto.UINT8 for i in model.graph.initializer)
 
 
+def test_quantize_static_never_writes_over_its_input(onnx_models, tmp_path):
+    import shutil
+
+    from poolport.quantization.onnxruntime_qdq import quantize_static
+
+    _, cal, _, files = onnx_models["vgg-avg-10to7"]
+    model = tmp_path / "model.onnx"
+    shutil.copy(files["poolport"], model)
+    before = model.read_bytes()
+    with pytest.raises(PoolportError, match="model_output"):
+        quantize_static(model, model, _Reader(cal[:2]))
+    assert model.read_bytes() == before
+
+
 def test_quantize_static_refuses_the_operator_format(tmp_path):
     from onnxruntime.quantization import QuantFormat
 
@@ -577,7 +591,7 @@ def _openvino_int8(ov_model, cal, ev, quantize):
 def test_openvino_nncf_plans_in_float_no_worse_than_torchs_graph(onnx_models, name, factory, kind, in_shape, sizes):
     # the native path through ONNX: torch's own export of the unmodified model, quantized by nncf.quantize.
     # (OpenVINO's PyTorch frontend, openvino.convert_model, is another route, with OpenVINO's exact op: it
-    # quantizes 3-11% better than either ONNX file, also at a divisible size where poolport's file and
+    # quantizes 3-12% better than either ONNX file, also at a divisible size where poolport's file and
     # torch's are the same graph: docs/quantization.md)
     import nncf
     import openvino as ov

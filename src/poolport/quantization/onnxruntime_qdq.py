@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ..errors import PoolportError
 from ..onnxfile.files import require_onnx
+from ..onnxfile.paths import WritePlan
 
 # the nodes whose outputs a plan concatenates
 POOLED = ("Slice", "AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool")
@@ -172,9 +173,14 @@ def quantize_static(model_input: str | os.PathLike, model_output: str | os.PathL
         ``s8_plans_to_u8`` wrote in u8.
 
     Raises:
-        PoolportError: onnx or onnxruntime missing, or a ``quant_format`` other than QDQ.
+        PoolportError: onnx or onnxruntime missing, a ``quant_format`` other than QDQ, or a
+            ``model_output`` (or its ``.data`` file) that is ``model_input`` or one of its data files.
     """
     onnx, _ = require_onnx()
+    plan = WritePlan(overwrite=True)  # ORT replaces an existing output; never an input (the model, its data)
+    plan.reads_model(model_input, "model_input")
+    plan.writes(model_output, "model_output", data=True if kwargs.get("use_external_data_format") else None)
+    plan.check()
     from onnxruntime.quantization import QuantFormat
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
