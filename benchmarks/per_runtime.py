@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -39,6 +37,7 @@ from onnx import TensorProto, helper  # noqa: E402
 from timing import interleaved_medians  # noqa: E402
 
 import poolport  # noqa: E402
+from poolport.cli import terminal  # noqa: E402
 from poolport.functional.dispatch import emitting  # noqa: E402
 from poolport.plan import plan_pool  # noqa: E402
 from poolport.routing.targets import style_for  # noqa: E402
@@ -63,13 +62,9 @@ PORTABLE = {"avg": poolport.nn.AdaptiveAvgPool2d, "max": poolport.nn.AdaptiveMax
 
 
 def quiet(fn, *args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            logging.disable(logging.NOTSET)
+    """``fn(*args, **kwargs)`` with the exporters' and converters' output off the terminal."""
+    with terminal.quiet():
+        return fn(*args, **kwargs)
 
 
 def save(proto: onnx.ModelProto, path: Path) -> Path:

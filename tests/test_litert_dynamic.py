@@ -50,13 +50,20 @@ def test_a_dynamic_onnx_model_runs_in_litert_at_each_size(tmp_path):
         np.testing.assert_allclose(np.asarray(got[0]).reshape(want.shape), want, rtol=1e-5, atol=1e-5)
 
 
-def test_the_size_generic_pooling_graph_is_refused_with_what_to_do(tmp_path):
-    _need_litert()
+def _run_size_generic_head(runtime, tmp_path):
+    """poolport's size-generic graph of AdaptiveAvgPool2d(7) (exported at 15x15), run in ``runtime`` at 20x20:
+    what ``run_batch`` returns for it (an exception where the runtime refuses it)."""
     path = tmp_path / "head.onnx"
     h = torch.export.Dim("h", min=8, max=64)
     poolport.export_onnx(poolport.nn.AdaptiveAvgPool2d(7), torch.randn(1, 3, 15, 15), path, exporter="torchscript",
                          dynamic_shapes=({2: h, 3: h},), verify=False)
-    (got,) = run_batch("litert", [(path, {"input0": np.random.default_rng(0).random((1, 3, 20, 20), np.float32)})])
+    (got,) = run_batch(runtime, [(path, {"input0": np.random.default_rng(0).random((1, 3, 20, 20), np.float32)})])
+    return got
+
+
+def test_the_size_generic_pooling_graph_is_refused_with_what_to_do(tmp_path):
+    _need_litert()
+    got = _run_size_generic_head("litert", tmp_path)
     assert isinstance(got, Exception)
     assert "static H/W for LiteRT" in str(got) and "1,3,20,20" in str(got)
 
@@ -66,10 +73,6 @@ def test_ncnn_refusal_of_the_size_generic_graph_says_what_to_do(tmp_path):
     # every size
     if not available("ncnn"):
         pytest.skip("ncnn not installed")
-    path = tmp_path / "head.onnx"
-    h = torch.export.Dim("h", min=8, max=64)
-    poolport.export_onnx(poolport.nn.AdaptiveAvgPool2d(7), torch.randn(1, 3, 15, 15), path, exporter="torchscript",
-                         dynamic_shapes=({2: h, 3: h},), verify=False)
-    (got,) = run_batch("ncnn", [(path, {"input0": np.random.default_rng(0).random((1, 3, 20, 20), np.float32)})])
+    got = _run_size_generic_head("ncnn", tmp_path)
     assert isinstance(got, Exception)
     assert "pnnx and two input shapes" in str(got)

@@ -4,8 +4,6 @@ op does. Each graph is exported once and run at sizes other than the exported on
 ones smaller than the output), with inf/-inf/NaN planted in chosen cells; oracle: torch's native
 adaptive op at that size on the same input."""
 
-import logging
-import warnings
 
 import numpy as np
 import onnx
@@ -17,6 +15,7 @@ from torch import nn
 
 import poolport
 from poolport.backend.torch_generic import apply_generic
+from poolport.cli.terminal import quiet
 from poolport.plan.generic import plan_generic
 
 EXPORTED_AT = 9
@@ -91,13 +90,9 @@ def spatial_dims(d, prefix):
 
 
 def quietly(fn, *args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            logging.disable(logging.NOTSET)
+    """``fn(*args, **kwargs)`` with the exporters' warnings and printing off the terminal."""
+    with quiet():
+        return fn(*args, **kwargs)
 
 
 @pytest.mark.parametrize("op", ["avg", "max"])
