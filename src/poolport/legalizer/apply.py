@@ -1,4 +1,4 @@
-"""Applying legalizer rules to a graph: each AveragePool/MaxPool node some rules match (their patterns) is
+"""Applying legalizer rules to a graph: each pooling node some rules match (their patterns) is
 replaced by the strongest of their replacements (``replacements``: the highest rank), where its check
 passes and no runtime served is known to compute it wrongly; else kept, with the reason. The nodes a
 replacement asks to check again (3-D pooling split into 2-D nodes) go through the rules again. No checking
@@ -14,9 +14,7 @@ import onnx
 from onnx import shape_inference
 
 from ..onnxfile.graph import opset_of
-from .attrs import read_attrs
-
-POOL_OPS = ("AveragePool", "MaxPool")
+from .attrs import POOL_OPS, read_attrs  # noqa: F401  (POOL_OPS re-exported)
 
 
 @dataclass(frozen=True)
@@ -74,8 +72,9 @@ def apply_rules(original: onnx.ModelProto, rules, serves: tuple[str, ...] = (),
     proto = copy.deepcopy(original)
     shapes = _shapes(proto)
     writer = _Writer(rules, opset_of(proto, 1), tuple(serves), measured or {})
+    kinds = frozenset().union(*(r.ops for r in rules)) if rules else frozenset()
     for i, node in enumerate(list(proto.graph.node)):
-        if node.op_type not in POOL_OPS or not rules:
+        if node.op_type not in kinds:
             writer.nodes.append(node)
             continue
         name = node.name or node.output[0]

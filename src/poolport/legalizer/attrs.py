@@ -11,10 +11,12 @@ from onnx import helper
 
 from ..plan.same import onnx_same_pads
 
+POOL_OPS = ("AveragePool", "MaxPool")  # what rules match unless they name other node kinds (``Rule.ops``)
+
 
 @dataclass(frozen=True)
 class PoolAttrs:
-    """An AveragePool/MaxPool node's attributes, with ``auto_pad`` resolved into explicit pads where the input size is static."""
+    """A pooling node's attributes (AveragePool, MaxPool, LpPool: what rules match), with ``auto_pad`` resolved into explicit pads where the input size is static."""
 
     op: str  # "AveragePool" | "MaxPool"
     kernel: tuple[int, ...]
@@ -27,6 +29,7 @@ class PoolAttrs:
     dilations: tuple[int, ...]
     channels: int | None = None  # the input's channel count, where static (onnx2tf guesses layouts from shapes)
     indices: bool = False  # whether a MaxPool's Indices output is used
+    norm: int = 2  # an LpPool's p
 
     @property
     def asymmetric(self) -> bool:
@@ -75,6 +78,7 @@ def read_attrs(node: onnx.NodeProto, spatial: tuple[int, ...] | None, channels: 
         dilations=dilations,
         channels=channels,
         indices=len(node.output) > 1 and bool(node.output[1]),
+        norm=int(a.get("p", 2)),
     )
 
 

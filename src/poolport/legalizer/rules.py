@@ -30,7 +30,7 @@ import onnx
 
 from ..plan.pads import ceil_window_in_padding, torch_output
 from ..runtimes.registry import ALIASES
-from .attrs import PoolAttrs, extents, read_attrs
+from .attrs import POOL_OPS, PoolAttrs, extents, read_attrs
 from .decompose import layout_ambiguous
 from .replacements import AS_2D, EXPLICIT, PADS, TAPS, Replacement, Written
 from .targets import TARGETS  # noqa: F401  (TARGETS re-exported)
@@ -59,17 +59,18 @@ class Rule:
     ``why``; its ``replacement`` (``replacements.EXPLICIT`` by default) and that replacement's check.
 
     ``pattern(p, spatial)`` takes a node's attributes and its static spatial input size (``()`` where it
-    is not static)."""
+    is not static); it is asked only of nodes whose kind is in ``ops``."""
 
     name: str
     targets: frozenset[str]
     why: str
     pattern: Callable[[PoolAttrs, tuple[int, ...]], bool]
     replacement: Replacement = EXPLICIT
+    ops: frozenset[str] = frozenset(POOL_OPS)
 
     def matches(self, p: PoolAttrs, spatial: tuple[int, ...]) -> bool:
         """Whether a node with attributes ``p`` on input ``spatial`` is one the targets compute wrongly."""
-        return self.pattern(p, spatial)
+        return p.op in self.ops and self.pattern(p, spatial)
 
     def replacement_for(self, p: PoolAttrs) -> Replacement:
         """What this rule writes for a node with attributes ``p`` (``Replacement.resolve``)."""
@@ -158,7 +159,7 @@ RULES = (
 
 def case_matches(rule: Rule, case) -> bool:
     """Whether ``rule``'s pattern matches a probe case (``legalizer.probe.ProbeCase``)."""
-    if case.op not in ("AveragePool", "MaxPool"):
+    if case.op not in rule.ops:
         return False
     model = case.model()
     spatial = tuple(case.shape[2:])
