@@ -622,7 +622,7 @@ def test_lp_rules_match_what_each_runtime_gets_wrong(shape, attrs, targets, targ
 
 def test_lp_fails_closed_where_no_form_is_right():
     # ncnn's Pow is wrong for a zero base: p = 3 has no exact form there (the node is kept, naming ncnn);
-    # p = 0 has no power-sum form at all; a dynamic size none
+    # p = 0 and opset 1's float p = 2.5 have no power-sum form here; a dynamic size none
     p3 = lp_model((1, 3, 7, 9), kernel_shape=[3, 3], strides=[2, 2], p=3)
     for target in ("ncnn", "all"):
         with pytest.raises(VerificationError, match="wrong on ncnn.*Pow") as e:
@@ -632,6 +632,7 @@ def test_lp_fails_closed_where_no_form_is_right():
     assert [n.op_type for n in result.model.graph.node] == ["LpPool"] and result.kept[0].runtimes == ("ncnn",)
     assert poolport.legalize(p3, "mnn").changes == [] and poolport.legalize(p3, "litert").changes == []
     for model, reason in [(lp_model((1, 3, 7, 9), kernel_shape=[3, 3], p=0), "p is 0"),
+                          (lp_model((1, 3, 7, 9), opset=1, kernel_shape=[3, 3], p=2.5), "p is 2.5"),
                           (lp_model(("n", 3, "h", "w"), kernel_shape=[3, 3]), "not static")]:
         with pytest.raises(VerificationError, match=reason):
             poolport.legalize(model, "ncnn")

@@ -211,10 +211,11 @@ class LpForm(Replacement):
     rank = 1
 
     def check(self, node, p, shape, opset):
-        """As ``Replacement.check``; ``p`` is 1 or more; a dilated node needs opset 11 (it has 18)."""
+        """As ``Replacement.check``; ``p`` is an integer of 1 or more (opset 1's LpPool takes a float p)."""
         reason = super().check(node, p, shape, opset)
-        if reason is None and p.norm < 1:
-            return f"its p is {p.norm}, and only p >= 1 is written as a power sum"
+        given = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "p"), 2)
+        if reason is None and (given != int(given) or p.norm < 1):
+            return f"its p is {given}, and only an integer p >= 1 is written as a power sum"
         return reason
 
     def plan(self, p: PoolAttrs, spatial: tuple[int, ...]):
