@@ -202,10 +202,14 @@ def random_inputs(proto, shapes: dict[str, tuple[int, ...]], seed: int) -> dict[
 def evaluator_computes(proto) -> bool:
     """Whether onnx's reference evaluator can be trusted with ``proto``: onnx 1.23's evaluator reads MaxPool's
     ``pads`` per axis pair instead of begins-then-ends, so a MaxPool that pads asymmetrically (explicitly or
-    by auto_pad SAME_*) gets a wrong output size there."""
+    by auto_pad SAME_*) gets a wrong output size there. Nor an LpPool with ceil_mode: the evaluator multiplies
+    the average of a ceil_mode overhang window's real cells by the kernel's cell count, where ONNX Runtime sums
+    the real cells (padding adds nothing to the sum)."""
     from onnx import helper
 
     for node in proto.graph.node:
+        if node.op_type == "LpPool" and any(at.name == "ceil_mode" and at.i for at in node.attribute):
+            return False
         if node.op_type != "MaxPool":
             continue
         a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
