@@ -363,17 +363,18 @@ def _index_input(shape, seed=0):
 
 @pytest.mark.parametrize("d,size,k,s,p,dil,ceil", INDEX_CASES)
 def test_argmax_indices_and_unpool_without_scatter_are_exact(d, size, k, s, p, dil, ceil):
-    # oracle: torch's own max_pool{d}d(return_indices=True) and max_unpool{d}d; indices carried as float32
+    # oracle: torch's own max_pool{d}d(return_indices=True) and max_unpool{d}d; torch's int64 indices, which
+    # poolport's unpooling takes in their float32 form
     from poolport.functional.pools import deploying_to
 
     x = _index_input((2, 3, *size))
     want_values, want_index = getattr(F, f"max_pool{d}d")(x, k, s, p, dil, ceil, True)
     with poolport.always_portable(), deploying_to(["ncnn"]):
         values, index = getattr(PF, f"max_pool{d}d")(x, k, s, p, dil, ceil, return_indices=True)
-    assert index.dtype == torch.float32
+    assert index.dtype == torch.int64
     _same_nonfinite(values, want_values)
     assert torch.equal(values, want_values)  # a running Max: a maximum of 0.0 and -0.0 may carry either sign
-    assert torch.equal(index.long(), want_index)
+    assert torch.equal(index, want_index)
     if dil != 1:
         return
     # overlapping windows write one cell several times: torch's CPU kernel keeps the last window's value
@@ -434,4 +435,4 @@ def test_indices_refusals_name_the_limit():
             PF.max_pool2d(_x((1, 2, 8, 8)).double(), 2, return_indices=True)
         values, index = PF.max_pool2d(_x((1, 2, 8, 8)), 2, return_indices=True)
         with pytest.raises(PoolportError, match="of one shape"):
-            PF.max_unpool2d(values, index[:, :1], 2)
+            PF.max_unpool2d(values, index[:, :1].float(), 2)  # float indices: poolport's form, checked

@@ -9,11 +9,13 @@ a target instead: tests/test_plain_pools_runtimes.py."""
 import math
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
 import poolport.nn as PN
 from poolport.export.torch_onnx import torch_export_to_proto
+from poolport.functional.pools import _float_indices
 from poolport.runtimes.registry import available, run_batch
 
 RUNTIMES = ["onnxruntime", "openvino", "ncnn", "mnn", "litert"]
@@ -105,6 +107,37 @@ def test_matrix_in_runtime(runtime):
     _batch(runtime, MATRIX)
 
 
+class _Indices(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.pool = torch.nn.Conv2d(4, 4, 1), torch.nn.MaxPool2d(3, 2, 1, return_indices=True)
+
+    def forward(self, x):
+        return self.pool(self.conv(x))
+
+
+@pytest.mark.runtime
+def test_indices_as_a_model_output_are_torchs_int64(tmp_path):
+    # the indices leave the graph as torch's int64 (MNN holds them as int32: its harness widens them back);
+    # ncnn has no integer tensors: the Cast is refused there, loudly
+    for runtime in ("mnn", "ncnn"):
+        if not available(runtime):
+            pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]')")
+    import poolport
+    from poolport.errors import VerificationError
+
+    x = _x((1, 4, 11, 9), 0, "")
+    report = poolport.export_onnx(_Indices().eval(), (x,), tmp_path / "m.onnx", target="mnn",
+                                  runtimes=("mnn",), random_checks=1, rtol=1e-3)
+    assert all(c.passed for c in report.checks) and {c.runtime for c in report.checks} >= {"onnxruntime", "mnn"}
+    graph = onnx.load(tmp_path / "m.onnx").graph
+    assert graph.output[1].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert not {n.op_type for n in graph.node} & {"ScatterND", "ScatterElements", "MaxUnpool"}
+    with pytest.raises(VerificationError, match="Tensor.to is not an ncnn layer"):
+        poolport.export_onnx(_Indices().eval(), (x,), tmp_path / "n.onnx", target="ncnn", runtimes=("ncnn",),
+                             random_checks=1, rtol=1e-3)
+
+
 @pytest.mark.runtime
 def test_segnet_indices_and_unpool_exact_in_ncnn_mnn_and_openvino(tmp_path):
     # MaxPool2d(2, 2, return_indices=True) + MaxUnpool2d: ncnn cannot load torch's own export (ScatterND), MNN
@@ -128,7 +161,7 @@ def test_segnet_indices_and_unpool_exact_in_ncnn_mnn_and_openvino(tmp_path):
 
 
 class _PoolUnpool(torch.nn.Module):
-    """poolport's max_pool{d}d(return_indices=True), then its values, its indices (as float32) or the
+    """poolport's max_pool{d}d(return_indices=True), then its values, its indices (the float32 the form computes) or the
     unpooling of other values at them."""
 
     def __init__(self, d, args, out):
@@ -141,8 +174,8 @@ class _PoolUnpool(torch.nn.Module):
 
         k, s, p, dil, ceil = self.args
         values, index = getattr(PF, f"max_pool{self.d}d")(x, k, s, p, dil, ceil, return_indices=True)
-        if self.out != "unpool":
-            return values if self.out == "values" else index
+        if self.out != "unpool":  # the indices as the form computes them, before their Cast to int64
+            return values if self.out == "values" else _float_indices(index)
         return getattr(PF, f"max_unpool{self.d}d")(values * 2 + self.y, index, k, s, p, output_size=x.shape[-self.d:])
 
 

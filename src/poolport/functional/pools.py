@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import warnings
+import weakref
 from collections.abc import Iterable
 
 import torch
@@ -144,8 +145,8 @@ def max_pool(x: torch.Tensor, d: int, kernel_size, stride=None, padding=0, dilat
 
 
 def _portable_indices(x, d, kernel_size, stride, padding, dil, ceil_mode, where):
-    """``max_pool{d}d(..., return_indices=True)`` for ncnn and MNN: the values and the indices as
-    float32 (what poolport's ``max_unpool{d}d`` takes; see ``plan.indices``)."""
+    """``max_pool{d}d(..., return_indices=True)`` for ncnn and MNN: the values and torch's int64 indices, cast
+    from the float32 ones the form computes (``plan.indices``); poolport's ``max_unpool{d}d`` takes those."""
     if x.dtype != torch.float32:
         raise PoolportError(
             f"{where}(return_indices=True) for ncnn or MNN: poolport's portable argmax form covers float32 "
@@ -159,16 +160,40 @@ def _portable_indices(x, d, kernel_size, stride, padding, dil, ceil_mode, where)
     if torch.jit.is_tracing():
         batched = traced_static_sizes(batched, d, where)
     values, index = apply_argmax(batched, plan)
-    return (values, index) if x.dim() == d + 2 else (values.squeeze(0), index.squeeze(0))
+    if x.dim() != d + 2:
+        values, index = values.squeeze(0), index.squeeze(0)
+    return values, _as_torch_indices(index)
+
+
+# poolport's own int64 indices (by object) -> the float32 ones they were cast from: max_unpool takes those, so
+# the Cast to int64 stays in a graph only where the indices leave it or feed other ops (ncnn computes in float)
+_FLOAT_INDICES: dict[int, tuple[weakref.ref, torch.Tensor]] = {}
+
+
+def _as_torch_indices(index: torch.Tensor) -> torch.Tensor:
+    """``index`` (float32, exact integers below 2^24) as torch's int64 indices, remembered for max_unpool."""
+    out = index.to(torch.int64)
+    key = id(out)
+    _FLOAT_INDICES[key] = (weakref.ref(out, lambda _, k=key: _FLOAT_INDICES.pop(k, None)), index)
+    return out
+
+
+def _float_indices(indices: torch.Tensor) -> torch.Tensor | None:
+    """The float32 indices poolport's portable max_pool cast ``indices`` from, or None (not poolport's own)."""
+    ref, index = _FLOAT_INDICES.get(id(indices), (None, None))
+    return index if ref is not None and ref() is indices else None
 
 
 def max_unpool(input: torch.Tensor, indices: torch.Tensor, d: int, kernel_size, stride=None, padding=0,
                output_size=None) -> torch.Tensor:
-    """``max_unpool{d}d``: torch's op for torch's int64 indices; poolport's form for the float32 indices
-    poolport's portable ``max_pool{d}d(..., return_indices=True)`` gives."""
+    """``max_unpool{d}d``: torch's op for torch's indices; poolport's form for the indices poolport's portable
+    ``max_pool{d}d(..., return_indices=True)`` gives (int64, known by object, or the float32 ones of the form)."""
     native = getattr(F, f"max_unpool{d}d")
     if not indices.dtype.is_floating_point:
-        return native(input, indices, kernel_size, stride, padding, output_size)
+        own = _float_indices(indices)
+        if own is None:
+            return native(input, indices, kernel_size, stride, padding, output_size)
+        indices = own
     where = f"max_unpool{d}d"
     if input.dtype != torch.float32 or indices.dtype != torch.float32 or input.shape != indices.shape:
         raise PoolportError(f"{where}: poolport's portable form takes float32 values and the float32 indices of "

@@ -29,9 +29,9 @@ TIMEOUT_S = 600
 TAIL_LINES = 4  # how much of a worker's captured output a refusal quotes
 
 
-def _expected_shapes(path: Path, feeds: dict[str, np.ndarray]) -> tuple[list[str], list[list[int]]]:
-    """Output names and the output shapes for ``feeds`` (ONNX Runtime computes them: the LiteRT worker
-    needs them to undo onnx2tf's channels-last layout)."""
+def _expected_outputs(path: Path, feeds: dict[str, np.ndarray]) -> tuple[list[str], list[list[int]], list[str]]:
+    """Output names, the output shapes for ``feeds`` (ONNX Runtime computes them: the LiteRT worker needs them
+    to undo onnx2tf's channels-last layout) and the dtypes (numpy names) ONNX Runtime answers in."""
     import numpy as np
     import onnx
     import onnxruntime as ort
@@ -40,7 +40,8 @@ def _expected_shapes(path: Path, feeds: dict[str, np.ndarray]) -> tuple[list[str
 
     names = [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
     sess = ort.InferenceSession(str(path), quiet_session_options(), providers=["CPUExecutionProvider"])
-    return names, [list(np.shape(o)) for o in sess.run(None, feeds)]
+    outs = [np.asarray(o) for o in sess.run(None, feeds)]
+    return names, [list(o.shape) for o in outs], [o.dtype.name for o in outs]
 
 
 def run_worker(worker: str, python: str, model: Model, feeds: dict[str, np.ndarray], label: str) -> list[np.ndarray]:
@@ -71,11 +72,11 @@ def run_many(worker: str, python: str, items: list[tuple[Model, dict[str, np.nda
             source = Path(os.path.abspath(stack.enter_context(as_file(model, self_contained=True))))
             work = d / f"job{i}"
             work.mkdir()
-            output_names, shapes = _expected_shapes(source, feeds)
+            output_names, shapes, dtypes = _expected_outputs(source, feeds)
             np.savez(work / "inputs.npz", **feeds)
             job = {"onnx": str(source), "inputs": str(work / "inputs.npz"), "outputs": str(work / "outputs.npz"),
                    "result": str(work / "result.json"), "log": str(work / "log.txt"), "workdir": str(work),
-                   "output_names": output_names, "expected_shapes": shapes}
+                   "output_names": output_names, "expected_shapes": shapes, "expected_dtypes": dtypes}
             (work / "job.json").write_text(json.dumps(job))
             jobs.append(work)
         crash = _start(worker, python, jobs, d, label)
