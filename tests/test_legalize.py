@@ -43,9 +43,9 @@ PATTERNS = [
     ("avg-asym-include", "AveragePool", (1, 2, 7, 7),
      dict(kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1], count_include_pad=1), {"ncnn", "mnn"}),
     ("max-dilated", "MaxPool", (1, 2, 9, 10), dict(kernel_shape=[3, 3], strides=[1, 2], pads=[1, 1, 1, 1],
-                                                    dilations=[2, 2]), {"mnn", "litert"}),
+                                                    dilations=[2, 2]), {"ncnn", "mnn", "litert"}),
     ("max-dilated-ceil", "MaxPool", (1, 2, 10, 11), dict(kernel_shape=[2, 2], strides=[2, 2], dilations=[2, 3],
-                                                         ceil_mode=1), {"mnn", "litert"}),
+                                                         ceil_mode=1), {"ncnn", "mnn", "litert"}),
     ("max-3d-ceil", "MaxPool", (1, 2, 8, 7, 8), dict(kernel_shape=[3, 2, 3], strides=[2, 2, 2], ceil_mode=1),
      {"mnn"}),
     ("avg-3d-unpadded", "AveragePool", (1, 2, 6, 7, 9), dict(kernel_shape=[2, 3, 3], strides=[2, 2, 2]),
@@ -351,11 +351,11 @@ def _planted(shape):
 # MaxPool forms that hold no MaxPool over more than one cell (the tap form: Slice + Max), judged against
 # the operator's definition (NaN propagates, padding never wins, a window of -inf is -inf) and torch
 TAP_FORMS = [  # (op attributes, input shape, target, torch's call or None)
-    (dict(kernel_shape=[2, 2], pads=[1, 1, 1, 1], dilations=[2, 2]), (1, 1, 3, 4), "mnn",
+    (dict(kernel_shape=[2, 2], pads=[1, 1, 1, 1], dilations=[2, 2]), (1, 1, 3, 4), "litert",
      lambda t: torch_max_pool(t, 2, 1, 1, 2)),
     (dict(kernel_shape=[3, 2], strides=[2, 1], pads=[1, 1, 1, 1], dilations=[2, 3], ceil_mode=1), (1, 2, 6, 4),
      "litert", lambda t: torch_max_pool(t, (3, 2), (2, 1), (1, 1), (2, 3), ceil_mode=True)),
-    (dict(kernel_shape=[2, 2], strides=[2, 2], pads=[0, 1, 1, 0], dilations=[2, 2]), (1, 1, 4, 5), "mnn", None),
+    (dict(kernel_shape=[2, 2], strides=[2, 2], pads=[0, 1, 1, 0], dilations=[2, 2]), (1, 1, 4, 5), "litert", None),
     (dict(kernel_shape=[2], strides=[1], pads=[1, 1], dilations=[3]), (1, 1, 3), "litert",
      lambda t: torch_max_pool(t, 2, 1, 1, 3)),
 ]

@@ -6,6 +6,10 @@ whether it can be written for a given node, with the reason where it cannot:
   a dilated pool takes ``TAPS``.
 * ``TAPS``     -- the tap form (``plan.taps.TapPool``): Pad + one Slice per kernel tap + Max/Add + a
   1-wide strided pool (+ Mul). Needs opset 11 (Pad and Slice take their parameters as inputs).
+* ``LATTICE``  -- dilated pooling on sub-lattices (``plan.dilated.dilated_onnx_plan``, written by
+  ``backend.onnx_nodes.dilated_nodes`` through the walk torch's dilated form takes): crop/Pad (-inf as a
+  zero Pad + a mask Add for max, zeros for average), Reshape + contiguous Slice + plain pools, Reshape (+ Mul).
+  Needs opset 11.
 * ``PADS``     -- ``auto_pad`` written out as explicit pads on the same MaxPool, no Pad node. An
   AveragePool takes ``EXPLICIT``: runtimes divide an asymmetrically padded average wrongly or refuse it.
 * ``AS_2D``    -- 3-D pooling as two 2-D pooling ops between Reshapes (``legalizer.decompose``); the
@@ -27,7 +31,8 @@ from dataclasses import dataclass
 import onnx
 from onnx import helper
 
-from ..backend.onnx_nodes import explicit_nodes, tap_nodes
+from ..backend.onnx_nodes import dilated_nodes, explicit_nodes, tap_nodes
+from ..plan.dilated import dilated_onnx_plan
 from ..plan.explicit import explicit_torch_pool
 from ..plan.taps import tap_pool
 from .attrs import PoolAttrs
@@ -55,6 +60,7 @@ class Replacement:
 
     name = "replacement"
     rank = 0
+    alternative: Replacement | None = None  # a form removing as much, written where this one is known wrong
 
     def resolve(self, p: PoolAttrs) -> Replacement:
         """The replacement written for a node with attributes ``p``."""
@@ -195,3 +201,38 @@ class As2d(Replacement):
 
 
 EXPLICIT, TAPS, PADS, AS_2D = Explicit(), Taps(), Pads(), As2d()
+
+
+class Lattice(Replacement):
+    """Dilated pooling on sub-lattices (``plan.dilated``), the form torch's dilated max pooling takes
+    (``backend.torch_pools.apply_dilated``): plain pools between Reshapes and contiguous Slices; needs opset 11.
+    Ranked above ``TAPS`` (it removes the dilations, pads and ceil_mode as the tap form does), which is its
+    ``alternative`` where a runtime served computes it wrongly (LiteRT)."""
+
+    name = "lattice"
+    rank = 2.5
+
+    def check(self, node, p, shape, opset):
+        """As ``Replacement.check``, and the model's opset is 11 or newer."""
+        reason = super().check(node, p, shape, opset)
+        if reason is None and opset < 11:
+            return f"a dilated pool is rewritten with opset 11 or newer (the model has {opset})"
+        return reason
+
+    def write(self, node, p, shape, opset, prefix, elem_type):
+        """``plan.dilated.dilated_onnx_plan`` of ``p`` on ``shape``'s spatial size, as nodes."""
+        plan = dilated_onnx_plan(_op(p), tuple(shape[2:]), p.kernel, p.strides, p.dilations, p.pads_before,
+                                 p.pads_after, p.ceil_mode, p.count_include_pad)
+        nodes, inits = dilated_nodes(plan, node.input[0], node.output[0], opset, prefix, shape[1], elem_type)
+        return Written(nodes, inits, " + ".join(plan.steps()))
+
+    def wrong_on(self, p, shape, written):
+        """As ``Replacement.wrong_on``, and LiteRT: onnx2tf lays out the Reshapes of this form wrongly at some
+        sizes (measured 2026-12-05: finite values wrong on 4 of 18 small random cases, 1-D and 2-D, where the
+        tap form was right), so LiteRT keeps the tap form."""
+        return {**super().wrong_on(p, shape, written),
+                "litert": "onnx2tf lays out the Reshapes of the sub-lattice form wrongly at some sizes"}
+
+
+LATTICE = Lattice()
+LATTICE.alternative = TAPS
