@@ -3,7 +3,7 @@ whether it can be written for a given node, with the reason where it cannot:
 
 * ``EXPLICIT`` -- Pad + a pooling op without padding + Mul by the divisor correction
   (``plan.explicit.ExplicitPool``, written by ``backend.onnx_nodes``). That pooling op has no dilations:
-  a dilated pool takes ``TAPS``.
+  a dilated pool takes ``LATTICE`` (or its alternative ``TAPS``).
 * ``TAPS``     -- the tap form (``plan.taps.TapPool``): Pad + one Slice per kernel tap + Max/Add + a
   1-wide strided pool (+ Mul). Needs opset 11 (Pad and Slice take their parameters as inputs).
 * ``LATTICE``  -- dilated pooling on sub-lattices (``plan.dilated.dilated_onnx_plan``, written by
@@ -145,15 +145,16 @@ class Taps(Planned):
 
 
 class Explicit(Planned):
-    """The explicit form (``plan.explicit.ExplicitPool``); a dilated pool takes the tap form."""
+    """The explicit form (``plan.explicit.ExplicitPool``); a dilated pool takes the sub-lattice form (where a
+    runtime served computes that wrongly, LiteRT, its alternative: the tap form)."""
 
     name = "explicit"
     rank = 1
     nodes = staticmethod(explicit_nodes)
 
     def resolve(self, p):
-        """``TAPS`` where ``p`` is dilated, else this."""
-        return TAPS if any(d != 1 for d in p.dilations) else self
+        """``LATTICE`` where ``p`` is dilated, else this."""
+        return LATTICE if any(d != 1 for d in p.dilations) else self
 
     def plan(self, p, spatial):
         """``plan.explicit.explicit_torch_pool``: Pad + a pooling op without padding (+ Mul)."""
