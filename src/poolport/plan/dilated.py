@@ -14,7 +14,9 @@ the axes before, ``R`` the cells of the axes after):
   Reshape to ``(N, C', Q*d, R)`` (the stride-1 dilated result, in order), keep ``out*s`` rows, Reshape to
   ``(N, C', out, s*R)`` and keep the first ``R`` columns (the stride).
 
-Axes without dilation are pooled first, together, by one plain MaxPool. The padding holds ``-inf`` (a
+Axes without dilation are pooled first, together, by one plain MaxPool; then the dilated axes, the last
+first, so that a 2-D result comes out of a pool rather than a Reshape (onnx2tf laid a final Reshape to
+``(N, C, Ho, Wo)`` out wrongly where ``C == Ho == Wo``, measured). The padding holds ``-inf`` (a
 dilated window need not hold the edge cell a replicated edge would copy, and a window may hold no real
 cell at all: torch returns ``-inf`` there). ncnn, MNN and LiteRT refuse or miscompute dilated pooling
 and strided slices; these steps are plain pools, Pads, Reshapes and contiguous Slices.
