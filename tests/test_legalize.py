@@ -410,9 +410,9 @@ def test_maxpool_forms_keep_infinities_as_the_original(name, target):
 @pytest.mark.runtime
 @pytest.mark.parametrize("runtime", ["mnn", "litert"])
 def test_tap_forms_with_inf_padding_in_runtime(runtime):
-    # the tap form pads max pooling with -inf: the runtimes that get it convert it and compute it exactly on
-    # finite inputs; a window of -inf comes out -inf in MNN where no MaxPool subsamples it (MNN's MaxPool
-    # returns -2**24 for it) and -3.4e38 in LiteRT (measured): a large negative number, never a real cell
+    # the dilated forms pad max pooling with -inf (LiteRT gets the tap form, MNN the sub-lattice form since
+    # 2026-12-05): both convert and compute exactly on finite inputs; a window of -inf comes out -2**24 in MNN's
+    # MaxPool and -3.4e38 in LiteRT (measured): a large negative number, never a real cell
     if not available(runtime):
         pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]'; make litert)")
     from poolport.runtimes.registry import run_batch
