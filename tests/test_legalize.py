@@ -43,9 +43,9 @@ PATTERNS = [
     ("avg-asym-include", "AveragePool", (1, 2, 7, 7),
      dict(kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1], count_include_pad=1), {"ncnn", "mnn"}),
     ("max-dilated", "MaxPool", (1, 2, 9, 10), dict(kernel_shape=[3, 3], strides=[1, 2], pads=[1, 1, 1, 1],
-                                                    dilations=[2, 2]), {"mnn", "litert"}),
+                                                    dilations=[2, 2]), {"ncnn", "mnn", "litert"}),
     ("max-dilated-ceil", "MaxPool", (1, 2, 10, 11), dict(kernel_shape=[2, 2], strides=[2, 2], dilations=[2, 3],
-                                                         ceil_mode=1), {"mnn", "litert"}),
+                                                         ceil_mode=1), {"ncnn", "mnn", "litert"}),
     ("max-3d-ceil", "MaxPool", (1, 2, 8, 7, 8), dict(kernel_shape=[3, 2, 3], strides=[2, 2, 2], ceil_mode=1),
      {"mnn"}),
     ("avg-3d-unpadded", "AveragePool", (1, 2, 6, 7, 9), dict(kernel_shape=[2, 3, 3], strides=[2, 2, 2]),
@@ -356,11 +356,11 @@ def _planted(shape):
 # MaxPool forms that hold no MaxPool over more than one cell (the tap form: Slice + Max), judged against
 # the operator's definition (NaN propagates, padding never wins, a window of -inf is -inf) and torch
 TAP_FORMS = [  # (op attributes, input shape, target, torch's call or None)
-    (dict(kernel_shape=[2, 2], pads=[1, 1, 1, 1], dilations=[2, 2]), (1, 1, 3, 4), "mnn",
+    (dict(kernel_shape=[2, 2], pads=[1, 1, 1, 1], dilations=[2, 2]), (1, 1, 3, 4), "litert",
      lambda t: torch_max_pool(t, 2, 1, 1, 2)),
     (dict(kernel_shape=[3, 2], strides=[2, 1], pads=[1, 1, 1, 1], dilations=[2, 3], ceil_mode=1), (1, 2, 6, 4),
      "litert", lambda t: torch_max_pool(t, (3, 2), (2, 1), (1, 1), (2, 3), ceil_mode=True)),
-    (dict(kernel_shape=[2, 2], strides=[2, 2], pads=[0, 1, 1, 0], dilations=[2, 2]), (1, 1, 4, 5), "mnn", None),
+    (dict(kernel_shape=[2, 2], strides=[2, 2], pads=[0, 1, 1, 0], dilations=[2, 2]), (1, 1, 4, 5), "litert", None),
     (dict(kernel_shape=[2], strides=[1], pads=[1, 1], dilations=[3]), (1, 1, 3), "litert",
      lambda t: torch_max_pool(t, 2, 1, 1, 3)),
 ]
@@ -415,9 +415,9 @@ def test_maxpool_forms_keep_infinities_as_the_original(name, target):
 @pytest.mark.runtime
 @pytest.mark.parametrize("runtime", ["mnn", "litert"])
 def test_tap_forms_with_inf_padding_in_runtime(runtime):
-    # the tap form pads max pooling with -inf: the runtimes that get it convert it and compute it exactly on
-    # finite inputs; a window of -inf comes out -inf in MNN where no MaxPool subsamples it (MNN's MaxPool
-    # returns -2**24 for it) and -3.4e38 in LiteRT (measured): a large negative number, never a real cell
+    # the dilated forms pad max pooling with -inf (LiteRT gets the tap form, MNN the sub-lattice form since
+    # 2026-12-05): both convert and compute exactly on finite inputs; a window of -inf comes out -2**24 in MNN's
+    # MaxPool and -3.4e38 in LiteRT (measured): a large negative number, never a real cell
     if not available(runtime):
         pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]'; make litert)")
     from poolport.runtimes.registry import run_batch

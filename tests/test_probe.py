@@ -17,12 +17,10 @@ from poolport.runtimes.registry import NAMES, available, run_batch
 from poolport.testing import reference
 from poolport.verify.compare import compare_arrays
 
-# where legalize leaves a case the runtime refuses, loudly (docs/runtimes.md): pnnx leaves dilated pooling
-# unconverted and the tap form is wrong on ncnn; onnx2tf refuses 3-D AveragePool without pads, and with the
-# channels equal to the outputs' sizes its layout guess would make the 2-D form wrong, so it stays refused
-REFUSED_AFTER = {("ncnn", "max-dilated"), ("ncnn", "max-dilated-ceil"), ("ncnn", "avg-dilated"),
-                 ("ncnn", "avg-3d-dilated"), ("ncnn", "max-3d-dilated"), ("ncnn", "max-1d-dilated"),
-                 ("litert", "avg-3d-ceil"),
+# where legalize leaves a case the runtime refuses, loudly (docs/runtimes.md): onnx2tf refuses 3-D AveragePool
+# without pads, and with the channels equal to the outputs' sizes its layout guess would make the 2-D form
+# wrong, so it stays refused. (ncnn's dilated cases were here until their sub-lattice form, 2026-12-05.)
+REFUSED_AFTER = {("litert", "avg-3d-ceil"),
                  ("ncnn", "lp-p3-1d-ceil")}  # p = 3 needs Pow, wrong on ncnn: the LpPool node is kept
 
 
@@ -94,7 +92,7 @@ def test_probe_and_auto_on_ncnn(tmp_path, capsys):
     assert not [r for r in data["results"]["onnxruntime"] if r["verdict"] != "ok"]
     wrong = {r["case"] for r in data["results"]["ncnn"] if r["verdict"] != "ok"}
     assert {"avg-same-upper", "avg-ceil-window-in-padding", "avg-ceil-pads-include"} <= wrong
-    assert "auto-pad-same-upper" in data["rules"]["ncnn"] and "dilated-pool" not in data["rules"]["ncnn"]
+    assert {"auto-pad-same-upper", "dilated-pool-lattice"} <= set(data["rules"]["ncnn"])
     assert data["rules"]["onnxruntime"] == []
     # auto rewrites what ncnn gets wrong, and the result is exact in ncnn
     case = next(c for c in probe.CASES if c.name == "avg-same-upper")
@@ -217,20 +215,20 @@ def test_reprobe_goes_with_auto(tmp_path, capsys):
 
 @pytest.mark.runtime
 def test_auto_keeps_a_node_whose_rule_the_probe_withholds(tmp_path):
-    # probing ncnn and MNN: dilated-pool fixes MNN's dilated cases but turns ncnn's loud refusal into a wrong
-    # shape, so auto leaves it out; a dilated node is then kept and legalize fails closed naming ncnn (it
-    # used to pass it over in silence, and MNN computed it wrongly)
-    if not (available("ncnn") and available("mnn")):
-        pytest.skip("ncnn and MNN not installed (pip install 'poolport[runtimes]')")
+    # probing MNN and LiteRT: pool-3d-as-2d fixes MNN's 3-D cases but turns LiteRT's loud refusal of avg-3d-ceil
+    # into a wrong answer (its 2-D form's tensors have all their sizes equal), so auto leaves it out; a 3-D
+    # node only it matches is then kept and legalize fails closed naming LiteRT. (Until 2026-12-05 this was
+    # dilated-pool on ncnn and MNN; the sub-lattice form is exact on both.)
+    if not (available("mnn") and available("litert")):
+        pytest.skip("MNN and LiteRT not installed (pip install 'poolport[runtimes]'; make litert)")
     from poolport.legalizer.run import KeptNodesError
 
-    case = next(c for c in probe.CASES if c.name == "max-dilated")
-    with pytest.raises(KeptNodesError, match="wrong on ncnn") as e:
-        poolport.legalize(case.model(), "auto", runtimes=("ncnn", "mnn"))
+    case = next(c for c in probe.CASES if c.name == "max-3d-ceil")
+    with pytest.raises(KeptNodesError, match="wrong on litert") as e:
+        poolport.legalize(case.model(), "auto", runtimes=("mnn", "litert"))
     report = e.value.result.probe
-    assert "dilated-pool" not in e.value.result.rules and "ncnn" in report.withheld()["dilated-pool"]
-    assert [k.rules for k in e.value.result.kept] == [("dilated-pool",)]
-
+    assert "pool-3d-as-2d" not in e.value.result.rules and "litert" in report.withheld()["pool-3d-as-2d"]
+    assert [k.rules for k in e.value.result.kept] == [("pool-3d-as-2d",)]
 
 
 @pytest.mark.runtime

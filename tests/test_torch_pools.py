@@ -53,6 +53,8 @@ DILATED = [  # (d, size, kernel, stride, padding, dilation, ceil_mode)
     (2, (12, 12), 3, 1, 1, 2, False), (2, (12, 13), 2, 3, 1, 2, True), (2, (9, 11), 3, 2, 1, 2, True),
     (2, (12, 12), (3, 2), (1, 2), (1, 0), (2, 1), False), (2, (7, 8), 2, 1, 0, (1, 3), False),
     (3, (6, 8, 8), 2, 1, 1, 2, False), (3, (5, 6, 7), (2, 3, 1), (2, 1, 1), (1, 1, 0), (3, 2, 1), True),
+    # dilated on the first axis only: its result used to come out 4-D, (N, C, D', H'*W')
+    (3, (7, 8, 9), 2, 1, 0, (2, 1, 1), False), (3, (7, 6, 5), 2, (2, 1, 2), 1, (3, 1, 1), True),
 ]
 
 

@@ -2,14 +2,17 @@
 passes, runs, repeats and folded axes turn into slice / pool / concat calls, in the plan's style
 (``plan.pooling.STYLES``: the default form, or the edge form for the XNNPACK delegates of LiteRT and
 ExecuTorch); ``execute_explicit``: the one place that knows the explicit form's steps (pad, pool, divisor
-correction). Backends only implement the calls (``torch_ops``: torch; ``onnx_ops``: ONNX nodes, inside the
+correction); ``execute_dilated``: the one walk over dilated pooling on sub-lattices (``plan.dilated``: crop,
+pad, reshape, contiguous slice, pool, divisor correction), torch's and the legalizer's alike. Backends only implement the calls (``torch_ops``: torch; ``onnx_ops``: ONNX nodes, inside the
 TorchScript exporter or written directly; ``counting``: the operators counted)."""
 
 from __future__ import annotations
 
+from math import prod
 from typing import Any, Protocol
 
 from ..plan import PoolPlan
+from ..plan.dilated import DilatedPlan
 from ..plan.explicit import ExplicitPool
 from ..plan.pooling import MAX_CONCAT_INPUTS
 
@@ -50,6 +53,59 @@ def execute_explicit(plan: ExplicitPool, x: Any, ops: ExplicitOps) -> Any:
     if plan.padded:
         x = ops.pad(x, plan.pads_before, plan.pads_after, plan.pad_mode)
     x = ops.pool(x, plan.op, plan.kernel, plan.stride)
+    if plan.corrected:
+        x = ops.scale(x, plan.factors)
+    return x
+
+
+class DilatedOps(ExplicitOps, Protocol):
+    """What a backend implements for ``execute_dilated``: ``ExplicitOps``' pad, pool and scale, and:"""
+
+    def crop(self, x: Any, stops: tuple[int, ...]) -> Any:
+        """``x[..., :stops[0], :stops[1], ...]`` on its spatial axes (one Slice)."""
+
+    def pad_lowest(self, x: Any, before: tuple[int, ...], after: tuple[int, ...], lengths: tuple[int, ...],
+                   channels: int) -> Any:
+        """``x`` padded on its spatial axes with -inf (the lowest value of an integer type); ``lengths``:
+        the padded sizes."""
+
+    def reshape(self, x: Any, shape: tuple[int, ...]) -> Any:
+        """``x`` reshaped to ``shape`` (-1 first: the batch, which may be symbolic)."""
+
+    def slice(self, x: Any, dim: int, start: int, stop: int) -> Any:
+        """``x[start:stop]`` along ``dim``."""
+
+
+def execute_dilated(plan: DilatedPlan, x: Any, ops: DilatedOps, channels: int) -> Any:
+    """Run the sub-lattice form ``plan`` on ``x`` (N, C, *spatial) with ``channels`` = C: crop, Pad (-inf for
+    max, zeros for average), one plain pool over the undilated axes, then per dilated axis plain pooling on
+    its sub-lattices (see ``plan.dilated``), and for average the divisor correction. Intermediate tensors
+    stay 4-D (ncnn holds at most 4 axes besides the batch)."""
+    if plan.crops != plan.in_size:
+        x = ops.crop(x, plan.crops)
+    if plan.masked:
+        x = ops.pad_lowest(x, plan.pads_before, plan.pads_after, tuple(a.length for a in plan.axes), channels)
+    elif any(plan.pads_before) or any(plan.pads_after):
+        x = ops.pad(x, plan.pads_before, plan.pads_after, "constant")
+    if plan.plain_pool is not None:
+        x = ops.pool(x, plan.op, *plan.plain_pool)
+    sizes = [a.out if a.kind == "plain" else a.length for a in plan.axes]  # the sizes the plan is for
+    for i, a in reversed(list(enumerate(plan.axes))):
+        if a.kind == "plain":
+            continue
+        lead = channels * prod(sizes[:i])
+        rest = prod(sizes[i + 1:])
+        y = ops.reshape(x, (-1, lead, a.lattice, a.d * rest))
+        if a.kind == "lattice":
+            y = ops.pool(ops.slice(y, 3, 0, rest), plan.op, (a.k, 1), (a.s // a.d, 1))
+        else:
+            y = ops.reshape(ops.pool(y, plan.op, (a.k, 1), (1, 1)), (-1, lead, a.q * a.d, rest))
+            if a.q * a.d != a.out * a.s:
+                y = ops.slice(y, 2, 0, a.out * a.s)
+            if a.s > 1:
+                y = ops.slice(ops.reshape(y, (-1, lead, a.out, a.s * rest)), 3, 0, rest)
+        sizes[i] = a.out
+        x = ops.reshape(y, (-1, channels, *sizes)) if plan.reshaped_after(i) else y
     if plan.corrected:
         x = ops.scale(x, plan.factors)
     return x

@@ -1,7 +1,8 @@
 """Plans written as ONNX nodes directly (the legalizer's writer): an ``ExplicitPool`` as
 ``Pad`` + ``AveragePool``/``MaxPool`` + ``Mul`` by its divisor correction; a ``TapPool`` (dilated pooling)
-as ``Pad`` + one ``Slice`` per kernel tap + ``Max``/``Sum`` + a 1-wide strided pool (+ ``Mul``); an ``LpPlan``
-(ONNX LpPool) as ``Abs`` + its power, either of those for the window sums, and its root."""
+as ``Pad`` + one ``Slice`` per kernel tap + ``Max``/``Sum`` + a 1-wide strided pool (+ ``Mul``); a
+``DilatedPlan`` (dilated pooling on sub-lattices) by ``execute_dilated``, the walk torch's form takes too; an
+``LpPlan`` (ONNX LpPool) as ``Abs`` + its power, either of the first two for the window sums, and its root."""
 
 from __future__ import annotations
 
@@ -9,31 +10,50 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..plan.dilated import DilatedPlan
 from ..plan.explicit import ExplicitPool
 from ..plan.lppool import LpPlan
 from ..plan.taps import TapPool
-from .execute import execute_explicit
+from .execute import execute_dilated, execute_explicit
 from .onnx_ops import OnnxOps
 
 
 class NodeEmitter:
     """An ``onnx_ops.Emitter`` that writes ``onnx.helper`` nodes and initializers, each named
-    ``{prefix}_{name}``; ``finish(y)`` names the last node's output ``y``."""
+    ``{prefix}_{name}`` (``_2``, ``_3``... appended to a name written before); ``finish(y)`` names the last
+    node's output ``y``."""
 
     def __init__(self, prefix: str, opset: int, elem_type: int = onnx.TensorProto.FLOAT):
         self.prefix, self.opset = prefix, opset
         self.dtype = helper.tensor_dtype_to_np_dtype(elem_type)
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
+        self.used: dict[str, int] = {}
+
+    def _unique(self, name: str) -> str:
+        """``{prefix}_{name}``, numbered where a node, output or initializer had that name already."""
+        name = f"{self.prefix}_{name}"
+        self.used[name] = self.used.get(name, 0) + 1
+        return name if self.used[name] == 1 else f"{name}_{self.used[name]}"
 
     def op(self, op_type: str, inputs: list, name: str, out: str, **attrs) -> str:
         """A node ``{prefix}_{name}`` whose output is ``{prefix}_{out}``."""
-        node = helper.make_node(op_type, inputs, [f"{self.prefix}_{out}"], name=f"{self.prefix}_{name}", **attrs)
+        node = helper.make_node(op_type, inputs, [self._unique(out)], name=self._unique(name), **attrs)
         self.nodes.append(node)
         return node.output[0]
 
+    @property
+    def floating(self) -> bool:
+        """Whether the input's element type is a float type."""
+        return bool(np.issubdtype(self.dtype, np.floating))
+
+    @property
+    def lowest(self) -> float | int:
+        """What max pooling's padding holds in the input's element type (``_lowest``)."""
+        return _lowest(self.dtype)
+
     def _init(self, array: np.ndarray, name: str) -> str:
-        self.inits.append(numpy_helper.from_array(array, f"{self.prefix}_{name}"))
+        self.inits.append(numpy_helper.from_array(array, self._unique(name)))
         return self.inits[-1].name
 
     def ints(self, values, name: str) -> str:
@@ -133,4 +153,14 @@ def lp_nodes(plan: LpPlan, x: str, y: str, opset: int, prefix: str,
     if plan.root[0] == "":
         return emit.nodes, emit.inits
     _raise_to(emit, sums, plan.root, "root")
+    return emit.finish(y)
+
+
+def dilated_nodes(plan: DilatedPlan, x: str, y: str, opset: int, prefix: str, channels: int,
+                  elem_type: int = onnx.TensorProto.FLOAT) -> tuple[list, list]:
+    """Nodes and initializers computing ``y`` from ``x`` (N, C, *spatial; N may be symbolic, C is
+    ``channels``) by the sub-lattice form ``plan``, walked by ``execute_dilated`` as
+    ``torch_pools.apply_dilated`` walks it (opset 11 or newer: Pad and Slice take their parameters as inputs)."""
+    emit = NodeEmitter(prefix, opset, elem_type)
+    execute_dilated(plan, x, OnnxOps(emit), channels)
     return emit.finish(y)

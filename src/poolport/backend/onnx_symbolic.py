@@ -53,17 +53,11 @@ class SymbolicEmitter:
 
 
 class SymbolicOps(OnnxOps):
-    """``execute``'s and ``execute_explicit``'s operations as ONNX nodes in a TorchScript export graph ``g``."""
+    """``execute``'s and ``execute_explicit``'s operations as ONNX nodes in a TorchScript export graph ``g``
+(``OnnxOps``' slice, pool, pad and scale; concat and copy)."""
 
     def __init__(self, g, opset: int, dtype: torch.dtype = torch.float32):
         super().__init__(SymbolicEmitter(g, opset, dtype))
-
-    def slice(self, x, dim, start, stop):
-        """ONNX Slice with constant bounds (attributes before opset 10, inputs from 10 on)."""
-        if self.emit.opset < 10:
-            return self.emit.op("Slice", [x], "slice", "sliced", axes=[dim], starts=[start], ends=[stop])
-        bounds = [self.emit.ints([start], "starts"), self.emit.ints([stop], "ends"), self.emit.ints([dim], "axes")]
-        return self.emit.op("Slice", [x, *bounds], "slice", "sliced")
 
     def concat(self, parts, dim):
         """ONNX Concat."""

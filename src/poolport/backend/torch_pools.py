@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import warnings
 from itertools import product
-from math import prod
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +21,7 @@ from ..plan.explicit import ExplicitPool
 from ..plan.fractional import FractionalPlan
 from ..plan.indices import ArgmaxPlan, TapAxis, UnpoolAxis, UnpoolPlan, _rows
 from ..plan.lppool import LpPlan
-from .execute import execute, execute_explicit
+from .execute import execute, execute_dilated, execute_explicit
 from .torch_ops import TorchOps, pool
 
 
@@ -88,37 +87,30 @@ def pad_lowest(x: torch.Tensor, before: tuple[int, ...], after: tuple[int, ...],
     return x + (mask.reshape(1, -1) if ndim == 1 else mask)
 
 
+class DilatedTorchOps(TorchOps):
+    """``execute_dilated``'s operations as torch calls: ``TorchOps``' and crop, -inf padding, reshape."""
+
+    @staticmethod
+    def crop(x, stops):
+        """Basic indexing (one Slice)."""
+        return x[(Ellipsis, *(slice(0, c) for c in stops))]
+
+    pad_lowest = staticmethod(pad_lowest)
+
+    @staticmethod
+    def reshape(x, shape):
+        """``x.reshape(shape)``."""
+        return x.reshape(shape)
+
+
 def apply_dilated(x: torch.Tensor, plan: DilatedPlan) -> torch.Tensor:
-    """Dilated max pooling by ``plan`` on ``x`` (N, C, *spatial): crop/Pad with -inf, one plain pool over
-    the undilated axes, then per dilated axis plain pooling on its sub-lattices (see ``plan.dilated``).
-    Intermediate tensors stay 4-D (ncnn holds at most 4 axes besides the batch)."""
+    """Dilated max pooling by ``plan`` on ``x`` (N, C, *spatial), walked by ``execute_dilated``: crop/Pad
+    with -inf, one plain pool over the undilated axes, then per dilated axis plain pooling on its
+    sub-lattices (see ``plan.dilated``)."""
     with warnings.catch_warnings():  # a trace is specialised to the channels, as the plan is to the sizes
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         channels = int(x.shape[1])
-    if plan.crops != plan.in_size:
-        x = x[(Ellipsis, *(slice(0, c) for c in plan.crops))]
-    if any(plan.pads_before) or any(plan.pads_after):
-        x = pad_lowest(x, plan.pads_before, plan.pads_after, tuple(a.length for a in plan.axes), channels)
-    if plan.plain_pool is not None:
-        x = pool(x, "max", *plan.plain_pool)
-    sizes = [a.out if a.kind == "plain" else a.length for a in plan.axes]  # the sizes the plan is for
-    for i, a in enumerate(plan.axes):
-        if a.kind == "plain":
-            continue
-        lead = channels * prod(sizes[:i])
-        rest = prod(sizes[i + 1:])
-        y = x.reshape(-1, lead, a.lattice, a.d * rest)
-        if a.kind == "lattice":
-            y = pool(y[:, :, :, :rest], "max", (a.k, 1), (a.s // a.d, 1))
-        else:
-            y = pool(y, "max", (a.k, 1), (1, 1)).reshape(-1, lead, a.q * a.d, rest)
-            if a.q * a.d != a.out * a.s:
-                y = y[:, :, :a.out * a.s]
-            if a.s > 1:
-                y = y.reshape(-1, lead, a.out, a.s * rest)[:, :, :, :rest]
-        sizes[i] = a.out
-        x = y if i == 0 and len(sizes) > 1 else y.reshape(-1, channels, *sizes)  # (N, C, out, R) is already it
-    return x
+    return execute_dilated(plan, x, DilatedTorchOps, channels)
 
 
 # -- argmax indices and unpooling without ScatterND (plan.indices) -----------------------------------------------

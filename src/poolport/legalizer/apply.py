@@ -1,6 +1,7 @@
 """Applying legalizer rules to a graph: each pooling node some rules match (their patterns) is
 replaced by the strongest of their replacements (``replacements``: the highest rank), where its check
-passes and no runtime served is known to compute it wrongly; else kept, with the reason. The nodes a
+passes and no runtime served is known to compute it wrongly (else by its ``alternative``, where it has one
+that is right there); else kept, with the reason. The nodes a
 replacement asks to check again (3-D pooling split into 2-D nodes) go through the rules again. No checking
 of the model or verification here: that is ``legalize``'s (which refuses kept nodes unless asked to keep
 them); ``probe`` uses this, serving no runtime, to measure what each rule's rewrite does in a runtime."""
@@ -114,7 +115,8 @@ class _Writer:
         hit = [r for r in self.rules if r.matches(attrs, spatial)]
         if not hit:
             return [node]
-        # the strongest replacement among the rules that match serves them all (replacements: rank)
+        # the strongest replacement among the rules that match serves them all (replacements: rank); where it is
+        # known wrong on a runtime served, its alternative (a form that removes as much), if it has one
         rule = max(hit, key=lambda r: r.replacement_for(attrs).rank)
         names = tuple(r.name for r in hit)
         reason = rule.check(node, attrs, shape, self.opset)
@@ -122,14 +124,20 @@ class _Writer:
             self.changes.append(Kept(name, f"matches {', '.join(names)} but {reason}", names))
             return [node]
         start, inits = len(self.changes), len(self.inits)
-        written = rule.rewrite(node, attrs, shape, self.opset, prefix, elem_type)
-        replacement = rule.replacement_for(attrs)
-        wrong = self.wrong_on(hit, replacement, attrs, shape, written)
-        if wrong:  # no form is right on every runtime served: the node stays as it was
-            why = "; ".join(f"wrong on {rt} ({w})" for rt, w in wrong.items())
-            self.changes.append(Kept(name, f"matches {', '.join(names)} but its {replacement.name} form is {why}",
-                                     names, tuple(wrong)))
-            return [node]
+        replacement, whys, runtimes = rule.replacement_for(attrs), [], {}
+        while True:
+            written = replacement.write(node, attrs, shape, self.opset, prefix, elem_type)
+            wrong = self.wrong_on(hit, replacement, attrs, shape, written)
+            if not wrong:
+                break
+            whys.append(f"its {replacement.name} form is " + "; ".join(f"wrong on {rt} ({w})" for rt, w in wrong.items()))
+            runtimes.update(wrong)
+            replacement = replacement.alternative
+            if replacement is None or replacement.check(node, attrs, shape, self.opset) is not None:
+                # no form is right on every runtime served: the node stays as it was
+                self.changes.append(Kept(name, f"matches {', '.join(names)} but " + "; ".join(whys), names,
+                                         tuple(runtimes)))
+                return [node]
         self.inits.extend(written.inits)
         self.changes.append(PoolRewrite(name, names, attrs.describe(), written.summary))
         again = {id(p): s for p, s in written.again}

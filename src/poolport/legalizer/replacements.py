@@ -3,9 +3,13 @@ whether it can be written for a given node, with the reason where it cannot:
 
 * ``EXPLICIT`` -- Pad + a pooling op without padding + Mul by the divisor correction
   (``plan.explicit.ExplicitPool``, written by ``backend.onnx_nodes``). That pooling op has no dilations:
-  a dilated pool takes ``TAPS``.
+  a dilated pool takes ``LATTICE`` (or its alternative ``TAPS``).
 * ``TAPS``     -- the tap form (``plan.taps.TapPool``): Pad + one Slice per kernel tap + Max/Add + a
   1-wide strided pool (+ Mul). Needs opset 11 (Pad and Slice take their parameters as inputs).
+* ``LATTICE``  -- dilated pooling on sub-lattices (``plan.dilated.dilated_onnx_plan``, written by
+  ``backend.onnx_nodes.dilated_nodes`` through the walk torch's dilated form takes): crop/Pad (-inf as a
+  zero Pad + a mask Add for max, zeros for average), Reshape + contiguous Slice + plain pools, Reshape (+ Mul).
+  Needs opset 11.
 * ``PADS``     -- ``auto_pad`` written out as explicit pads on the same MaxPool, no Pad node. An
   AveragePool takes ``EXPLICIT``: runtimes divide an asymmetrically padded average wrongly or refuse it.
 * ``AS_2D``    -- 3-D pooling as two 2-D pooling ops between Reshapes (``legalizer.decompose``); the
@@ -29,7 +33,8 @@ from dataclasses import dataclass
 import onnx
 from onnx import helper
 
-from ..backend.onnx_nodes import explicit_nodes, lp_nodes, tap_nodes
+from ..backend.onnx_nodes import dilated_nodes, explicit_nodes, lp_nodes, tap_nodes
+from ..plan.dilated import dilated_onnx_plan
 from ..plan.explicit import explicit_torch_pool
 from ..plan.lppool import onnx_lp_plan
 from ..plan.taps import TapPool, tap_pool
@@ -58,6 +63,7 @@ class Replacement:
 
     name = "replacement"
     rank = 0
+    alternative: Replacement | None = None  # a form removing as much, written where this one is known wrong
 
     def resolve(self, p: PoolAttrs) -> Replacement:
         """The replacement written for a node with attributes ``p``."""
@@ -142,15 +148,16 @@ class Taps(Planned):
 
 
 class Explicit(Planned):
-    """The explicit form (``plan.explicit.ExplicitPool``); a dilated pool takes the tap form."""
+    """The explicit form (``plan.explicit.ExplicitPool``); a dilated pool takes the sub-lattice form (where a
+    runtime served computes that wrongly, LiteRT, its alternative: the tap form)."""
 
     name = "explicit"
     rank = 1
     nodes = staticmethod(explicit_nodes)
 
     def resolve(self, p):
-        """``TAPS`` where ``p`` is dilated, else this."""
-        return TAPS if any(d != 1 for d in p.dilations) else self
+        """``LATTICE`` where ``p`` is dilated, else this."""
+        return LATTICE if any(d != 1 for d in p.dilations) else self
 
     def plan(self, p, spatial):
         """``plan.explicit.explicit_torch_pool``: Pad + a pooling op without padding (+ Mul)."""
@@ -251,3 +258,38 @@ class LpForm(Replacement):
 
 
 LP_FORM = LpForm()
+
+
+class Lattice(Replacement):
+    """Dilated pooling on sub-lattices (``plan.dilated``), the form torch's dilated max pooling takes
+    (``backend.torch_pools.apply_dilated``): plain pools between Reshapes and contiguous Slices; needs opset 11.
+    Ranked above ``TAPS`` (it removes the dilations, pads and ceil_mode as the tap form does), which is its
+    ``alternative`` where a runtime served computes it wrongly (LiteRT)."""
+
+    name = "lattice"
+    rank = 2.5
+
+    def check(self, node, p, shape, opset):
+        """As ``Replacement.check``, and the model's opset is 11 or newer."""
+        reason = super().check(node, p, shape, opset)
+        if reason is None and opset < 11:
+            return f"a dilated pool is rewritten with opset 11 or newer (the model has {opset})"
+        return reason
+
+    def write(self, node, p, shape, opset, prefix, elem_type):
+        """``plan.dilated.dilated_onnx_plan`` of ``p`` on ``shape``'s spatial size, as nodes."""
+        plan = dilated_onnx_plan(_op(p), tuple(shape[2:]), p.kernel, p.strides, p.dilations, p.pads_before,
+                                 p.pads_after, p.ceil_mode, p.count_include_pad)
+        nodes, inits = dilated_nodes(plan, node.input[0], node.output[0], opset, prefix, shape[1], elem_type)
+        return Written(nodes, inits, " + ".join(plan.steps()))
+
+    def wrong_on(self, p, shape, written):
+        """As ``Replacement.wrong_on``, and LiteRT: onnx2tf lays out the Reshapes of this form wrongly at some
+        sizes (measured 2026-12-05: finite values wrong on 4 of 18 small random cases, 1-D and 2-D, where the
+        tap form was right), so LiteRT keeps the tap form."""
+        return {**super().wrong_on(p, shape, written),
+                "litert": "onnx2tf lays out the Reshapes of the sub-lattice form wrongly at some sizes"}
+
+
+LATTICE = Lattice()
+LATTICE.alternative = TAPS

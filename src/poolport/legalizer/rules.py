@@ -32,7 +32,7 @@ from ..plan.pads import ceil_window_in_padding, torch_output
 from ..runtimes.registry import ALIASES
 from .attrs import POOL_OPS, PoolAttrs, extents, read_attrs
 from .decompose import layout_ambiguous
-from .replacements import AS_2D, EXPLICIT, LP_FORM, PADS, TAPS, Replacement, Written
+from .replacements import AS_2D, EXPLICIT, LATTICE, LP_FORM, PADS, TAPS, Replacement, Written
 from .targets import TARGETS  # noqa: F401  (TARGETS re-exported)
 
 
@@ -128,10 +128,10 @@ RULES = (
          "their dilated tap form) right, except where a tensor's sizes are all equal: onnx2tf then guesses the layout of the Reshapes wrongly (a dilated node is kept, an "
          "undilated one left alone)",
          avg_3d_for_litert, AS_2D),
-    Rule("dilated-pool", frozenset({"mnn", "litert"}),
-         "MNN ignores dilations; onnx2tf ignores them for AveragePool and refuses large dilated MaxPool (pnnx "
-         "leaves dilated pooling unconverted for ncnn, which refuses it loudly; the tap form is wrong there too). "
-         "Not 3-D average pooling: onnx2tf computes its tap form wrongly as well (MNN gets it as 2-D pooling)",
+    Rule("dilated-pool", frozenset({"litert"}),
+         "onnx2tf ignores dilations for AveragePool and refuses large dilated MaxPool; it computes the tap form "
+         "right, the sub-lattice form (dilated-pool-lattice) wrongly at some sizes. "
+         "Not 3-D average pooling: onnx2tf computes its tap form wrongly as well (avg-3d-as-2d makes it 2-D)",
          lambda p, spatial: any(d != 1 for d in p.dilations) and not (p.op == "AveragePool" and len(p.kernel) == 3),
          TAPS),
     # a MaxPool these two rules match gets its auto_pad written out as pads (no Pad node): MNN and onnx2tf
@@ -166,6 +166,11 @@ RULES = (
     Rule("ceil-window-in-padding", frozenset({"ncnn", "openvino", "mnn"}),
          "with ceil_mode, a last window that starts in the right padding: ONNX drops it, ncnn, OpenVINO and MNN "
          "return an extra output cell", window_in_padding),
+    Rule("dilated-pool-lattice", frozenset({"ncnn", "mnn"}),
+         "pnnx leaves dilated pooling unconverted (ncnn refuses it loudly) and ncnn computes the tap form with the "
+         "wrong output shape; MNN ignores dilations. The sub-lattice form (Reshape + contiguous Slice + plain "
+         "pools) is exact on both, and on MNN faster than the tap form (measured)",
+         lambda p, spatial: any(d != 1 for d in p.dilations), LATTICE),
     # ONNX LpPool nodes (measured 2026-12-05, docs/runtimes.md): written as |x| ** p, window sums, ** (1 / p)
     Rule("lppool", frozenset({"ncnn"}), "pnnx leaves LpPool unconverted: ncnn cannot load it",
          lambda p, spatial: True, LP_FORM, frozenset({"LpPool"})),
