@@ -1,17 +1,22 @@
 """Plans written as ONNX nodes directly (the legalizer's writer): an ``ExplicitPool`` as
 ``Pad`` + ``AveragePool``/``MaxPool`` + ``Mul`` by its divisor correction; a ``TapPool`` (dilated pooling)
-as ``Pad`` + one ``Slice`` per kernel tap + ``Max``/``Sum`` + a 1-wide strided pool (+ ``Mul``)."""
+as ``Pad`` + one ``Slice`` per kernel tap + ``Max``/``Sum`` + a 1-wide strided pool (+ ``Mul``); an
+``ArgmaxPlan``/``UnpoolPlan`` (MaxPool's indices, MaxUnpool) by ``execute_argmax``/``execute_unpool``, the
+walk torch's form takes too."""
 
 from __future__ import annotations
+
+from math import prod
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from ..plan.explicit import ExplicitPool
+from ..plan.indices import ArgmaxPlan, UnpoolPlan
 from ..plan.taps import TapPool
-from .execute import execute_explicit
-from .onnx_ops import OnnxOps
+from .execute import execute_argmax, execute_explicit, execute_unpool
+from .onnx_ops import OnnxIndexOps, OnnxOps
 
 
 class NodeEmitter:
@@ -41,6 +46,12 @@ class NodeEmitter:
     def tensor(self, values, shape: tuple[int, ...], name: str) -> str:
         """An initializer ``{prefix}_{name}`` of the input's element type."""
         return self._init(np.array(values).reshape(shape).astype(self.dtype), name)
+
+    def rename(self, names: dict[str, str]) -> None:
+        """Name the tensors ``names`` maps (outputs of nodes written here) as it says."""
+        for node in self.nodes:
+            node.input[:] = [names.get(n, n) for n in node.input]
+            node.output[:] = [names.get(n, n) for n in node.output]
 
     def finish(self, y: str) -> tuple[list, list]:
         """``(nodes, initializers)``, the last node writing ``y``."""
@@ -97,3 +108,32 @@ def tap_nodes(plan: TapPool, x: str, y: str, opset: int, prefix: str,
     if plan.op == "avg":
         OnnxOps(emit).scale(acc, plan.factors)
     return emit.finish(y)
+
+
+def argmax_nodes(plan: ArgmaxPlan, x: str, values: str, plane_index: str, shape: tuple[int, ...], prefix: str,
+                 opset: int, onnx_index: str = "") -> tuple[list, list]:
+    """Nodes and initializers computing, from float32 ``x`` of ``shape`` (N, C, *spatial), MaxPool's
+    ``values`` and each window's first maximum as a float32 flat index within its plane (``plane_index``, as
+    torch's indices), by ``execute_argmax``; with ``onnx_index``, ONNX's int64 Indices too: the plane index
+    plus the plane's offset ``(n * C + c) * prod(spatial)`` (N must be static)."""
+    emit = NodeEmitter(prefix, opset)
+    v, i = execute_argmax(plan, x, OnnxIndexOps(emit), shape[1])
+    emit.rename({v: values, i: plane_index})
+    if onnx_index:
+        n, c = shape[:2]
+        planes = np.arange(n * c, dtype=np.int64) * prod(shape[2:])
+        offsets = emit._init(planes.reshape(n, c, *[1] * len(plan.axes)), "plane_offsets")
+        cast = emit.op("Cast", [plane_index], "cast", "index_int64", to=onnx.TensorProto.INT64)
+        emit.op("Add", [cast, offsets], "offset", "onnx_index")
+        emit.rename({emit.nodes[-1].output[0]: onnx_index})
+    return emit.nodes, emit.inits
+
+
+def unpool_nodes(plan: UnpoolPlan, y: str, plane_index: str, out: str, channels: int, prefix: str,
+                 opset: int) -> tuple[list, list]:
+    """Nodes and initializers computing MaxUnpool's ``out`` from float32 ``y`` (N, ``channels``, *pooled) at
+    the float32 per-plane flat ``plane_index`` of ``argmax_nodes``, by ``execute_unpool``."""
+    emit = NodeEmitter(prefix, opset)
+    z = execute_unpool(plan, y, plane_index, OnnxIndexOps(emit), channels)
+    emit.rename({z: out})
+    return emit.nodes, emit.inits

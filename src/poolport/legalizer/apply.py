@@ -8,10 +8,10 @@ them); ``probe`` uses this, serving no runtime, to measure what each rule's rewr
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import onnx
-from onnx import shape_inference
+from onnx import numpy_helper, shape_inference
 
 from ..onnxfile.graph import opset_of
 from .attrs import POOL_OPS, read_attrs  # noqa: F401  (POOL_OPS re-exported)
@@ -62,6 +62,53 @@ def _static(shape: tuple[int | None, ...] | None) -> tuple[int, ...] | None:
     return tuple(shape)
 
 
+@dataclass
+class Graph:
+    """What a replacement that reads the graph around its node (``graph_aware``: MaxUnpool's, which looks for
+    the MaxPool its indices come from) may ask: the node writing each tensor (``producers``), the inferred
+    shapes and element types, constant values, and ``planes``: per MaxPool Indices tensor rewritten, the
+    per-plane float32 index its replacement wrote (so that a MaxUnpool of it reuses it)."""
+
+    producers: dict[str, onnx.NodeProto]
+    shapes: dict[str, tuple[tuple[int | None, ...], int]]
+    constants: dict[str, onnx.TensorProto]
+    planes: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, proto: onnx.ModelProto, shapes: dict) -> Graph:
+        g = proto.graph
+        constants = {t.name: t for t in g.initializer}
+        for node in g.node:
+            if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+                constants[node.output[0]] = node.attribute[0].t
+        return cls({o: n for n in g.node for o in n.output if o}, shapes, constants)
+
+    def elem_type(self, name: str) -> int | None:
+        """The ONNX element type of tensor ``name`` (None where not inferred)."""
+        return self.shapes.get(name, (None, None))[1]
+
+    def static_shape(self, name: str) -> tuple[int, ...] | None:
+        """``name``'s shape where C and its spatial sizes are static (N may not be), else None."""
+        return _static(self.shapes.get(name, (None, None))[0])
+
+    def constant(self, name: str):
+        """The value of constant ``name`` as a numpy array, None where it is not a constant."""
+        t = self.constants.get(name)
+        return None if t is None else numpy_helper.to_array(t)
+
+
+def _prune(nodes: list, written: set[int], outputs: set[str]) -> list:
+    """``nodes`` without the nodes a replacement wrote (ids in ``written``) whose outputs nothing reads: the
+    index form a MaxUnpool's replacement writes again computes values no one reads, and the int64 indices of
+    a MaxPool whose only reader was a rewritten MaxUnpool."""
+    while True:
+        read = outputs | {i for n in nodes for i in n.input}
+        keep = [n for n in nodes if id(n) not in written or any(o and o in read for o in n.output)]
+        if len(keep) == len(nodes):
+            return keep
+        nodes = keep
+
+
 def apply_rules(original: onnx.ModelProto, rules, serves: tuple[str, ...] = (),
                 measured: dict[str, dict[str, str]] | None = None) -> tuple[onnx.ModelProto, list]:
     """A rewritten copy of ``original`` and, per matched node, what was done (PoolRewrite or Kept).
@@ -71,9 +118,10 @@ def apply_rules(original: onnx.ModelProto, rules, serves: tuple[str, ...] = (),
     written, the node is kept with the reason. Empty: every rewrite is written (the probe measures them)."""
     proto = copy.deepcopy(original)
     shapes = _shapes(proto)
-    writer = _Writer(rules, opset_of(proto, 1), tuple(serves), measured or {})
+    writer = _Writer(rules, opset_of(proto, 1), tuple(serves), measured or {}, Graph.of(proto, shapes))
     kinds = frozenset().union(*(r.ops for r in rules)) if rules else frozenset()
-    for i, node in enumerate(list(proto.graph.node)):
+    original_nodes = list(proto.graph.node)
+    for i, node in enumerate(original_nodes):
         if node.op_type not in kinds:
             writer.nodes.append(node)
             continue
@@ -81,17 +129,27 @@ def apply_rules(original: onnx.ModelProto, rules, serves: tuple[str, ...] = (),
         shape, elem_type = shapes.get(node.input[0], (None, onnx.TensorProto.FLOAT))
         prefix = f"poolport_{i}_{name}".replace("/", "_").replace(":", "_")
         writer.nodes.extend(writer.rewrite(node, _static(shape), elem_type, prefix, name))
+    written = {id(n) for n in writer.nodes} - {id(n) for n in original_nodes}
+    nodes = _prune(writer.nodes, written, {o.name for o in proto.graph.output})
+    read = {i for n in nodes for i in n.input}
     del proto.graph.node[:]
-    proto.graph.node.extend(writer.nodes)
-    proto.graph.initializer.extend(writer.inits)
+    proto.graph.node.extend(nodes)
+    proto.graph.initializer.extend(t for t in writer.inits if t.name in read)
+    gone = {i for n in original_nodes for i in n.input} - read  # e.g. a rewritten MaxUnpool's output_shape
+    kept = [t for t in proto.graph.initializer if t.name not in gone]
+    if len(kept) < len(proto.graph.initializer):
+        del proto.graph.initializer[:]
+        proto.graph.initializer.extend(kept)
     return proto, writer.changes
 
 
 class _Writer:
     """Collects the rewritten graph: nodes, new initializers and what was done per node."""
 
-    def __init__(self, rules, opset: int, serves: tuple[str, ...] = (), measured: dict | None = None):
+    def __init__(self, rules, opset: int, serves: tuple[str, ...] = (), measured: dict | None = None,
+                 graph: Graph | None = None):
         self.rules, self.opset, self.serves, self.measured = rules, opset, serves, measured or {}
+        self.graph = graph
         self.nodes, self.inits, self.changes = [], [], []
 
     def wrong_on(self, hit, replacement, attrs, shape, written) -> dict[str, str]:
@@ -117,18 +175,21 @@ class _Writer:
         # the strongest replacement among the rules that match serves them all (replacements: rank)
         rule = max(hit, key=lambda r: r.replacement_for(attrs).rank)
         names = tuple(r.name for r in hit)
-        reason = rule.check(node, attrs, shape, self.opset)
+        reason = rule.check(node, attrs, shape, self.opset, self.graph)
         if reason is not None:
             self.changes.append(Kept(name, f"matches {', '.join(names)} but {reason}", names))
             return [node]
         start, inits = len(self.changes), len(self.inits)
-        written = rule.rewrite(node, attrs, shape, self.opset, prefix, elem_type)
+        planes = dict(self.graph.planes) if self.graph is not None else {}
+        written = rule.rewrite(node, attrs, shape, self.opset, prefix, elem_type, self.graph)
         replacement = rule.replacement_for(attrs)
         wrong = self.wrong_on(hit, replacement, attrs, shape, written)
         if wrong:  # no form is right on every runtime served: the node stays as it was
             why = "; ".join(f"wrong on {rt} ({w})" for rt, w in wrong.items())
             self.changes.append(Kept(name, f"matches {', '.join(names)} but its {replacement.name} form is {why}",
                                      names, tuple(wrong)))
+            if self.graph is not None:
+                self.graph.planes = planes  # what it registered is not written
             return [node]
         self.inits.extend(written.inits)
         self.changes.append(PoolRewrite(name, names, attrs.describe(), written.summary))
@@ -145,5 +206,7 @@ class _Writer:
             runtimes = tuple(dict.fromkeys(rt for c in kept for rt in c.runtimes))
             self.changes.append(Kept(name, f"matches {', '.join(names)} but in its {replacement.name} form "
                                      + "; ".join(c.reason for c in kept), names, runtimes))
+            if self.graph is not None:
+                self.graph.planes = planes
             return [node]
         return out
