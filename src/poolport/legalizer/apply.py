@@ -135,7 +135,8 @@ def apply_rules(original: onnx.ModelProto, rules, serves: tuple[str, ...] = (),
     del proto.graph.node[:]
     proto.graph.node.extend(nodes)
     proto.graph.initializer.extend(t for t in writer.inits if t.name in read)
-    gone = {i for n in original_nodes for i in n.input} - read  # e.g. a rewritten MaxUnpool's output_shape
+    # an initializer only a replaced node read (a rewritten MaxUnpool's output_shape), unless a graph input
+    gone = {i for n in original_nodes for i in n.input} - read - {i.name for i in proto.graph.input}
     kept = [t for t in proto.graph.initializer if t.name not in gone]
     if len(kept) < len(proto.graph.initializer):
         del proto.graph.initializer[:]
