@@ -188,6 +188,25 @@ def _unpool_of_input():
     return m
 
 
+def _dynamic_width():
+    m = pair_model((1, 2, 8, 8), unpool=False, **_attrs([2, 2], [2, 2], [0] * 4))
+    m.graph.input[0].type.tensor_type.shape.dim[3].dim_param = "w"
+    return m
+
+
+def test_a_dynamic_batch_gets_plane_offsets_that_follow_it():
+    # ONNX's indices count the batch: with N dynamic the offsets come from the indices' own shape (CumSum)
+    a = _attrs([3, 3], [2, 2], [1] * 4)
+    for unpool in (False, True):
+        model = pair_model((2, 3, 7, 9), unpool, batch="n", **a)
+        fixed, changes = apply_rules(model, rules_for("mnn"), serves=("mnn",))
+        assert all(type(c).__name__ == "PoolRewrite" for c in changes)
+        assert ("CumSum" in {n.op_type for n in fixed.graph.node}) == (not unpool)
+        for n in (1, 3):
+            x = data((n, 3, 7, 9), n)
+            _equal(oracle(x, a, unpool), _ort(fixed, x), f"N = {n}, unpool={unpool}")
+
+
 # (id, model, target, kept node, rule, reason)
 KEPT = [
     ("indices-from-input", _unpool_of_input, "ncnn", "unpool", "max-unpool", "straight from a MaxPool"),
@@ -196,8 +215,7 @@ KEPT = [
                                         **_attrs([3, 3], [2, 2], [1] * 4)), "mnn", "unpool", "max-unpool", "differ"),
     ("lands-elsewhere", lambda: pair_model((1, 2, 8, 8), **_attrs([3, 3], [2, 2], [0] * 4, ceil=1)), "openvino",
      "unpool", "max-unpool", "land elsewhere"),
-    ("dynamic-batch", lambda: pair_model((1, 2, 8, 8), unpool=False, batch="n", **_attrs([2, 2], [2, 2], [0] * 4)),
-     "mnn", "pool", "max-indices", "batch size is not static"),
+    ("dynamic-width", lambda: _dynamic_width(), "mnn", "pool", "max-indices", "not static"),
     ("opset-10", lambda: pair_model((1, 2, 8, 8), unpool=False, opset=10, **_attrs([2, 2], [2, 2], [0] * 4)),
      "mnn", "pool", "max-indices", "opset 11"),
 ]

@@ -115,15 +115,27 @@ def argmax_nodes(plan: ArgmaxPlan, x: str, values: str, plane_index: str, shape:
     """Nodes and initializers computing, from float32 ``x`` of ``shape`` (N, C, *spatial), MaxPool's
     ``values`` and each window's first maximum as a float32 flat index within its plane (``plane_index``, as
     torch's indices), by ``execute_argmax``; with ``onnx_index``, ONNX's int64 Indices too: the plane index
-    plus the plane's offset ``(n * C + c) * prod(spatial)`` (N must be static)."""
+    plus the plane's offset ``(n * C + c) * prod(spatial)``, a constant where N (``shape[0]``) is static, else
+    computed from the indices' own shape (a CumSum of ones along N: no Shape operator)."""
     emit = NodeEmitter(prefix, opset)
     v, i = execute_argmax(plan, x, OnnxIndexOps(emit), shape[1])
     emit.rename({v: values, i: plane_index})
     if onnx_index:
         n, c = shape[:2]
-        planes = np.arange(n * c, dtype=np.int64) * prod(shape[2:])
-        offsets = emit._init(planes.reshape(n, c, *[1] * len(plan.axes)), "plane_offsets")
+        unit = [1] * len(plan.axes)
         cast = emit.op("Cast", [plane_index], "cast", "index_int64", to=onnx.TensorProto.INT64)
+        if n is not None:
+            planes = np.arange(n * c, dtype=np.int64) * prod(shape[2:])
+            offsets = emit._init(planes.reshape(n, c, *unit), "plane_offsets")
+        else:  # the batch index without Shape: a running sum of ones along N (CumSum), from the indices' own shape
+            ones = emit.op("Add", [emit.op("Mul", [cast, emit.ints([0], "zero")], "zeros", "zeros"),
+                                   emit.ints([1], "one")], "ones", "ones")
+            batch = emit.op("Sub", [emit.op("CumSum", [ones, emit._init(np.array(0, np.int64), "axis")], "cumsum",
+                                            "counts"), emit.ints([1], "one_again")], "batch", "batch")
+            channel = emit._init((np.arange(c, dtype=np.int64) * prod(shape[2:])).reshape(1, c, *unit),
+                                 "channel_offsets")
+            offsets = emit.op("Add", [emit.op("Mul", [batch, emit.ints([c * prod(shape[2:])], "batch_stride")],
+                                              "batch_offsets", "batch_offsets"), channel], "offsets", "offsets")
         emit.op("Add", [cast, offsets], "offset", "onnx_index")
         emit.rename({emit.nodes[-1].output[0]: onnx_index})
     return emit.nodes, emit.inits

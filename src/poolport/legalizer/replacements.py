@@ -231,13 +231,10 @@ class Argmax(Replacement):
         return None
 
     def check(self, node, p, shape, opset, graph=None):
-        """Why the index form cannot be written: a size that is not static (the batch too: ONNX's indices count
-        it), an opset below 11, an input that is not float32, storage_order 1, or a plan refusal (a window of
-        padding only, 2^24 cells or more per plane)."""
-        reason = self._check(node, p, shape, opset, graph)
-        if reason is None and shape[0] is None:
-            return "its batch size is not static (ONNX's indices count the batch: n * C * H * W + ...)"
-        return reason
+        """Why the index form cannot be written: C or a spatial size that is not static, an opset below 11, an
+        input that is not float32, storage_order 1, or a plan refusal (a window of padding only, 2^24 cells or
+        more per plane). A dynamic batch is fine: the plane offsets then follow it (``argmax_nodes``)."""
+        return self._check(node, p, shape, opset, graph)
 
     def write(self, node, p, shape, opset, prefix, elem_type, graph=None):
         """``argmax_nodes`` writing the node's two outputs (and the per-plane index, registered in ``graph``)."""
