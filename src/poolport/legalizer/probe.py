@@ -341,7 +341,7 @@ def run_probe(runtimes: tuple[str, ...] | None = None, cases: tuple[ProbeCase, .
         # is not exact, by every rule. So a split that only served along with a 2-D rule is not credited
         # with a fix on a runtime that computes 3-D pooling right (OpenVINO and ncnn: avg-3d-ceil-pads-include)
         report.fixes[rt] = {}
-        keep_rank = [r for r in RULES if r.replacement.rank < AS_2D.rank]
+        keep_rank = [r for r in RULES if r.replacement is not AS_2D]  # the index form (ranked above) keeps it too
         for stage, rules in enumerate((keep_rank, list(RULES))):
             todo, rewritten = [], []
             for i, c in enumerate(cases):

@@ -279,19 +279,26 @@ class Unpool(Replacement):
             return "its kernel, strides or pads differ from those of the MaxPool its indices come from", None
         if any(d != 1 for d in q.dilations):
             return "the MaxPool its indices come from is dilated", None
+        reason = Argmax._check(producer, q, source, opset, graph)
+        if reason is not None:
+            return f"the MaxPool its indices come from has no index form: {reason}", None
+        pooled = onnx_argmax_plan(tuple(source[2:]), q.kernel, q.strides, q.pads_before, q.pads_after, q.dilations,
+                                  q.ceil_mode).out_size
+        if pooled != tuple(shape[2:]):  # onnx's shape inference keeps a ceil_mode window that starts in the padding
+            return (f"its input size {list(shape[2:])} (onnx's shape inference) is not the {list(pooled)} its MaxPool "
+                    f"computes (a ceil_mode window that starts in the padding)"), None
         want = tuple(source[1:])
+        default = tuple((n - 1) * s + k - b - e for n, s, k, b, e in
+                        zip(shape[2:], p.strides, p.kernel, p.pads_before, p.pads_after))
         if len(node.input) > 2 and node.input[2]:
             given = graph.constant(node.input[2])
             if given is None or tuple(int(v) for v in given[1:]) != want:
                 return "its output_shape is not the MaxPool's input shape (as a constant)", None
-        else:
-            default = tuple((n - 1) * s + k - b - e for n, s, k, b, e in
-                            zip(shape[2:], p.strides, p.kernel, p.pads_before, p.pads_after))
-            if (shape[1], *default) != want:
-                return "its output shape is not the MaxPool's input shape (its flat indices would land elsewhere)", None
-        reason = Argmax._check(producer, q, source, opset, graph)
-        if reason is not None:
-            return f"the MaxPool its indices come from has no index form: {reason}", None
+            if any(g < d for g, d in zip(want[1:], default)):
+                return (f"its output_shape {list(want[1:])} is below MaxUnpool's default {list(default)} (ONNX Runtime "
+                        f"refuses such a node)"), None
+        elif (shape[1], *default) != want:
+            return "its output shape is not the MaxPool's input shape (its flat indices would land elsewhere)", None
         try:
             plan = unpool_plan(tuple(shape[2:]), p.kernel, p.strides, p.pads_before, tuple(source[2:]))
         except PoolportError as e:
