@@ -161,8 +161,9 @@ RULES = (
          "with ceil_mode, a last window that starts in the right padding: ONNX drops it, ncnn, OpenVINO and MNN "
          "return an extra output cell", window_in_padding),
     Rule("max-unpool", frozenset({"openvino", "ncnn", "mnn", "litert"}),
-         "OpenVINO, pnnx (ncnn) and onnx2tf cannot convert MaxUnpool; MNN computes it wrongly (measured "
-         "2026-12-05: 1-D to 3-D, with and without output_shape)", lambda p, spatial: True, UNPOOL,
+         "OpenVINO and pnnx (ncnn) cannot convert MaxUnpool, onnx2tf refuses it with a pads attribute or at 3-D; "
+         "MNN computes it wrongly (measured 2026-12-05: 1-D to 3-D, with and without output_shape)",
+         lambda p, spatial: True, UNPOOL,
          frozenset({"MaxUnpool"})),
 )
 
