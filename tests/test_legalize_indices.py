@@ -340,3 +340,17 @@ def _slow_cases(runtime):
 @pytest.mark.parametrize("runtime", ["ncnn", "mnn", "openvino"])
 def test_legalized_matrix_exact_in_runtime(runtime):
     _check_runtime(runtime, _slow_cases(runtime))
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize("runtime", ["ncnn", "mnn"])
+def test_legalized_segnet_file_in_runtime(runtime):
+    # the whole block (convolutions around the pair) against ONNX Runtime's run of the original file
+    if not available(runtime):
+        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]')")
+    fixed = poolport.legalize(segnet_model(), runtime).model
+    x = np.random.default_rng(0).standard_normal((2, 3, 12, 12)).astype(np.float32)
+    (got,) = run_batch(runtime, [(fixed, {"x": x})])
+    assert not isinstance(got, Exception), got
+    want = _ort(segnet_model(), x)[0]
+    np.testing.assert_allclose(np.asarray(got[0]).reshape(want.shape), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
