@@ -248,9 +248,10 @@ class Argmax(Replacement):
         return Written(nodes, inits, f"{len(plan.taps())} tap planes + first-maximum scan + Cast + plane offsets")
 
     def wrong_on(self, p, shape, written):
-        """LiteRT: onnx2tf mis-converts the first-maximum scan's Clip(0, 1) (measured on torch's form of the same
-        walk: indices wrong at 53 of 150 cells, -inf values as -3.4e38)."""
-        return {"litert": "onnx2tf mis-converts its Clip(0, 1) step (indices wrong, -inf values as -3.4e38)"}
+        """LiteRT: onnx2tf computes this form wrongly or refuses it (measured 2026-12-05 on the written graphs:
+        indices 11 of 36 off in 1-D, -inf values as -3.4e38, "Dimensions must be equal" with pads; on torch's
+        form of the same walk it mis-converts the Clip(0, 1) step)."""
+        return {"litert": "onnx2tf computes it wrongly or refuses it (indices wrong, -inf values as -3.4e38)"}
 
 
 class Unpool(Replacement):
@@ -325,9 +326,9 @@ class Unpool(Replacement):
                        f"{len(plan.candidates())} candidate windows per cell at the MaxPool's per-plane indices")
 
     def wrong_on(self, p, shape, written):
-        """LiteRT: onnx2tf computes the unpooling form wrongly (measured on torch's form of the same walk: 119 of
-        600 cells)."""
-        return {"litert": "onnx2tf computes its unpooling form wrongly (measured: 119 of 600 cells)"}
+        """LiteRT: onnx2tf refuses this form ("Dimensions must be equal", measured 2026-12-05 on the written
+        graphs, 1-D to 3-D) and computes torch's form of the same walk wrongly (119 of 600 cells)."""
+        return {"litert": "onnx2tf refuses it or computes it wrongly (measured)"}
 
 
 ARGMAX, UNPOOL = Argmax(), Unpool()
