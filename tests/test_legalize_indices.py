@@ -177,6 +177,16 @@ def test_the_pair_reuses_the_maxpools_index_and_drops_unread_int64_indices():
     _equal(oracle(x, _attrs([2, 2], [2, 2], [0] * 4), True), _ort(fixed, x), "openvino form")
 
 
+def test_any_rule_matching_a_maxpool_with_indices_writes_the_index_form():
+    # OpenVINO returns an extra cell for a ceil_mode window that starts in the padding (ceil-window-in-padding):
+    # with its Indices used, the node takes the index form (which drops that window, as ONNX does)
+    a = _attrs([1, 1], [2, 2], [0] * 4, ceil=1)
+    fixed, changes = apply_rules(pair_model((2, 3, 6, 7), False, **a), rules_for("openvino"), serves=("openvino",))
+    assert [c.rules for c in changes] == [("ceil-window-in-padding",)] and "Cast" in {n.op_type for n in fixed.graph.node}
+    x = data((2, 3, 6, 7), 4)
+    _equal(oracle(x, a, False), _ort(fixed, x), "ceil window in the padding")
+
+
 def _unpool_of_input():
     # a MaxUnpool whose indices are a graph input: no MaxPool to rewrite them from
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])

@@ -73,7 +73,10 @@ class Rule:
         return p.op in self.ops and self.pattern(p, spatial)
 
     def replacement_for(self, p: PoolAttrs) -> Replacement:
-        """What this rule writes for a node with attributes ``p`` (``Replacement.resolve``)."""
+        """What this rule writes for a node with attributes ``p`` (``Replacement.resolve``); a MaxPool whose
+        Indices output is used takes the index form whatever the rule (the other forms compute values only)."""
+        if p.op == "MaxPool" and p.indices:
+            return ARGMAX
         return self.replacement.resolve(p)
 
     def check(self, node: onnx.NodeProto, p: PoolAttrs, shape: tuple | None, opset: int,
