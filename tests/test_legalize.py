@@ -68,6 +68,11 @@ PATTERNS = [
      dict(kernel_shape=[3, 3], strides=[3, 3], pads=[1, 1, 1, 1], ceil_mode=1), {"openvino", "ncnn", "mnn"}),
     ("max-ceil-window-in-pad", "MaxPool", (1, 2, 2, 2), dict(kernel_shape=[1, 1], strides=[2, 2], ceil_mode=1),
      {"openvino", "ncnn", "mnn"}),
+    # ONNX LpPool (more below: test_lp_*)
+    ("lp-pads", "LpPool", (1, 2, 7, 9), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), {"ncnn", "litert"}),
+    ("lp-p1-asym", "LpPool", (1, 2, 8, 8), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1], p=1),
+     {"ncnn", "litert", "mnn"}),
+    ("lp-3d", "LpPool", (1, 2, 6, 7, 9), dict(kernel_shape=[2, 3, 3], strides=[2, 2, 2]), {"ncnn", "mnn"}),
 ]
 IDS = [p[0] for p in PATTERNS]
 # the patterns --target all refuses (kept: the form the rule writes is wrong on this runtime, measured)
@@ -507,3 +512,217 @@ def test_the_divisor_constant_has_the_pooled_spatial_shape():
     fixed = poolport.legalize(from_pattern(0), "ncnn").model
     (correction,) = [i for i in fixed.graph.initializer if i.name.endswith("_correction")]
     assert list(correction.dims) == [4, 5]  # 7x8 input, k3 s2 pads 1 ceil: ceil(6/2)+1 x ceil(7/2)+1
+
+
+# --- ONNX LpPool: |x| ** p, window sums (zero Pad + AveragePool + Mul by K, or the tap form), ** (1 / p) ---
+
+def lp_model(shape, opset=18, dtype=TensorProto.FLOAT, **attrs):
+    return pool_model("LpPool", shape, opset=opset, dtype=dtype, **attrs)
+
+
+def lp_oracle(x, model):
+    from poolport.legalizer.attrs import read_attrs
+    from poolport.testing.reference import onnx_lp_pool
+
+    p = read_attrs(model.graph.node[0], tuple(x.shape[2:]))
+    return onnx_lp_pool(x, p.norm, p.kernel, p.strides, p.pads_before, p.pads_after, p.dilations, p.ceil_mode)
+
+
+# (input shape, LpPool attributes): pads, asymmetric pads, SAME_*, ceil_mode (overhang, window in the
+# padding), dilations, windows wholly in the padding, 1-D and 3-D, p = 1..4 and 10
+LP_ATTRS = [
+    ((1, 3, 7, 9), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], p=2)),
+    ((1, 3, 8, 8), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1], p=1)),
+    ((1, 3, 8, 9), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 0, 0], p=3)),
+    ((1, 3, 8, 9), dict(kernel_shape=[3, 2], strides=[2, 2], auto_pad="SAME_UPPER", p=2)),
+    ((1, 3, 8, 9), dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER", p=4)),
+    ((1, 3, 8, 8), dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1, p=2)),
+    ((1, 3, 8, 8), dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1, pads=[1, 1, 1, 1], p=3)),
+    ((1, 3, 2, 2), dict(kernel_shape=[3, 3], strides=[3, 3], ceil_mode=1, pads=[1, 1, 1, 1], p=2)),
+    ((1, 3, 9, 10), dict(kernel_shape=[3, 3], strides=[1, 2], dilations=[2, 2], pads=[1, 1, 1, 1], p=2)),
+    ((1, 3, 10, 11), dict(kernel_shape=[2, 2], strides=[2, 2], dilations=[2, 3], ceil_mode=1, p=1)),
+    ((1, 3, 3, 4), dict(kernel_shape=[5, 5], strides=[1, 1], pads=[4, 4, 4, 4], p=2)),  # windows of padding only
+    ((1, 3, 11), dict(kernel_shape=[3], strides=[2], pads=[1, 1], p=10)),
+    ((1, 3, 10), dict(kernel_shape=[3], strides=[2], ceil_mode=1, p=3)),
+    ((1, 2, 6, 7, 9), dict(kernel_shape=[2, 3, 3], strides=[2, 2, 2], pads=[1, 0, 1, 0, 1, 1], p=2)),
+    ((1, 2, 7, 9, 6), dict(kernel_shape=[3, 3, 3], strides=[2, 2, 2], ceil_mode=1, p=1)),
+]
+LP_IDS = [f"{'x'.join(map(str, s))}-" + "-".join(f"{k}{v}" for k, v in a.items()) for s, a in LP_ATTRS]
+
+
+@pytest.mark.parametrize("shape,attrs", LP_ATTRS, ids=LP_IDS)
+def test_lp_oracle_agrees_with_onnxruntime(shape, attrs):
+    model = lp_model(shape, **attrs)
+    feeds = random_feeds(model, 4)
+    want = lp_oracle(feeds["x"], model)
+    got = RUNNERS["onnxruntime"](model, feeds)[0]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_lp_oracle_agrees_with_torch_and_the_onnx_suite():
+    # torch's lp_pool2d on the zero-padded input is the sum of the real cells too; onnx's own LpPool node
+    # tests (pads, SAME_*, strides, dilations, 1-D, 3-D) with their expected outputs
+    import torch
+    import torch.nn.functional as F
+    from onnx.backend.test.case.node import collect_testcases
+
+    x = np.random.default_rng(0).standard_normal((1, 3, 7, 9)).astype(np.float32)
+    for p in (1, 2, 3):
+        model = lp_model(x.shape, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], p=p)
+        padded = torch.nn.functional.pad(torch.from_numpy(x).abs(), (1, 1, 1, 1))
+        want = F.lp_pool2d(padded.double(), p, 3, 2).numpy()
+        np.testing.assert_allclose(lp_oracle(x, model), want, rtol=1e-7)
+    cases = [c for c in collect_testcases(None) if c.name.startswith("test_lppool")]
+    assert len(cases) >= 8
+    for case in cases:
+        for inputs, outputs in case.data_sets:
+            np.testing.assert_allclose(lp_oracle(inputs[0], case.model), outputs[0], rtol=case.rtol or 1e-5,
+                                       atol=case.atol or 1e-6, err_msg=case.name)
+
+
+@pytest.mark.parametrize("shape,attrs", LP_ATTRS, ids=LP_IDS)
+def test_lp_rewrite_equals_the_oracle(shape, attrs):
+    # every LpPool rule's form (lppool matches every node), verified by legalize itself (ONNX Runtime; the
+    # evaluator too but for ceil_mode) and here against the oracle
+    model = lp_model(shape, **attrs)
+    result = poolport.legalize(model, rules=("lppool",))
+    assert result.verified and [type(c) for c in result.changes] == [PoolRewrite]
+    ops = [n.op_type for n in result.model.graph.node]
+    assert "LpPool" not in ops and ("Abs" in ops) == (attrs["p"] % 2 == 1 or attrs["p"] > 8)
+    assert ("Sqrt" in ops) == (attrs["p"] == 2) and ("Pow" in ops) == (attrs["p"] > 2)
+    feeds = random_feeds(model, 5)
+    got = RUNNERS["onnxruntime"](result.model, feeds)[0]
+    np.testing.assert_allclose(got, lp_oracle(feeds["x"], model), rtol=1e-5, atol=1e-6)
+
+
+LP_TARGETS = [  # (shape, attributes, the targets that rewrite it)
+    ((1, 3, 7, 9), dict(kernel_shape=[3, 3], strides=[2, 2]), {"ncnn"}),
+    ((1, 3, 7, 9), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), {"ncnn", "litert"}),
+    ((1, 3, 8, 8), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1]), {"ncnn", "litert", "mnn"}),
+    ((1, 3, 8, 9), dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"), {"ncnn", "litert", "mnn"}),
+    ((1, 3, 8, 8), dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1), {"ncnn", "mnn", "openvino"}),
+    ((1, 3, 9, 10), dict(kernel_shape=[2, 2], strides=[2, 2], dilations=[2, 2]), {"ncnn", "litert", "mnn"}),
+    ((1, 2, 6, 7, 9), dict(kernel_shape=[2, 3, 3], strides=[2, 2, 2]), {"ncnn", "mnn"}),
+]
+
+
+@pytest.mark.parametrize("shape,attrs,targets", LP_TARGETS, ids=[str(i) for i in range(len(LP_TARGETS))])
+@pytest.mark.parametrize("target", ["onnxruntime", "openvino", "ncnn", "mnn", "litert"])
+def test_lp_rules_match_what_each_runtime_gets_wrong(shape, attrs, targets, target):
+    model = lp_model(shape, **attrs)
+    if target == "ncnn" and "dilations" in attrs:
+        # the tap form is wrong on ncnn (as for AveragePool): kept, and legalize fails closed
+        with pytest.raises(VerificationError, match="wrong on ncnn"):
+            poolport.legalize(model, target)
+        return
+    result = poolport.legalize(model, target)
+    ops = [n.op_type for n in result.model.graph.node]
+    assert (ops != ["LpPool"]) == (target in targets)
+    if target == "mnn" and len(shape) == 5:  # its AveragePool was checked again: 3-D pooling is gone
+        assert ops.count("AveragePool") == 2 and "Reshape" in ops
+
+
+def test_lp_fails_closed_where_no_form_is_right():
+    # ncnn's Pow is wrong for a zero base: p = 3 has no exact form there (the node is kept, naming ncnn);
+    # p = 0 and opset 1's float p = 2.5 have no power-sum form here; a dynamic size none
+    p3 = lp_model((1, 3, 7, 9), kernel_shape=[3, 3], strides=[2, 2], p=3)
+    for target in ("ncnn", "all"):
+        with pytest.raises(VerificationError, match="wrong on ncnn.*Pow") as e:
+            poolport.legalize(p3, target)
+        assert "--keep-unfixed" in str(e.value)
+    result = poolport.legalize(p3, "ncnn", keep_unfixed=True)
+    assert [n.op_type for n in result.model.graph.node] == ["LpPool"] and result.kept[0].runtimes == ("ncnn",)
+    assert poolport.legalize(p3, "mnn").changes == [] and poolport.legalize(p3, "litert").changes == []
+    for model, reason in [(lp_model((1, 3, 7, 9), kernel_shape=[3, 3], p=0), "p is 0"),
+                          (lp_model((1, 3, 7, 9), opset=1, kernel_shape=[3, 3], p=2.5), "p is 2.5"),
+                          (lp_model(("n", 3, "h", "w"), kernel_shape=[3, 3]), "not static")]:
+        with pytest.raises(VerificationError, match=reason):
+            poolport.legalize(model, "ncnn")
+
+
+def test_lp_float16_constants_take_the_input_type():
+    model = lp_model((1, 2, 7, 9), dtype=TensorProto.FLOAT16, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                     p=3)
+    # each step rounds to float16 (0.0007 of the scale here), beyond legalize's 1e-5 verification: it fails
+    # closed, and verify=False writes it
+    with pytest.raises(VerificationError, match="changed the model's outputs"):
+        poolport.legalize(model, "litert")
+    fixed = poolport.legalize(model, "litert", verify=False).model
+    assert {i.data_type for i in fixed.graph.initializer if i.data_type != TensorProto.INT64} == {TensorProto.FLOAT16}
+    feeds = random_feeds(model, 0)
+    got = RUNNERS["onnxruntime"](fixed, feeds)[0]
+    assert got.dtype == np.float16
+    np.testing.assert_allclose(got, lp_oracle(feeds["x"], model), rtol=3e-3, atol=1e-3)
+
+
+def _lp_sites(runtime):
+    """One model of several LpPool nodes on one input, each a graph output: what ``runtime`` gets wrong."""
+    sites = [dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1], p=1),
+             dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+             dict(kernel_shape=[2, 3], strides=[1, 2], auto_pad="SAME_UPPER")]
+    if runtime != "ncnn":  # p = 3 needs Pow (wrong on ncnn), the dilated form is the tap form (wrong on ncnn)
+        sites += [dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1, pads=[1, 1, 1, 1], p=3),
+                  dict(kernel_shape=[2, 2], strides=[1, 1], dilations=[2, 2], pads=[1, 1, 1, 1])]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 9])
+    nodes = [helper.make_node("LpPool", ["x"], [f"y{i}"], name=f"lp{i}", **a) for i, a in enumerate(sites)]
+    ys = [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, ["n", "c", "h", "w"]) for i in range(len(sites))]
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], ys), opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 9
+    return m, [lp_model((1, 3, 8, 9), **a) for a in sites]
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize("runtime", ["openvino", "ncnn", "mnn", "litert"])
+def test_lp_legalized_is_exact_in_the_runtime(runtime):
+    # one model per runtime: the original LpPool nodes wrong or refused there, the legalized ones exact; a
+    # zero block makes windows whose power sum is 0
+    if not available(runtime):
+        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]'; make litert)")
+    from poolport.runtimes.registry import run_batch
+
+    model, singles = _lp_sites(runtime)
+    x = np.random.default_rng(6).standard_normal((1, 3, 8, 9)).astype(np.float32)
+    x[:, :, :4, :4] = 0
+    feeds = {"x": x}
+    wants = [lp_oracle(x, m) for m in singles]
+    fixed = poolport.legalize(model, runtime).model
+    before, after = run_batch(runtime, [(model, feeds), (fixed, feeds)])
+    wrong_before = isinstance(before, Exception) or any(
+        g.size != w.size or not np.allclose(g.reshape(w.shape), w, rtol=1e-5, atol=1e-6) for g, w in zip(before, wants))
+    assert wrong_before, f"{runtime} now computes every LpPool site right: update the lppool rules"
+    assert not isinstance(after, Exception), after
+    for i, (g, w) in enumerate(zip(after, wants)):
+        np.testing.assert_allclose(np.asarray(g).reshape(w.shape), w, rtol=1e-5, atol=1e-6, err_msg=f"site {i}")
+
+
+@pytest.mark.slow
+@pytest.mark.runtime
+@pytest.mark.parametrize("runtime", ["openvino", "ncnn", "mnn", "litert"])
+def test_lp_every_rewrite_in_the_runtime(runtime):
+    # the lppool form of every LP_ATTRS node (the 3-D ones split for MNN and LiteRT, as their rules do), run in
+    # the runtime whatever its rules say: exact, except where LpForm.wrong_on names it (ncnn: p > 2 with a
+    # zero window sum, the padded tap form)
+    if not available(runtime):
+        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]'; make litert)")
+    from poolport.legalizer.attrs import read_attrs
+    from poolport.legalizer.replacements import LP_FORM
+    from poolport.runtimes.registry import run_batch
+
+    split = {"mnn": ("pool-3d-as-2d",), "litert": ("avg-3d-as-2d",)}.get(runtime, ())
+    items = []
+    for shape, attrs in LP_ATTRS:
+        model = lp_model(shape, **attrs)
+        x = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+        x[:, :, :2] = 0
+        written = poolport.legalize(model, rules=("lppool",) + split, verify=False)
+        wrong = LP_FORM.wrong_on(read_attrs(model.graph.node[0], shape[2:], shape[1]), shape, None)
+        items.append((model, written.model, {"x": x}, runtime in wrong))
+    answers = run_batch(runtime, [(fixed, feeds) for _, fixed, feeds, _ in items])
+    for (model, _, feeds, known_wrong), got, id_ in zip(items, answers, LP_IDS):
+        if known_wrong:
+            continue
+        assert not isinstance(got, Exception), f"{id_}: {got}"
+        want = lp_oracle(feeds["x"], model)
+        np.testing.assert_allclose(np.asarray(got[0]).reshape(want.shape), want, rtol=1e-5, atol=1e-6, err_msg=id_)

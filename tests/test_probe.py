@@ -7,6 +7,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+from helpers import run_merged
 
 import poolport
 from poolport.cli.main import main
@@ -22,6 +23,7 @@ from poolport.verify.compare import compare_arrays
 REFUSED_AFTER = {("ncnn", "max-dilated"), ("ncnn", "max-dilated-ceil"), ("ncnn", "avg-dilated"),
                  ("ncnn", "avg-3d-dilated"), ("ncnn", "max-3d-dilated"), ("ncnn", "max-1d-dilated"),
                  ("litert", "avg-3d-ceil"),
+                 ("ncnn", "lp-p3-1d-ceil"),  # p = 3 needs Pow, wrong on ncnn: the LpPool node is kept
                  # ncnn has no int64: pnnx leaves the Cast to ONNX's int64 indices unconverted
                  ("ncnn", "max-indices")}
 # where legalize keeps the nodes (and fails closed without keep_unfixed, tests/test_legalize_indices.py): onnx2tf
@@ -73,7 +75,11 @@ def test_every_case_legalized_for_a_runtime_is_exact_there_or_refused(runtime):
     # keep_unfixed: a node the runtime computes wrongly is refused by legalize (test_legalize.py); kept, the
     # runtime refuses it loudly here
     results = [poolport.legalize(c.model(), runtime, keep_unfixed=True) for c in cases]
-    answers = run_batch(runtime, [(r.model, f) for r, f in zip(results, inputs)])
+    # one merged model per opset (one onnx2tf conversion, not 46: same answers, measured), the expected
+    # refusals, the kept nodes and the two-output index cases on their own
+    alone = {i for i, c in enumerate(cases) if (runtime, c.name) in REFUSED_AFTER | KEPT_AFTER
+             or isinstance(c, probe.IndicesCase)}
+    answers = run_merged(runtime, [(r.model, f) for r, f in zip(results, inputs)], alone)
     for case, feeds, got, result in zip(cases, inputs, answers, results):
         want = probe.reference(case, feeds)
         if (runtime, case.name) in KEPT_AFTER:
@@ -249,7 +255,19 @@ def test_a_3d_case_a_2d_rule_fixes_does_not_credit_the_split():
     report = probe.run_probe(("openvino",))
     rules, after = report.fixes["openvino"]["avg-3d-ceil-pads-include"]
     assert rules == ("avg-ceil-include-pad",) and after.verdict == "ok"
-    # (and the index rules: OpenVINO refuses MaxUnpool, the pair's rewrite by both is exact there)
-    assert {r.name for r in report.chosen_rules()} == {"avg-ceil-include-pad", "ceil-window-in-padding",
-                                                       "max-indices", "max-unpool"}
+    # (and the LpPool rules: their form of every LpPool case is exact there, lp-p3-1d-ceil's fixes it; and the
+    # index rules: OpenVINO refuses MaxUnpool, the pair's rewrite by both is exact there)
+    assert {r.name for r in report.chosen_rules()} == {"avg-ceil-include-pad", "ceil-window-in-padding", "lppool",
+                                                       "lppool-mnn", "lppool-ceil", "max-indices", "max-unpool"}
     assert not report.unfixed()
+
+
+def test_merged_models_give_each_case_its_own_answer():
+    # the runtime tests run the cases merged into one model (helpers.run_merged): in ONNX Runtime the merged
+    # answers are bit-identical to the separate ones, and an expected refusal runs alone
+    rng = np.random.default_rng(3)
+    items = [(c.model(), {"x": rng.standard_normal(c.shape).astype(np.float32)}) for c in probe.CASES]
+    separate = run_batch("onnxruntime", items)
+    merged = run_merged("onnxruntime", items, alone={0})
+    for case, want, got in zip(probe.CASES, separate, merged):
+        assert len(want) == len(got) and all(np.array_equal(w, g) for w, g in zip(want, got)), case.name

@@ -1,6 +1,7 @@
 """Plans written as ONNX nodes directly (the legalizer's writer): an ``ExplicitPool`` as
 ``Pad`` + ``AveragePool``/``MaxPool`` + ``Mul`` by its divisor correction; a ``TapPool`` (dilated pooling)
-as ``Pad`` + one ``Slice`` per kernel tap + ``Max``/``Sum`` + a 1-wide strided pool (+ ``Mul``); an
+as ``Pad`` + one ``Slice`` per kernel tap + ``Max``/``Sum`` + a 1-wide strided pool (+ ``Mul``); an ``LpPlan``
+(ONNX LpPool) as ``Abs`` + its power, either of those for the window sums, and its root; an
 ``ArgmaxPlan``/``UnpoolPlan`` (MaxPool's indices, MaxUnpool) by ``execute_argmax``/``execute_unpool``, the
 walk torch's form takes too."""
 
@@ -14,6 +15,7 @@ from onnx import helper, numpy_helper
 
 from ..plan.explicit import ExplicitPool
 from ..plan.indices import ArgmaxPlan, UnpoolPlan
+from ..plan.lppool import LpPlan
 from ..plan.taps import TapPool
 from .execute import execute_argmax, execute_explicit, execute_unpool
 from .onnx_ops import OnnxIndexOps, OnnxOps
@@ -149,3 +151,36 @@ def unpool_nodes(plan: UnpoolPlan, y: str, plane_index: str, out: str, channels:
     z = execute_unpool(plan, y, plane_index, OnnxIndexOps(emit), channels)
     emit.rename({z: out})
     return emit.nodes, emit.inits
+def _raise_to(emit: NodeEmitter, x: str, how: tuple[str, float], name: str) -> str:
+    """``x`` to a power as ``LpPlan.power``/``root`` say (``p`` >= 1: no Reciprocal): unchanged, Sqrt,
+    repeated Muls, or one Pow by a constant of the input's element type."""
+    kind, e = how
+    if kind == "sqrt":
+        return emit.op("Sqrt", [x], name, name)
+    if kind == "mul":
+        y = x
+        for i in range(int(e) - 1):
+            y = emit.op("Mul", [y, x], f"{name}{i}", f"{name}{i}")
+        return y
+    if kind == "pow":
+        return emit.op("Pow", [x, emit.tensor(e, (), f"{name}_exponent")], name, name)
+    return x
+
+
+def lp_nodes(plan: LpPlan, x: str, y: str, opset: int, prefix: str,
+             elem_type: int = onnx.TensorProto.FLOAT) -> tuple[list, list]:
+    """Nodes and initializers computing ``y`` from ``x`` (N, C, *spatial) by an ONNX LpPool plan
+    (``plan.lppool.onnx_lp_plan``): ``Abs`` where it takes one, the power, the window sums written by
+    ``explicit_nodes`` or ``tap_nodes`` (names ``{prefix}_sum_*``), the root."""
+    emit = NodeEmitter(prefix, opset, elem_type)
+    v = emit.op("Abs", [x], "abs", "abs") if plan.takes_abs else x
+    v = _raise_to(emit, v, plan.power, "power")
+    sums = y if plan.root[0] == "" else f"{prefix}_sums"
+    writer = tap_nodes if isinstance(plan.pool, TapPool) else explicit_nodes
+    nodes, inits = writer(plan.pool, v, sums, opset, f"{prefix}_sum", elem_type)
+    emit.nodes.extend(nodes)
+    emit.inits.extend(inits)
+    if plan.root[0] == "":
+        return emit.nodes, emit.inits
+    _raise_to(emit, sums, plan.root, "root")
+    return emit.finish(y)

@@ -47,6 +47,8 @@ class PoolAttrs:
             parts.append("ceil_mode=1")
         if self.op == "AveragePool" and self.count_include_pad:
             parts.append("count_include_pad=1")
+        if self.op == "LpPool":
+            parts.append(f"p={self.norm}")
         return f"{self.op}({', '.join(parts)})"
 
 

@@ -117,6 +117,11 @@ CASES = (
           pads=[1] * 6, ceil_mode=1),
     _case("max-3d-ceil-window-in-padding", MAX, (1, 4, 5, 7, 6), kernel_shape=[3, 3, 3], strides=[3, 3, 3],
           pads=[1] * 6, ceil_mode=1),
+    # ONNX LpPool (what a foreign ONNX file may hold; the oracle is testing.reference.onnx_lp_pool)
+    _case("lp-pads", "LpPool", (1, 5, 7, 9), p=2, pads=[1, 1, 1, 1], **K3S2),
+    _case("lp-p1-asymmetric", "LpPool", (1, 5, 8, 8), p=1, pads=[0, 0, 1, 1], **K3S2),
+    _case("lp-p3-1d-ceil", "LpPool", (1, 5, 10), opset=18, p=3, kernel_shape=[3], strides=[2], ceil_mode=1),
+    _case("lp-3d", "LpPool", (1, 4, 6, 7, 9), p=2, kernel_shape=[2, 3, 3], strides=[2, 2, 2]),
 )
 
 
@@ -291,11 +296,11 @@ class ProbeReport:
 
 
 def reference(case: ProbeCase, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """The answer ONNX's definition gives for ``case``: ``poolport.testing.reference.onnx_pool``, plain numpy
-    written from the operator definition. Not onnx's reference evaluator: onnx 1.23's evaluator reads
+    """The answer ONNX's definition gives for ``case``: ``poolport.testing.reference.onnx_pool`` (LpPool:
+    ``onnx_lp_pool``), plain numpy written from the operator definition. Not onnx's reference evaluator: onnx 1.23's evaluator reads
     MaxPool's ``pads`` per axis pair instead of begins-then-ends, so it gets every MaxPool with asymmetric
     pads (SAME_UPPER/SAME_LOWER included) wrong."""
-    from ..testing.reference import onnx_pool
+    from ..testing.reference import onnx_lp_pool, onnx_pool
     from .attrs import read_attrs
 
     x = feeds["x"]
@@ -307,6 +312,8 @@ def reference(case: ProbeCase, feeds: dict[str, np.ndarray]) -> list[np.ndarray]
     if case.op == "GlobalMaxPool":
         return [x.astype(np.float64).max(axis=spatial_axes, keepdims=True)]
     p = read_attrs(case.model().graph.node[0], tuple(x.shape[2:]))  # auto_pad resolved into explicit pads
+    if case.op == "LpPool":
+        return [onnx_lp_pool(x, p.norm, p.kernel, p.strides, p.pads_before, p.pads_after, p.dilations, p.ceil_mode)]
     op = "avg" if case.op == "AveragePool" else "max"
     return [onnx_pool(x, op, p.kernel, p.strides, p.pads_before, p.pads_after, p.dilations, p.ceil_mode,
                       p.count_include_pad)]

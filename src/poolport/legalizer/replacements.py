@@ -10,6 +10,8 @@ whether it can be written for a given node, with the reason where it cannot:
   AveragePool takes ``EXPLICIT``: runtimes divide an asymmetrically padded average wrongly or refuse it.
 * ``AS_2D``    -- 3-D pooling as two 2-D pooling ops between Reshapes (``legalizer.decompose``); the
   legalizer checks the two new nodes against the rules again.
+* ``LP_FORM``  -- an ONNX LpPool node as |x| ** p, window sums (the explicit or tap form), ** (1 / p)
+  (``plan.lppool.onnx_lp_plan``); its pooling op is checked again.
 
 Each replacement also says where it is known to be wrong (``wrong_on``, measured: docs/runtimes.md): a
 target served by such a runtime (``--target all`` serves every runtime) keeps the node instead, and
@@ -27,11 +29,12 @@ from dataclasses import dataclass
 import onnx
 from onnx import helper
 
-from ..backend.onnx_nodes import argmax_nodes, explicit_nodes, tap_nodes, unpool_nodes
+from ..backend.onnx_nodes import argmax_nodes, explicit_nodes, lp_nodes, tap_nodes, unpool_nodes
 from ..errors import PoolportError
 from ..plan.explicit import explicit_torch_pool
 from ..plan.indices import onnx_argmax_plan, unpool_plan
-from ..plan.taps import tap_pool
+from ..plan.lppool import onnx_lp_plan
+from ..plan.taps import TapPool, tap_pool
 from .attrs import PoolAttrs, read_attrs
 from .decompose import layout_ambiguous, pool_3d_as_2d
 
@@ -199,6 +202,57 @@ class As2d(Replacement):
 EXPLICIT, TAPS, PADS, AS_2D = Explicit(), Taps(), Pads(), As2d()
 
 
+class LpForm(Replacement):
+    """An ONNX ``LpPool`` node as ``plan.lppool.onnx_lp_plan`` (written by ``backend.onnx_nodes.lp_nodes``):
+    ``Abs`` (odd or non-integer p), the power (Muls for an integer p up to 8, else Pow), the window sums
+    (zero Pad + AveragePool without padding + Mul by K; dilated: the tap form), the root (Sqrt for p = 2,
+    else Pow by 1 / p). The sums' pooling op is checked against the rules again (a 3-D one is split for
+    MNN and LiteRT)."""
+
+    name = "lp"
+    rank = 1
+
+    def check(self, node, p, shape, opset):
+        """As ``Replacement.check``; ``p`` is an integer of 1 or more (opset 1's LpPool takes a float p)."""
+        reason = super().check(node, p, shape, opset)
+        given = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "p"), 2)
+        if reason is None and (given != int(given) or p.norm < 1):
+            return f"its p is {given}, and only an integer p >= 1 is written as a power sum"
+        return reason
+
+    def plan(self, p: PoolAttrs, spatial: tuple[int, ...]):
+        """``plan.lppool.onnx_lp_plan`` of a node with attributes ``p`` on input ``spatial``."""
+        return onnx_lp_plan(p.norm, spatial, p.kernel, p.strides, p.dilations, p.pads_before, p.pads_after,
+                            p.ceil_mode)
+
+    def write(self, node, p, shape, opset, prefix, elem_type):
+        """The plan as nodes; its pooling op (with its input shape) to check again."""
+        plan = self.plan(p, tuple(shape[2:]))
+        nodes, inits = lp_nodes(plan, node.input[0], node.output[0], opset, prefix, elem_type)
+        pool = plan.pool
+        if isinstance(pool, TapPool):  # the 1-wide strided MaxPool sees the combined taps
+            sizes = tuple((o - 1) * s + 1 for o, s in zip(pool.out_size, pool.stride))
+        else:  # the AveragePool sees the padded input
+            sizes = tuple(n + b + a for n, b, a in zip(shape[2:], pool.pads_before, pool.pads_after))
+        again = tuple((nd, (*shape[:2], *sizes)) for nd in nodes if nd.op_type in ("AveragePool", "MaxPool"))
+        return Written(nodes, inits, " + ".join(plan.steps()), again)
+
+    def wrong_on(self, p, shape, written):
+        """ncnn where ``p`` is not 1 or 2: the root (and a power beyond 8) is a Pow, and ncnn's Pow is wrong for
+        every base <= 0 (2.4e38 for a window whose sum is 0; measured). A dilated node's tap form: as
+        ``TAPS.wrong_on``, and LiteRT for 3-D (onnx2tf computes the 3-D average tap form wrongly)."""
+        wrong = {}
+        if not self.plan(p, tuple(shape[2:])).ncnn_exact:
+            wrong["ncnn"] = (f"p = {p.norm} needs Pow, and ncnn's Pow is wrong for every base <= 0 (a window whose "
+                             "sum is 0 gives 2.4e38, measured); ncnn computes p = 1 and 2 exactly")
+        if any(d != 1 for d in p.dilations):
+            wrong = {**TAPS.wrong_on(p, shape, written), **wrong}
+            if len(p.kernel) == 3:
+                wrong["litert"] = "onnx2tf computes the 3-D average tap form wrongly"
+        return wrong
+
+
+LP_FORM = LpForm()
 # -- MaxPool's Indices output and MaxUnpool (plan.indices; the walk torch's form takes too) ----------------------
 
 class Argmax(Replacement):

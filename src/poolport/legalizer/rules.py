@@ -32,7 +32,7 @@ from ..plan.pads import ceil_window_in_padding, torch_output
 from ..runtimes.registry import ALIASES
 from .attrs import POOL_OPS, PoolAttrs, extents, read_attrs
 from .decompose import layout_ambiguous
-from .replacements import ARGMAX, AS_2D, EXPLICIT, PADS, TAPS, UNPOOL, Replacement, Written
+from .replacements import ARGMAX, AS_2D, EXPLICIT, LP_FORM, PADS, TAPS, UNPOOL, Replacement, Written
 from .targets import TARGETS  # noqa: F401  (TARGETS re-exported)
 
 
@@ -113,6 +113,18 @@ def avg_3d_for_litert(p: PoolAttrs, spatial: tuple[int, ...]) -> bool:
     return p.channels is None or not spatial or not layout_ambiguous(p, p.channels, spatial)
 
 
+def _lp_padded_or_dilated(p: PoolAttrs, spatial: tuple[int, ...]) -> bool:
+    """Some padding (auto_pad SAME_* included) or some dilation."""
+    return (any(p.pads_before) or any(p.pads_after) or p.auto_pad.startswith("SAME")
+            or any(d != 1 for d in p.dilations))
+
+
+def _lp_for_mnn(p: PoolAttrs, spatial: tuple[int, ...]) -> bool:
+    """Asymmetric pads (auto_pad SAME_* included), ceil_mode, dilations or 3-D."""
+    return (p.asymmetric or p.auto_pad.startswith("SAME") or p.ceil_mode or any(d != 1 for d in p.dilations)
+            or len(p.kernel) == 3)
+
+
 def _same(kind):
     return lambda p, spatial: p.auto_pad == kind
 
@@ -163,6 +175,17 @@ RULES = (
     Rule("ceil-window-in-padding", frozenset({"ncnn", "openvino", "mnn"}),
          "with ceil_mode, a last window that starts in the right padding: ONNX drops it, ncnn, OpenVINO and MNN "
          "return an extra output cell", window_in_padding),
+    # ONNX LpPool nodes (measured 2026-12-05, docs/runtimes.md): written as |x| ** p, window sums, ** (1 / p)
+    Rule("lppool", frozenset({"ncnn"}), "pnnx leaves LpPool unconverted: ncnn cannot load it",
+         lambda p, spatial: True, LP_FORM, frozenset({"LpPool"})),
+    Rule("lppool-pads", frozenset({"litert"}),
+         "onnx2tf computes LpPool with pads wrongly (0.14-0.64 of the output's scale; also SAME_UPPER/SAME_LOWER) "
+         "and refuses some dilated ones", _lp_padded_or_dilated, LP_FORM, frozenset({"LpPool"})),
+    Rule("lppool-mnn", frozenset({"mnn"}),
+         "MNN computes LpPool with asymmetric pads (and SAME_UPPER/SAME_LOWER) or ceil_mode wrongly, ignores its "
+         "dilations and refuses 3-D LpPool", _lp_for_mnn, LP_FORM, frozenset({"LpPool"})),
+    Rule("lppool-ceil", frozenset({"openvino"}), "OpenVINO computes LpPool's ceil_mode overhang window wrongly",
+         overhangs, LP_FORM, frozenset({"LpPool"})),
     Rule("max-unpool", frozenset({"openvino", "ncnn", "mnn", "litert"}),
          "OpenVINO and pnnx (ncnn) cannot convert MaxUnpool, onnx2tf refuses it with a pads attribute or at 3-D; "
          "MNN computes it wrongly (measured 2026-12-05: 1-D to 3-D, with and without output_shape)",

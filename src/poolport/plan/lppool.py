@@ -7,6 +7,11 @@ torch computes ``lp_pool(x, p, k, s, ceil_mode)`` as ``avg_pool(x.pow(p), k, s, 
 ``-max_pool(-|x|)``. A window past the end with ``ceil_mode`` is averaged over its cells inside the input
 and then multiplied by ``K`` all the same: poolport keeps that. ONNX ``LpPool`` is what both exporters
 write; ncnn cannot load it (pnnx leaves ``F.lp_pool2d`` unconverted, measured).
+
+ONNX ``LpPool`` (``onnx_lp_plan``, what the legalizer writes for a foreign node) is the Lp norm of each
+window's real cells, ``(sum |x| ** p) ** (1 / p)``: padding and the ceil_mode overhang add nothing. The same
+steps with an ``Abs`` first and window sums (the explicit form with factors ``K``, or the tap form of a
+dilated window with factors 1).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from math import inf, prod
 from ..errors import PoolportError
 from .divisor import count_steps, pool_output
 from .explicit import ExplicitPool, explicit_torch_pool
+from .taps import TapPool, tap_pool
 
 
 @dataclass(frozen=True)
@@ -29,8 +35,15 @@ class LpPlan:
 
     p: float
     kind: str  # "power" | "max" | "min"
-    pool: ExplicitPool
+    pool: ExplicitPool | TapPool  # a TapPool only in ONNX LpPool's dilated form (``onnx_lp_plan``)
     style: str = "default"  # one form for every target
+    absolute: bool = False  # ONNX LpPool: ``|x| ** p`` (torch's lp_pool takes ``x ** p``)
+
+    @property
+    def takes_abs(self) -> bool:
+        """Whether an ``Abs`` comes first: ``absolute``, unless ``x ** p`` is an even product (sign-free)."""
+        kind, e = self.power
+        return self.absolute and not (kind == "mul" and e % 2 == 0)
 
     def summary(self) -> str:
         """One line, e.g. ``p=2 k3x3 s2x2``."""
@@ -67,7 +80,7 @@ class LpPlan:
         if self.kind != "power":
             return ["Abs"] + (["Neg"] if self.kind == "min" else []) + self.pool.steps() + (
                 ["Neg"] if self.kind == "min" else [])
-        return _ops(self.power) + self.pool.steps() + _ops(self.root)
+        return (["Abs"] if self.takes_abs else []) + _ops(self.power) + self.pool.steps() + _ops(self.root)
 
     def __str__(self) -> str:
         return f"lp_pool p={self.p:g} ({self.kind}): {', '.join(self.steps())}"
@@ -109,3 +122,28 @@ def lp_plan(p: float, spatial: tuple[int, ...], kernel: tuple[int, ...], stride:
     k = prod(kernel)  # torch multiplies the average by K: fold it into the first axis's factors
     factors = tuple(tuple(f * k for f in axis) if a == 0 else axis for a, axis in enumerate(avg.factors))
     return LpPlan(float(p), "power", replace(avg, factors=factors))
+
+
+@lru_cache(maxsize=4096)
+def onnx_lp_plan(p: int, spatial: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+                 dilation: tuple[int, ...], pads_before: tuple[int, ...], pads_after: tuple[int, ...],
+                 ceil_mode: bool) -> LpPlan:
+    """The plan of an ONNX ``LpPool`` node (norm ``p`` >= 1) on ``spatial``: ``Abs`` (where ``p`` is odd or no
+    small integer), ``|x| ** p``, each window's sum, ``** (1 / p)``. The sums are the explicit form (zero
+    Pad + AveragePool without padding + factor ``K``: every window of the padded input is whole, so the
+    average times ``K`` is the sum of its real cells) or, dilated, the tap form with factors 1.
+
+    Raises:
+        PoolportError: ``p`` < 1, or a kernel larger than the padded input.
+    """
+    if p < 1:
+        raise PoolportError(f"LpPool: p must be 1 or more for its power-sum form, got {p}.")
+    d = len(kernel)
+    if any(dl != 1 for dl in dilation):
+        taps = tap_pool("avg", spatial, kernel, stride, dilation, pads_before, pads_after, ceil_mode, True)
+        return LpPlan(float(p), "power", replace(taps, factors=tuple((1.0,) * o for o in taps.out_size)),
+                      absolute=True)
+    avg = explicit_torch_pool("avg", spatial, kernel, stride, pads_before, pads_after, ceil_mode, True)
+    k = float(prod(kernel))
+    factors = tuple((k if a == 0 else 1.0,) * o for a, o in enumerate(avg.out_size[:d]))
+    return LpPlan(float(p), "power", replace(avg, factors=factors), absolute=True)

@@ -140,3 +140,29 @@ def onnx_max_unpool(y: np.ndarray, index: np.ndarray, out_spatial) -> np.ndarray
     out = np.zeros(y.shape[:2] + tuple(out_spatial), dtype=y.dtype)
     out.reshape(-1)[index.reshape(-1)] = y.reshape(-1)
     return out
+def onnx_lp_pool(x: np.ndarray, p: int, kernel, strides, pads_before, pads_after, dilations=None,
+                 ceil_mode: bool = False) -> np.ndarray:
+    """ONNX LpPool from the operator definition, in float64, one output cell at a time: the Lp norm of each
+    window's real cells, ``(sum |x| ** p) ** (1 / p)``; padding and the ceil_mode overhang hold nothing
+    (they add 0 to the sum), so a window with no real cell is 0.
+
+    Output size per axis as ``onnx_pool``: floor or ceil of (n + pads - ((k - 1) * d + 1)) / s + 1, minus a
+    last ceil_mode window that would start in the right padding (ONNX Runtime 1.32 drops it too). A window's
+    taps are ``i * s - before + j * d``. (onnx 1.23's reference evaluator instead multiplies an average
+    over the real cells by the kernel's cell count, which differs wherever a window holds padding.)"""
+    spatial = x.shape[2:]
+    dilations = tuple(dilations or (1,) * len(spatial))
+    outs = []
+    for n, k, s, b, e, dl in zip(spatial, kernel, strides, pads_before, pads_after, dilations):
+        span = n + b + e - ((k - 1) * dl + 1)
+        out = (-(-span // s) if ceil_mode else span // s) + 1
+        outs.append(out - 1 if ceil_mode and (out - 1) * s >= n + b else out)
+    powered = np.abs(x.astype(np.float64)) ** p
+    y = np.zeros(x.shape[:2] + tuple(outs), dtype=np.float64)
+    for idx in np.ndindex(*outs):
+        taps = [[t for t in (i * s - b + j * dl for j in range(k)) if 0 <= t < n]
+                for i, n, k, s, b, dl in zip(idx, spatial, kernel, strides, pads_before, dilations)]
+        if all(taps):
+            window = powered[np.ix_(range(x.shape[0]), range(x.shape[1]), *taps)]
+            y[(...,) + idx] = window.reshape(x.shape[0], x.shape[1], -1).sum(axis=-1) ** (1.0 / p)
+    return y

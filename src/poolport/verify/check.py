@@ -204,10 +204,14 @@ def evaluator_computes(proto) -> bool:
     ``pads`` per axis pair instead of begins-then-ends, so a MaxPool that pads asymmetrically (explicitly or
     by auto_pad SAME_*) gets a wrong output size there; and it computes a padded MaxPool's Indices output
     wrongly (measured: -1 and indices of other cells for k3 s1 pads 1 on 4x4, where ONNX Runtime and torch
-    agree)."""
+    agree). Nor an LpPool with ceil_mode: the evaluator multiplies the average of a ceil_mode overhang window's
+    real cells by the kernel's cell count, where ONNX Runtime sums the real cells (padding adds nothing to the
+    sum)."""
     from onnx import helper
 
     for node in proto.graph.node:
+        if node.op_type == "LpPool" and any(at.name == "ceil_mode" and at.i for at in node.attribute):
+            return False
         if node.op_type != "MaxPool":
             continue
         a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
