@@ -72,9 +72,8 @@ def test_legalized_for_all_equals_the_expected_outputs(case):
 # fails closed on these (KeptNodesError); with keep_unfixed the runtime computes them wrongly, as the original.
 # The test fails if one of them starts passing, so that this list is kept true
 STILL_WRONG = {
-    # MaxPool's Indices output: MNN computes the indices wrongly, and the legalizer keeps such nodes (rule
-    # max-indices; it keeps them for LiteRT too, whose wrong answer on ..._pads was poolport's LiteRT harness
-    # swapping the values and indices outputs, fixed 2026-12-05: LiteRT computes it exactly)
+    # MaxPool's Indices output with storage_order 1: MNN computes the indices wrongly, and rule max-indices has no
+    # column-major form, so it keeps the node (storage_order 0 gets plan.indices' form, exact in MNN)
     ("mnn", "test_maxpool_with_argmax_2d_precomputed_strides"),
     # onnx2tf ignores 3-D AveragePool dilations (wrong shape) and its layout guess breaks the 2-D form where
     # every size is equal (C = 1, D = H = W)
@@ -97,10 +96,12 @@ def test_kept_node_cases_fail_closed(runtime):
         except KeptNodesError:
             refused.add(case.name)
     assert {name for rt, name in STILL_WRONG if rt == runtime} <= refused
-    # every use of MaxPool's Indices output is kept for MNN and LiteRT (rule max-indices), not only the
-    # cases measured wrong above
+    # every use of MaxPool's Indices output is kept for LiteRT (rule max-indices: its form is wrong there), not
+    # only the cases measured wrong above; for MNN and ncnn only storage_order 1 (..._strides) is kept
     argmax = {case.name for case in CASES if "argmax" in case.name}
-    assert argmax and (argmax <= refused if runtime in ("mnn", "litert") else not argmax & refused)
+    column_major = {"test_maxpool_with_argmax_2d_precomputed_strides"}
+    kept = {"litert": argmax, "mnn": column_major, "ncnn": column_major}.get(runtime, set())
+    assert argmax and argmax & refused == kept
 
 
 @pytest.mark.runtime

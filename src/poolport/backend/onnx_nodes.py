@@ -1,10 +1,13 @@
 """Plans written as ONNX nodes directly (the legalizer's writer): an ``ExplicitPool`` as
 ``Pad`` + ``AveragePool``/``MaxPool`` + ``Mul`` by its divisor correction; a ``TapPool`` (dilated pooling)
 as ``Pad`` + one ``Slice`` per kernel tap + ``Max``/``Sum`` + a 1-wide strided pool (+ ``Mul``); a
-``DilatedPlan`` (dilated pooling on sub-lattices) by ``execute_dilated``, the walk torch's form takes too; an
-``LpPlan`` (ONNX LpPool) as ``Abs`` + its power, either of the first two for the window sums, and its root."""
+``DilatedPlan`` (dilated pooling on sub-lattices) by ``execute_dilated``, an ``ArgmaxPlan``/``UnpoolPlan``
+(MaxPool's indices, MaxUnpool) by ``execute_argmax``/``execute_unpool``: the walks torch's forms take too;
+an ``LpPlan`` (ONNX LpPool) as ``Abs`` + its power, the explicit or tap form for the window sums, and its root."""
 
 from __future__ import annotations
+
+from math import prod
 
 import numpy as np
 import onnx
@@ -12,10 +15,11 @@ from onnx import helper, numpy_helper
 
 from ..plan.dilated import DilatedPlan
 from ..plan.explicit import ExplicitPool
+from ..plan.indices import ArgmaxPlan, UnpoolPlan
 from ..plan.lppool import LpPlan
 from ..plan.taps import TapPool
-from .execute import execute_dilated, execute_explicit
-from .onnx_ops import OnnxOps
+from .execute import execute_argmax, execute_dilated, execute_explicit, execute_unpool
+from .onnx_ops import OnnxIndexOps, OnnxOps
 
 
 class NodeEmitter:
@@ -63,6 +67,12 @@ class NodeEmitter:
     def tensor(self, values, shape: tuple[int, ...], name: str) -> str:
         """An initializer ``{prefix}_{name}`` of the input's element type."""
         return self._init(np.array(values).reshape(shape).astype(self.dtype), name)
+
+    def rename(self, names: dict[str, str]) -> None:
+        """Name the tensors ``names`` maps (outputs of nodes written here) as it says."""
+        for node in self.nodes:
+            node.input[:] = [names.get(n, n) for n in node.input]
+            node.output[:] = [names.get(n, n) for n in node.output]
 
     def finish(self, y: str) -> tuple[list, list]:
         """``(nodes, initializers)``, the last node writing ``y``."""
@@ -121,6 +131,45 @@ def tap_nodes(plan: TapPool, x: str, y: str, opset: int, prefix: str,
     return emit.finish(y)
 
 
+def argmax_nodes(plan: ArgmaxPlan, x: str, values: str, plane_index: str, shape: tuple[int, ...], prefix: str,
+                 opset: int, onnx_index: str = "") -> tuple[list, list]:
+    """Nodes and initializers computing, from float32 ``x`` of ``shape`` (N, C, *spatial), MaxPool's
+    ``values`` and each window's first maximum as a float32 flat index within its plane (``plane_index``, as
+    torch's indices), by ``execute_argmax``; with ``onnx_index``, ONNX's int64 Indices too: the plane index
+    plus the plane's offset ``(n * C + c) * prod(spatial)``, a constant where N (``shape[0]``) is static, else
+    computed from the indices' own shape (a CumSum of ones along N: no Shape operator)."""
+    emit = NodeEmitter(prefix, opset)
+    v, i = execute_argmax(plan, x, OnnxIndexOps(emit), shape[1])
+    emit.rename({v: values, i: plane_index})
+    if onnx_index:
+        n, c = shape[:2]
+        unit = [1] * len(plan.axes)
+        cast = emit.op("Cast", [plane_index], "cast", "index_int64", to=onnx.TensorProto.INT64)
+        if n is not None:
+            planes = np.arange(n * c, dtype=np.int64) * prod(shape[2:])
+            offsets = emit._init(planes.reshape(n, c, *unit), "plane_offsets")
+        else:  # the batch index without Shape: a running sum of ones along N (CumSum), from the indices' own shape
+            ones = emit.op("Add", [emit.op("Mul", [cast, emit.ints([0], "zero")], "zeros", "zeros"),
+                                   emit.ints([1], "one")], "ones", "ones")
+            batch = emit.op("Sub", [emit.op("CumSum", [ones, emit._init(np.array(0, np.int64), "axis")], "cumsum",
+                                            "counts"), emit.ints([1], "one_again")], "batch", "batch")
+            channel = emit._init((np.arange(c, dtype=np.int64) * prod(shape[2:])).reshape(1, c, *unit),
+                                 "channel_offsets")
+            offsets = emit.op("Add", [emit.op("Mul", [batch, emit.ints([c * prod(shape[2:])], "batch_stride")],
+                                              "batch_offsets", "batch_offsets"), channel], "offsets", "offsets")
+        emit.op("Add", [cast, offsets], "offset", "onnx_index")
+        emit.rename({emit.nodes[-1].output[0]: onnx_index})
+    return emit.nodes, emit.inits
+
+
+def unpool_nodes(plan: UnpoolPlan, y: str, plane_index: str, out: str, channels: int, prefix: str,
+                 opset: int) -> tuple[list, list]:
+    """Nodes and initializers computing MaxUnpool's ``out`` from float32 ``y`` (N, ``channels``, *pooled) at
+    the float32 per-plane flat ``plane_index`` of ``argmax_nodes``, by ``execute_unpool``."""
+    emit = NodeEmitter(prefix, opset)
+    z = execute_unpool(plan, y, plane_index, OnnxIndexOps(emit), channels)
+    emit.rename({z: out})
+    return emit.nodes, emit.inits
 def _raise_to(emit: NodeEmitter, x: str, how: tuple[str, float], name: str) -> str:
     """``x`` to a power as ``LpPlan.power``/``root`` say (``p`` >= 1: no Reciprocal): unchanged, Sqrt,
     repeated Muls, or one Pow by a constant of the input's element type."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import numpy as np
+
 from ..plan.pooling import ONNX_POOL
 
 
@@ -99,3 +101,83 @@ def outer(factors: tuple[tuple[float, ...], ...]) -> tuple[float, ...]:
     for axis in factors:
         cells = tuple(c * f for c in cells for f in axis)
     return cells
+
+
+class OnnxIndexOps:
+    """The steps of ``execute_argmax``/``execute_unpool`` as ONNX operators (opset 11 or newer: Pad, Slice, Clip
+    and Resize take their parameters as inputs), written by ``emit``; Python floats become scalar constants
+    of the input's element type. Each node gets a name of its own."""
+
+    def __init__(self, emit: Emitter):
+        self.emit, self.count, self.scalars = emit, 0, {}
+
+    def _name(self, kind: str) -> str:
+        self.count += 1
+        return f"{kind}{self.count}"
+
+    def _op(self, op_type: str, inputs: list, **attrs):
+        self.count += 1
+        return self.emit.op(op_type, inputs, f"{op_type.lower()}{self.count}", f"t{self.count}", **attrs)
+
+    def _value(self, v):
+        if not isinstance(v, (int, float)):
+            return v
+        key = repr(float(v))  # -0.0 and 0.0 apart
+        if key not in self.scalars:
+            self.scalars[key] = self.emit.tensor(float(v), (), self._name("scalar"))
+        return self.scalars[key]
+
+    def window(self, x, first, starts, stops):
+        axes = list(range(first, first + len(starts)))
+        return self._op("Slice", [x, self.emit.ints(list(starts), self._name("starts")),
+                                  self.emit.ints(list(stops), self._name("stops")),
+                                  self.emit.ints(axes, self._name("axes"))])
+
+    def pad(self, x, before, after, value):
+        lead = [0] * 2  # the padded tensors are (N, C, *spatial) or 4-D with the last two padded
+        pads = self.emit.ints([*lead, *before, *lead, *after], self._name("pads"))
+        return self._op("Pad", [x, pads, self._value(value)], mode="constant")
+
+    def pool(self, x, op, kernel, stride):
+        return self._op(ONNX_POOL[op], [x], kernel_shape=list(kernel), strides=list(stride))
+
+    def reshape(self, x, shape):
+        return self._op("Reshape", [x, self.emit.ints(list(shape), self._name("shape"))])
+
+    def constant(self, rows, channels, shape=None):
+        grid = np.array(rows, dtype=np.float64)
+        full = np.broadcast_to(grid, (1, channels, *grid.shape))
+        return self.emit.tensor(tuple(full.reshape(-1)), tuple(shape or full.shape), self._name("const"))
+
+    def _binary(self, op_type, a, b):
+        return self._op(op_type, [self._value(a), self._value(b)])
+
+    def add(self, a, b):
+        return self._binary("Add", a, b)
+
+    def sub(self, a, b):
+        return self._binary("Sub", a, b)
+
+    def mul(self, a, b):
+        return self._binary("Mul", a, b)
+
+    def maximum(self, a, b):
+        return self._binary("Max", a, b)
+
+    def minimum(self, a, b):
+        return self._binary("Min", a, b)
+
+    def clip(self, x, low, high):
+        return self._op("Clip", [x, self._value(low), self._value(high)])
+
+    def relu(self, x):
+        return self._op("Relu", [x])
+
+    def abs(self, x):
+        return self._op("Abs", [x])
+
+    def upsample(self, x, scale):
+        scales = self.emit.tensor((1.0, 1.0, *map(float, scale)), (4,), self._name("scales"))
+        roi = self.emit.tensor((), (0,), self._name("roi"))
+        return self._op("Resize", [x, roi, scales], mode="nearest", coordinate_transformation_mode="asymmetric",
+                        nearest_mode="floor")

@@ -9,7 +9,6 @@ in ONNX Runtime, OpenVINO, ncnn and MNN; not in LiteRT, measured)."""
 from __future__ import annotations
 
 import warnings
-from itertools import product
 
 import torch
 import torch.nn.functional as F
@@ -19,9 +18,9 @@ from ..plan.dilated import DilatedPlan
 from ..plan.divisor import DivisorPlan
 from ..plan.explicit import ExplicitPool
 from ..plan.fractional import FractionalPlan
-from ..plan.indices import ArgmaxPlan, TapAxis, UnpoolAxis, UnpoolPlan, _rows
+from ..plan.indices import ArgmaxPlan, UnpoolPlan
 from ..plan.lppool import LpPlan
-from .execute import execute, execute_dilated, execute_explicit
+from .execute import execute, execute_argmax, execute_dilated, execute_explicit, execute_unpool
 from .torch_ops import TorchOps, pool
 
 
@@ -113,10 +112,7 @@ def apply_dilated(x: torch.Tensor, plan: DilatedPlan) -> torch.Tensor:
     return execute_dilated(plan, x, DilatedTorchOps, channels)
 
 
-# -- argmax indices and unpooling without ScatterND (plan.indices) -----------------------------------------------
-
-_QUARTER, _CLIP, _PAD_SCALED = 0.25, 2.0 ** 126, -(2.0 ** 127)  # finite x / 4 lies strictly inside +-2^126
-
+# -- argmax indices and unpooling without ScatterND (plan.indices, walked by execute_argmax/execute_unpool) ----------
 
 def _constant(rows, like: torch.Tensor, channels: int) -> torch.Tensor:
     """A constant per channel, (1, C, ...): onnx2tf misplaces constants shaped like the spatial axes alone."""
@@ -124,148 +120,59 @@ def _constant(rows, like: torch.Tensor, channels: int) -> torch.Tensor:
     return t.expand(1, channels, *t.shape).clone()
 
 
-def _taps2(t: torch.Tensor, ah, aw) -> dict:
-    """Each tap's plane over the last two axes of ``t`` (N, C', reach_h, reach_w): a contiguous Slice and a
-    plain AveragePool of kernel 1 with the windows' stride (a copy; a MaxPool of kernel 1 would turn -inf into
-    -FLT_MAX in OpenVINO and -2^24 in MNN: their MaxPool starts from a finite lowest value, measured)."""
-    planes = {}
-    for jh in range(ah.kernel):
-        for jw in range(aw.kernel):
-            h0, w0 = jh * ah.dilation, jw * aw.dilation
-            p = t[:, :, h0:h0 + ah.span, w0:w0 + aw.span]
-            # also at stride 1: pnnx infers the batch axis from a pooling op; a graph of Pad, Slice and
-            # Max alone became 4-D blobs in ncnn, sliced on the wrong axes (measured, pnnx 20261020)
-            planes[(jh, jw)] = pool(p, "avg", (1, 1), (ah.stride, aw.stride))
-    return planes
+class TorchIndexOps:
+    """``execute_argmax``'s and ``execute_unpool``'s operations as torch calls (``like``: a tensor whose dtype
+    and device the constants take)."""
 
+    def __init__(self, like: torch.Tensor):
+        self.like = like
 
-def _tap_planes(t: torch.Tensor, plan: ArgmaxPlan, channels: int) -> list[torch.Tensor]:
-    """The planes of ``t`` (N, C, *reach) in torch's scan order, each 4-D: (N, C, 1, Lo) in 1-D, (N, C, Ho,
-    Wo) in 2-D, (N, C, Do, Ho*Wo) in 3-D (ncnn holds at most 4 axes)."""
-    axes = plan.axes
-    if len(axes) == 1:
-        flat = TapAxis(1, 1, 1, 0, 1, 1)
-        planes = _taps2(t.reshape(-1, channels, 1, axes[0].reach), flat, axes[0])
-        return [planes[(0, j)] for j in range(axes[0].kernel)]
-    if len(axes) == 2:
-        planes = _taps2(t, *axes)
-        return [planes[tap] for tap in plan.taps()]
-    ad, ah, aw = axes
-    hw = _taps2(t.reshape(-1, channels * ad.reach, ah.reach, aw.reach), ah, aw)
-    out = {}
-    for (jh, jw), p in hw.items():
-        p = p.reshape(-1, channels, ad.reach, ah.out * aw.out)
-        for jd in range(ad.kernel):
-            q = p[:, :, jd * ad.dilation:jd * ad.dilation + ad.span]
-            out[(jd, jh, jw)] = pool(q, "avg", (1, 1), (ad.stride, 1)) if ad.stride > 1 else q
-    return [out[tap] for tap in plan.taps()]
+    @staticmethod
+    def window(x, first, starts, stops):
+        return x[(slice(None),) * first + tuple(slice(a, b) for a, b in zip(starts, stops))]
 
+    @staticmethod
+    def pad(x, before, after, value):
+        pads = []
+        for b, a in zip(reversed(before), reversed(after)):  # F.pad wants the last axis first
+            pads += [b, a]
+        return F.pad(x, pads, value=value)
 
-def _first_max(a, off_a, b, off_b):
-    """The first maximum of two runs of planes, ``a`` before ``b``: their best (scaled) values and the tap
-    offset where it lies (``b``'s only where strictly greater)."""
-    beats = torch.clamp((b - a) * 2.0 ** 100 * 2.0 ** 100, 0, 1)  # 1 where strictly greater
-    return torch.maximum(a, b), off_a + beats * (off_b - off_a)
+    @staticmethod
+    def pool(x, op, kernel, stride):
+        return pool(x, op, kernel, stride)
+
+    @staticmethod
+    def reshape(x, shape):
+        return x.reshape(shape)
+
+    def constant(self, rows, channels, shape=None):
+        t = _constant(rows, self.like, channels)
+        return t if shape is None else t.reshape(shape)
+
+    add = staticmethod(lambda a, b: a + b)
+    sub = staticmethod(lambda a, b: a - b)
+    mul = staticmethod(lambda a, b: a * b)
+    clip = staticmethod(torch.clamp)
+    maximum = staticmethod(torch.maximum)
+    minimum = staticmethod(torch.minimum)
+    relu = staticmethod(torch.relu)
+    abs = staticmethod(torch.abs)
+
+    @staticmethod
+    def upsample(x, scale):
+        return F.interpolate(x, scale_factor=scale, mode="nearest")
 
 
 def apply_argmax(x: torch.Tensor, plan: ArgmaxPlan) -> tuple[torch.Tensor, torch.Tensor]:
     """``max_pool{d}d(..., return_indices=True)`` for float32 ``x`` (N, C, *spatial): the values (the running
-    Max of the tap planes) and the first maximum's flat index as float32 (see ``plan.indices``)."""
-    channels = int(x.shape[1])
-    crop = tuple(a.length + min(a.after, 0) for a in plan.axes)
-    if crop != plan.in_size:
-        x = x[(Ellipsis, *(slice(0, c) for c in crop))]
-    before = tuple(a.padding for a in plan.axes)
-    after = tuple(max(a.after, 0) for a in plan.axes)
-    scaled = torch.clamp(x * _QUARTER, -_CLIP, _CLIP)  # order kept, +-inf included, differences finite
-    raw = x
-    if plan.padded:
-        pads = []
-        for b, a in zip(reversed(before), reversed(after)):
-            pads += [b, a]
-        # padding as in pad_lowest: a zero Pad plus a constant per channel (a (H, W) mask became 4-D in ncnn and
-        # the Slices after it cut the wrong axes; a 3-D Pad with a value made pnnx run out of memory: measured)
-        sizes = tuple(a.reach for a in plan.axes)
-        real = [[0 <= i - a.padding < a.length for i in range(a.reach)] for a in plan.axes]
-        inside = [all(r[i] for r, i in zip(real, ii)) for ii in product(*(range(n) for n in sizes))]
-        raw = F.pad(x, pads) + _constant(_rows([-0.0 if v else float("-inf") for v in inside], sizes), x, channels)
-        # the scaled padding lies below every real cell (-2^127 < -2^126): padding never wins
-        scaled = F.pad(scaled, pads) + _constant(_rows([0.0 if v else _PAD_SCALED for v in inside], sizes), x, channels)
-    values_planes = _tap_planes(raw, plan, channels)
-    scaled_planes = _tap_planes(scaled, plan, channels) if plan.padded else [
-        torch.clamp(p * _QUARTER, -_CLIP, _CLIP) for p in values_planes]
-    values = values_planes[0]
-    for v in values_planes[1:]:
-        values = torch.maximum(values, v)
-    # the first maximum of the planes, merged pairwise in scan order (a tournament, log2(K) deep: pnnx
-    # could not convert a scan of 27 planes in one chain, measured)
-    entries = [(p, plan.offset(tap)) for p, tap in zip(scaled_planes, plan.taps())]
-    while len(entries) > 1:
-        merged = [_first_max(*entries[i], *entries[i + 1]) for i in range(0, len(entries) - 1, 2)]
-        entries = merged + entries[len(entries) - len(entries) % 2:]
-    best, offset = entries[0]
-    if not isinstance(offset, torch.Tensor):
-        offset = best * 0.0 + offset  # best is finite
-    shape = values.shape[1:]
-    index = offset + _constant(plan.origins(), x, channels).reshape(1, *shape)
-    out = (-1, channels, *plan.out_size)
-    return values.reshape(out), index.reshape(out)
-
-
-def _upsample(t: torch.Tensor, scale: tuple[int, int]) -> torch.Tensor:
-    """Nearest upsampling by integer factors of the last two axes (a Resize that copies cells)."""
-    return t if scale == (1, 1) else F.interpolate(t, scale_factor=scale, mode="nearest")
-
-
-def _candidates2(t: torch.Tensor, ah: UnpoolAxis, aw: UnpoolAxis, fill: float) -> dict:
-    """Each candidate window per output cell over the last two axes of ``t`` (N, C', in_h, in_w)."""
-    t = F.pad(t, [aw.before, aw.after, ah.before, ah.after], value=fill)
-    t = _upsample(t, (ah.stride, aw.stride))
-    return {(mh, mw): t[:, :, ah.start(mh):ah.start(mh) + ah.out, aw.start(mw):aw.start(mw) + aw.out]
-            for mh in range(ah.candidates) for mw in range(aw.candidates)}
-
-
-def _candidate_planes(t: torch.Tensor, plan: UnpoolPlan, channels: int, fill: float) -> list[torch.Tensor]:
-    """``t`` (N, C, *in) per candidate window of each output cell, in ``plan.candidates()`` order, 4-D as in
-    ``_tap_planes``."""
-    axes = plan.axes
-    if len(axes) == 1:
-        flat = UnpoolAxis(1, 1, 1, 0, 1)
-        planes = _candidates2(t.reshape(-1, channels, 1, axes[0].length), flat, axes[0], fill)
-        return [planes[(0, m)] for m in range(axes[0].candidates)]
-    if len(axes) == 2:
-        planes = _candidates2(t, *axes, fill)
-        return [planes[c] for c in plan.candidates()]
-    ad, ah, aw = axes
-    hw = _candidates2(t.reshape(-1, channels * ad.length, ah.length, aw.length), ah, aw, fill)
-    flat = UnpoolAxis(ah.out * aw.out, 1, 1, 0, ah.out * aw.out)
-    out = {}
-    for (mh, mw), p in hw.items():
-        p = p.reshape(-1, channels, ad.length, ah.out * aw.out)
-        planes = _candidates2(p, ad, flat, fill)
-        for md in range(ad.candidates):
-            out[(md, mh, mw)] = planes[(md, 0)]
-    return [out[c] for c in plan.candidates()]
+    Max of the tap planes) and the first maximum's flat index as float32 (``execute_argmax``, ``plan.indices``)."""
+    return execute_argmax(plan, x, TorchIndexOps(x), int(x.shape[1]))
 
 
 def apply_unpool(y: torch.Tensor, index: torch.Tensor, plan: UnpoolPlan) -> torch.Tensor:
-    """``max_unpool{d}d`` of float32 ``y`` (N, C, *in) at float32 flat ``index`` (see ``plan.indices``)."""
-    channels = int(y.shape[1])
-    top = torch.finfo(y.dtype).max
-    values = _candidate_planes(y, plan, channels, 0.0)
-    indices = _candidate_planes(index, plan, channels, -1.0)  # sentinel windows hold no cell
-    positions = _constant(plan.positions(), y, channels).reshape(1, *values[0].shape[1:])
-    out, taken = None, None
-    for v, i in zip(values, indices):
-        mask = torch.relu(1 - torch.abs(i - positions))  # 1 where this window's index is the cell
-        if taken is not None:
-            mask = mask * (1 - taken)  # a later window (an earlier candidate) wrote it already
-        gate = (mask * top) * (mask * 4.0)  # inf where selected, 0 elsewhere (never mask * inf: NaN)
-        part = torch.maximum(torch.minimum(v, gate), 0.0 - gate)
-        out = part if out is None else out + part
-        if len(values) > 1:
-            taken = mask if taken is None else taken + mask
-    return out.reshape(-1, channels, *plan.out_size)
+    """``max_unpool{d}d`` of float32 ``y`` (N, C, *in) at float32 flat ``index`` (``execute_unpool``)."""
+    return execute_unpool(plan, y, index, TorchIndexOps(y), int(y.shape[1]))
 
 
 # -- a trace holds these forms only at static sizes ----------------------------------------------------------

@@ -9,10 +9,10 @@ them); ``probe`` uses this, serving no runtime, to measure what each rule's rewr
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import onnx
-from onnx import shape_inference
+from onnx import numpy_helper, shape_inference
 
 from ..onnxfile.graph import opset_of
 from .attrs import POOL_OPS, read_attrs  # noqa: F401  (POOL_OPS re-exported)
@@ -63,6 +63,53 @@ def _static(shape: tuple[int | None, ...] | None) -> tuple[int, ...] | None:
     return tuple(shape)
 
 
+@dataclass
+class Graph:
+    """What a replacement that reads the graph around its node (``graph_aware``: MaxUnpool's, which looks for
+    the MaxPool its indices come from) may ask: the node writing each tensor (``producers``), the inferred
+    shapes and element types, constant values, and ``planes``: per MaxPool Indices tensor rewritten, the
+    per-plane float32 index its replacement wrote (so that a MaxUnpool of it reuses it)."""
+
+    producers: dict[str, onnx.NodeProto]
+    shapes: dict[str, tuple[tuple[int | None, ...], int]]
+    constants: dict[str, onnx.TensorProto]
+    planes: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, proto: onnx.ModelProto, shapes: dict) -> Graph:
+        g = proto.graph
+        constants = {t.name: t for t in g.initializer}
+        for node in g.node:
+            if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+                constants[node.output[0]] = node.attribute[0].t
+        return cls({o: n for n in g.node for o in n.output if o}, shapes, constants)
+
+    def elem_type(self, name: str) -> int | None:
+        """The ONNX element type of tensor ``name`` (None where not inferred)."""
+        return self.shapes.get(name, (None, None))[1]
+
+    def static_shape(self, name: str) -> tuple[int, ...] | None:
+        """``name``'s shape where C and its spatial sizes are static (N may not be), else None."""
+        return _static(self.shapes.get(name, (None, None))[0])
+
+    def constant(self, name: str):
+        """The value of constant ``name`` as a numpy array, None where it is not a constant."""
+        t = self.constants.get(name)
+        return None if t is None else numpy_helper.to_array(t)
+
+
+def _prune(nodes: list, written: set[int], outputs: set[str]) -> list:
+    """``nodes`` without the nodes a replacement wrote (ids in ``written``) whose outputs nothing reads: the
+    index form a MaxUnpool's replacement writes again computes values no one reads, and the int64 indices of
+    a MaxPool whose only reader was a rewritten MaxUnpool."""
+    while True:
+        read = outputs | {i for n in nodes for i in n.input}
+        keep = [n for n in nodes if id(n) not in written or any(o and o in read for o in n.output)]
+        if len(keep) == len(nodes):
+            return keep
+        nodes = keep
+
+
 def apply_rules(original: onnx.ModelProto, rules, serves: tuple[str, ...] = (),
                 measured: dict[str, dict[str, str]] | None = None) -> tuple[onnx.ModelProto, list]:
     """A rewritten copy of ``original`` and, per matched node, what was done (PoolRewrite or Kept).
@@ -72,9 +119,10 @@ def apply_rules(original: onnx.ModelProto, rules, serves: tuple[str, ...] = (),
     written, the node is kept with the reason. Empty: every rewrite is written (the probe measures them)."""
     proto = copy.deepcopy(original)
     shapes = _shapes(proto)
-    writer = _Writer(rules, opset_of(proto, 1), tuple(serves), measured or {})
+    writer = _Writer(rules, opset_of(proto, 1), tuple(serves), measured or {}, Graph.of(proto, shapes))
     kinds = frozenset().union(*(r.ops for r in rules)) if rules else frozenset()
-    for i, node in enumerate(list(proto.graph.node)):
+    original_nodes = list(proto.graph.node)
+    for i, node in enumerate(original_nodes):
         if node.op_type not in kinds:
             writer.nodes.append(node)
             continue
@@ -82,17 +130,28 @@ def apply_rules(original: onnx.ModelProto, rules, serves: tuple[str, ...] = (),
         shape, elem_type = shapes.get(node.input[0], (None, onnx.TensorProto.FLOAT))
         prefix = f"poolport_{i}_{name}".replace("/", "_").replace(":", "_")
         writer.nodes.extend(writer.rewrite(node, _static(shape), elem_type, prefix, name))
+    written = {id(n) for n in writer.nodes} - {id(n) for n in original_nodes}
+    nodes = _prune(writer.nodes, written, {o.name for o in proto.graph.output})
+    read = {i for n in nodes for i in n.input}
     del proto.graph.node[:]
-    proto.graph.node.extend(writer.nodes)
-    proto.graph.initializer.extend(writer.inits)
+    proto.graph.node.extend(nodes)
+    proto.graph.initializer.extend(t for t in writer.inits if t.name in read)
+    # an initializer only a replaced node read (a rewritten MaxUnpool's output_shape), unless a graph input
+    gone = {i for n in original_nodes for i in n.input} - read - {i.name for i in proto.graph.input}
+    kept = [t for t in proto.graph.initializer if t.name not in gone]
+    if len(kept) < len(proto.graph.initializer):
+        del proto.graph.initializer[:]
+        proto.graph.initializer.extend(kept)
     return proto, writer.changes
 
 
 class _Writer:
     """Collects the rewritten graph: nodes, new initializers and what was done per node."""
 
-    def __init__(self, rules, opset: int, serves: tuple[str, ...] = (), measured: dict | None = None):
+    def __init__(self, rules, opset: int, serves: tuple[str, ...] = (), measured: dict | None = None,
+                 graph: Graph | None = None):
         self.rules, self.opset, self.serves, self.measured = rules, opset, serves, measured or {}
+        self.graph = graph
         self.nodes, self.inits, self.changes = [], [], []
 
     def wrong_on(self, hit, replacement, attrs, shape, written) -> dict[str, str]:
@@ -103,6 +162,18 @@ class _Writer:
             for rt, why in self.measured.get(r.name, {}).items():
                 wrong.setdefault(rt, why)
         return {rt: why for rt, why in wrong.items() if rt in self.serves}
+
+    def _check(self, replacement, node, attrs, shape) -> str | None:
+        """``replacement.check``, given the graph where it reads the graph around the node (``graph_aware``)."""
+        if getattr(replacement, "graph_aware", False):
+            return replacement.check(node, attrs, shape, self.opset, self.graph)
+        return replacement.check(node, attrs, shape, self.opset)
+
+    def _write(self, replacement, node, attrs, shape, prefix: str, elem_type: int):
+        """``replacement.write``, given the graph where it reads or registers in it (``graph_aware``)."""
+        if getattr(replacement, "graph_aware", False):
+            return replacement.write(node, attrs, shape, self.opset, prefix, elem_type, self.graph)
+        return replacement.write(node, attrs, shape, self.opset, prefix, elem_type)
 
     def rewrite(self, node, shape: tuple | None, elem_type: int, prefix: str, name: str) -> list:
         """``node`` as it stays, or its replacement (with the nodes it asks to check again, checked again).
@@ -119,21 +190,24 @@ class _Writer:
         # known wrong on a runtime served, its alternative (a form that removes as much), if it has one
         rule = max(hit, key=lambda r: r.replacement_for(attrs).rank)
         names = tuple(r.name for r in hit)
-        reason = rule.check(node, attrs, shape, self.opset)
+        reason = rule.check(node, attrs, shape, self.opset, self.graph)
         if reason is not None:
             self.changes.append(Kept(name, f"matches {', '.join(names)} but {reason}", names))
             return [node]
         start, inits = len(self.changes), len(self.inits)
+        planes = dict(self.graph.planes) if self.graph is not None else {}
         replacement, whys, runtimes = rule.replacement_for(attrs), [], {}
         while True:
-            written = replacement.write(node, attrs, shape, self.opset, prefix, elem_type)
+            written = self._write(replacement, node, attrs, shape, prefix, elem_type)
             wrong = self.wrong_on(hit, replacement, attrs, shape, written)
             if not wrong:
                 break
+            if self.graph is not None:
+                self.graph.planes = dict(planes)  # what it registered is not written
             whys.append(f"its {replacement.name} form is " + "; ".join(f"wrong on {rt} ({w})" for rt, w in wrong.items()))
             runtimes.update(wrong)
             replacement = replacement.alternative
-            if replacement is None or replacement.check(node, attrs, shape, self.opset) is not None:
+            if replacement is None or self._check(replacement, node, attrs, shape) is not None:
                 # no form is right on every runtime served: the node stays as it was
                 self.changes.append(Kept(name, f"matches {', '.join(names)} but " + "; ".join(whys), names,
                                          tuple(runtimes)))
@@ -153,5 +227,7 @@ class _Writer:
             runtimes = tuple(dict.fromkeys(rt for c in kept for rt in c.runtimes))
             self.changes.append(Kept(name, f"matches {', '.join(names)} but in its {replacement.name} form "
                                      + "; ".join(c.reason for c in kept), names, runtimes))
+            if self.graph is not None:
+                self.graph.planes = planes
             return [node]
         return out

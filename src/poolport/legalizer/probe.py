@@ -125,6 +125,62 @@ CASES = (
 )
 
 
+@dataclass(frozen=True)
+class IndicesCase(ProbeCase):
+    """A MaxPool with its Indices output on one input shape: the model's outputs are its values and int64
+    indices, or with ``unpool`` the MaxUnpool of its values at those indices (SegNet's pair; ``output_shape``:
+    given to MaxUnpool as a constant input, the MaxPool's input shape)."""
+
+    unpool: bool = False
+    output_shape: bool = False
+
+    def model(self) -> onnx.ModelProto:
+        """The MaxPool (and MaxUnpool) as an ONNX model (IR 8)."""
+        a = dict(self.attrs)
+        nodes = [helper.make_node("MaxPool", ["x"], ["y", "i"], name=self.name, **a)]
+        outs = [("y", TensorProto.FLOAT), ("i", TensorProto.INT64)]
+        inits = []
+        if self.unpool:
+            ins = ["y", "i"]
+            if self.output_shape:
+                inits.append(helper.make_tensor("output_shape", TensorProto.INT64, [len(self.shape)], self.shape))
+                ins.append("output_shape")
+            keep = {k: v for k, v in a.items() if k in ("kernel_shape", "strides", "pads")}
+            nodes.append(helper.make_node("MaxUnpool", ins, ["z"], name=f"{self.name}-unpool", **keep))
+            outs = [("z", TensorProto.FLOAT)]
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(self.shape))
+        ys = [helper.make_tensor_value_info(n, t, [f"{n}{i}" for i in range(len(self.shape))]) for n, t in outs]
+        m = helper.make_model(helper.make_graph(nodes, self.name.replace("-", "_"), [x], ys, initializer=inits),
+                              opset_imports=[helper.make_opsetid("", self.opset)])
+        m.ir_version = 8
+        return m
+
+    def describe(self) -> str:
+        """As ``ProbeCase.describe``, naming the Indices output and the MaxUnpool."""
+        more = " + MaxUnpool" + (" (output_shape)" if self.output_shape else "") if self.unpool else ""
+        return super().describe().replace("MaxPool", "MaxPool with Indices", 1) + more
+
+    def expected(self, x: np.ndarray) -> list[np.ndarray]:
+        """``testing.reference.onnx_max_pool_indices`` (and ``onnx_max_unpool`` into the input's shape)."""
+        from ..testing.reference import onnx_max_pool_indices, onnx_max_unpool
+        from .attrs import read_attrs
+
+        p = read_attrs(self.model().graph.node[0], tuple(x.shape[2:]))
+        y, i = onnx_max_pool_indices(x, p.kernel, p.strides, p.pads_before, p.pads_after, p.dilations, p.ceil_mode)
+        return [onnx_max_unpool(y, i, x.shape[2:])] if self.unpool else [y, i]
+
+
+# MaxPool's Indices output and MaxUnpool (rules max-indices, max-unpool): N = 2, so ONNX's indices count planes
+INDICES_CASES = (
+    IndicesCase("max-indices", MAX, (2, 3, 7, 9), (("kernel_shape", [3, 3]), ("pads", [1, 1, 1, 1]),
+                                                   ("strides", [2, 2]))),
+    IndicesCase("max-unpool", MAX, (2, 3, 8, 10), (("kernel_shape", [2, 2]), ("strides", [2, 2])), unpool=True),
+    IndicesCase("max-unpool-3d", MAX, (2, 3, 5, 5, 7), (("kernel_shape", [3, 3, 3]), ("pads", [1] * 6),
+                                                        ("strides", [2, 2, 2])), unpool=True, output_shape=True),
+)
+CASES = CASES + INDICES_CASES
+
+
 @dataclass
 class CaseResult:
     """One case in one runtime."""
@@ -248,6 +304,8 @@ def reference(case: ProbeCase, feeds: dict[str, np.ndarray]) -> list[np.ndarray]
     from .attrs import read_attrs
 
     x = feeds["x"]
+    if isinstance(case, IndicesCase):
+        return case.expected(x)
     spatial_axes = tuple(range(2, x.ndim))
     if case.op == "GlobalAveragePool":
         return [x.astype(np.float64).mean(axis=spatial_axes, keepdims=True)]
@@ -290,7 +348,7 @@ def run_probe(runtimes: tuple[str, ...] | None = None, cases: tuple[ProbeCase, .
         # is not exact, by every rule. So a split that only served along with a 2-D rule is not credited
         # with a fix on a runtime that computes 3-D pooling right (OpenVINO and ncnn: avg-3d-ceil-pads-include)
         report.fixes[rt] = {}
-        keep_rank = [r for r in RULES if r.replacement.rank < AS_2D.rank]
+        keep_rank = [r for r in RULES if r.replacement is not AS_2D]  # the index form (ranked above) keeps it too
         for stage, rules in enumerate((keep_rank, list(RULES))):
             todo, rewritten = [], []
             for i, c in enumerate(cases):

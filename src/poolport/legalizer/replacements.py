@@ -33,12 +33,14 @@ from dataclasses import dataclass
 import onnx
 from onnx import helper
 
-from ..backend.onnx_nodes import dilated_nodes, explicit_nodes, lp_nodes, tap_nodes
+from ..backend.onnx_nodes import argmax_nodes, dilated_nodes, explicit_nodes, lp_nodes, tap_nodes, unpool_nodes
+from ..errors import PoolportError
 from ..plan.dilated import dilated_onnx_plan
 from ..plan.explicit import explicit_torch_pool
+from ..plan.indices import onnx_argmax_plan, unpool_plan
 from ..plan.lppool import onnx_lp_plan
 from ..plan.taps import TapPool, tap_pool
-from .attrs import PoolAttrs
+from .attrs import PoolAttrs, read_attrs
 from .decompose import layout_ambiguous, pool_3d_as_2d
 
 
@@ -293,3 +295,138 @@ class Lattice(Replacement):
 
 LATTICE = Lattice()
 LATTICE.alternative = TAPS
+
+
+# -- MaxPool's Indices output and MaxUnpool (plan.indices; the walk torch's form takes too) ----------------------
+
+class Argmax(Replacement):
+    """A MaxPool whose Indices output is used: its values and ONNX's int64 indices by ``plan.indices``'s
+    ScatterND-free form (``backend.onnx_nodes.argmax_nodes``: each window's first maximum within its plane,
+    plus the plane's offset ``(n * C + c) * prod(spatial)``), any pads, dilations and ceil_mode, 1-3 axes. It
+    also writes the per-plane float32 index, which ``UNPOOL`` takes for a MaxUnpool of these indices. It
+    needs the graph (``graph``: ``apply.Graph``): the input's element type, and where it registers that index."""
+
+    name = "argmax"
+    rank = 4  # it writes every attribute out itself: the other rules' forms are not needed
+    graph_aware = True
+
+    @staticmethod
+    def _check(node, p, shape, opset, graph) -> str | None:
+        if shape is None:
+            return "its input size is not static"
+        if opset < 11:
+            return f"its indices are rewritten with opset 11 or newer (the model has {opset})"
+        if graph is not None and graph.elem_type(node.input[0]) != onnx.TensorProto.FLOAT:
+            return "its input is not float32 (the index form computes in float32)"
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("storage_order", 0):
+            return "its storage_order is 1 (column-major indices have no form here)"
+        try:
+            onnx_argmax_plan(tuple(shape[2:]), p.kernel, p.strides, p.pads_before, p.pads_after, p.dilations,
+                             p.ceil_mode)
+        except PoolportError as e:
+            return str(e)
+        return None
+
+    def check(self, node, p, shape, opset, graph=None):
+        """Why the index form cannot be written: C or a spatial size that is not static, an opset below 11, an
+        input that is not float32, storage_order 1, or a plan refusal (a window of padding only, 2^24 cells or
+        more per plane). A dynamic batch is fine: the plane offsets then follow it (``argmax_nodes``)."""
+        return self._check(node, p, shape, opset, graph)
+
+    def write(self, node, p, shape, opset, prefix, elem_type, graph=None):
+        """``argmax_nodes`` writing the node's two outputs (and the per-plane index, registered in ``graph``)."""
+        plan = onnx_argmax_plan(tuple(shape[2:]), p.kernel, p.strides, p.pads_before, p.pads_after, p.dilations,
+                                p.ceil_mode)
+        plane = f"{prefix}_plane_index"
+        values = node.output[0] or f"{prefix}_values"
+        nodes, inits = argmax_nodes(plan, node.input[0], values, plane, tuple(shape), prefix, opset, node.output[1])
+        if graph is not None:
+            graph.planes[node.output[1]] = plane
+        return Written(nodes, inits, f"{len(plan.taps())} tap planes + first-maximum scan + Cast + plane offsets")
+
+    def wrong_on(self, p, shape, written):
+        """LiteRT: onnx2tf computes this form wrongly or refuses it (measured 2026-12-05 on the written graphs:
+        indices 11 of 36 off in 1-D, -inf values as -3.4e38, "Dimensions must be equal" with pads; on torch's
+        form of the same walk it mis-converts the Clip(0, 1) step)."""
+        return {"litert": "onnx2tf computes it wrongly or refuses it (indices wrong, -inf values as -3.4e38)"}
+
+
+class Unpool(Replacement):
+    """A MaxUnpool of the indices of a MaxPool with the same kernel, strides and pads (no dilation, SegNet's
+    pair), unpooled to that MaxPool's input shape: ``plan.indices``'s ScatterND-free unpooling
+    (``backend.onnx_nodes.unpool_nodes``) at the per-plane index ``ARGMAX`` wrote for that MaxPool, or, where
+    the MaxPool was not rewritten, at the index form written again from the MaxPool's input. Indices from
+    anywhere else: the node is kept."""
+
+    name = "unpool"
+    rank = 0
+    graph_aware = True
+
+    def _source(self, node, p, shape, opset, graph):
+        """``(reason, None)`` or ``(None, (producer, its attributes, its input shape, the unpooling plan))``."""
+        if shape is None:
+            return "its input size is not static", None
+        producer = graph.producers.get(node.input[1]) if graph is not None and len(node.input) > 1 else None
+        if producer is None or producer.op_type != "MaxPool" or list(producer.output[1:2]) != [node.input[1]]:
+            return "its indices do not come straight from a MaxPool's Indices output", None
+        source = graph.static_shape(producer.input[0])
+        if source is None:
+            return "the input size of the MaxPool its indices come from is not static", None
+        q = read_attrs(producer, tuple(source[2:]), source[1])
+        if (q.kernel, q.strides, q.pads_before, q.pads_after) != (p.kernel, p.strides, p.pads_before, p.pads_after):
+            return "its kernel, strides or pads differ from those of the MaxPool its indices come from", None
+        if any(d != 1 for d in q.dilations):
+            return "the MaxPool its indices come from is dilated", None
+        reason = Argmax._check(producer, q, source, opset, graph)
+        if reason is not None:
+            return f"the MaxPool its indices come from has no index form: {reason}", None
+        pooled = onnx_argmax_plan(tuple(source[2:]), q.kernel, q.strides, q.pads_before, q.pads_after, q.dilations,
+                                  q.ceil_mode).out_size
+        if pooled != tuple(shape[2:]):  # onnx's shape inference keeps a ceil_mode window that starts in the padding
+            return (f"its input size {list(shape[2:])} (onnx's shape inference) is not the {list(pooled)} its MaxPool "
+                    f"computes (a ceil_mode window that starts in the padding)"), None
+        want = tuple(source[1:])
+        default = tuple((n - 1) * s + k - b - e for n, s, k, b, e in
+                        zip(shape[2:], p.strides, p.kernel, p.pads_before, p.pads_after))
+        if len(node.input) > 2 and node.input[2]:
+            given = graph.constant(node.input[2])
+            if given is None or tuple(int(v) for v in given[1:]) != want:
+                return "its output_shape is not the MaxPool's input shape (as a constant)", None
+            if any(g < d for g, d in zip(want[1:], default)):
+                return (f"its output_shape {list(want[1:])} is below MaxUnpool's default {list(default)} (ONNX Runtime "
+                        f"refuses such a node)"), None
+        elif (shape[1], *default) != want:
+            return "its output shape is not the MaxPool's input shape (its flat indices would land elsewhere)", None
+        try:
+            plan = unpool_plan(tuple(shape[2:]), p.kernel, p.strides, p.pads_before, tuple(source[2:]))
+        except PoolportError as e:
+            return str(e), None
+        return None, (producer, q, source, plan)
+
+    def check(self, node, p, shape, opset, graph=None):
+        """Why the unpooling form cannot be written (see the class)."""
+        return self._source(node, p, shape, opset, graph)[0]
+
+    def write(self, node, p, shape, opset, prefix, elem_type, graph=None):
+        """``unpool_nodes`` at the per-plane index of the producing MaxPool (written again where needed)."""
+        _, (producer, q, source, plan) = self._source(node, p, shape, opset, graph)
+        plane = graph.planes.get(node.input[1])
+        nodes, inits = [], []
+        if plane is None:  # its MaxPool stays: the index form again, from the MaxPool's input (values unused)
+            argmax = onnx_argmax_plan(tuple(source[2:]), q.kernel, q.strides, q.pads_before, q.pads_after,
+                                      q.dilations, q.ceil_mode)
+            plane = f"{prefix}_plane_index"
+            nodes, inits = argmax_nodes(argmax, producer.input[0], f"{prefix}_values", plane, tuple(source),
+                                        f"{prefix}_argmax", opset)
+        more, more_inits = unpool_nodes(plan, node.input[0], plane, node.output[0], shape[1], prefix, opset)
+        return Written(nodes + more, inits + more_inits,
+                       f"{len(plan.candidates())} candidate windows per cell at the MaxPool's per-plane indices")
+
+    def wrong_on(self, p, shape, written):
+        """LiteRT: onnx2tf refuses this form ("Dimensions must be equal", measured 2026-12-05 on the written
+        graphs, 1-D to 3-D) and computes torch's form of the same walk wrongly (119 of 600 cells)."""
+        return {"litert": "onnx2tf refuses it or computes it wrongly (measured)"}
+
+
+ARGMAX, UNPOOL = Argmax(), Unpool()

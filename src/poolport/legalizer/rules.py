@@ -32,7 +32,7 @@ from ..plan.pads import ceil_window_in_padding, torch_output
 from ..runtimes.registry import ALIASES
 from .attrs import POOL_OPS, PoolAttrs, extents, read_attrs
 from .decompose import layout_ambiguous
-from .replacements import AS_2D, EXPLICIT, LATTICE, LP_FORM, PADS, TAPS, Replacement, Written
+from .replacements import ARGMAX, AS_2D, EXPLICIT, LATTICE, LP_FORM, PADS, TAPS, UNPOOL, Replacement, Written
 from .targets import TARGETS  # noqa: F401  (TARGETS re-exported)
 
 
@@ -73,19 +73,30 @@ class Rule:
         return p.op in self.ops and self.pattern(p, spatial)
 
     def replacement_for(self, p: PoolAttrs) -> Replacement:
-        """What this rule writes for a node with attributes ``p`` (``Replacement.resolve``)."""
+        """What this rule writes for a node with attributes ``p`` (``Replacement.resolve``); a MaxPool whose
+        Indices output is used takes the index form whatever the rule (the other forms compute values only)."""
+        if p.op == "MaxPool" and p.indices:
+            return ARGMAX
         return self.replacement.resolve(p)
 
-    def check(self, node: onnx.NodeProto, p: PoolAttrs, shape: tuple | None, opset: int) -> str | None:
+    def check(self, node: onnx.NodeProto, p: PoolAttrs, shape: tuple | None, opset: int,
+              graph=None) -> str | None:
         """Why the replacement cannot be written for ``node`` (input ``shape``, None where not static; the
-        model's ``opset``), or None where it can."""
-        return self.replacement_for(p).check(node, p, shape, opset)
+        model's ``opset``; ``graph``, an ``apply.Graph``, for a replacement that reads the graph around the
+        node: ``graph_aware``), or None where it can."""
+        r = self.replacement_for(p)
+        if getattr(r, "graph_aware", False):
+            return r.check(node, p, shape, opset, graph)
+        return r.check(node, p, shape, opset)
 
     def rewrite(self, node: onnx.NodeProto, p: PoolAttrs, shape: tuple, opset: int, prefix: str,
-                elem_type: int = onnx.TensorProto.FLOAT) -> Written:
+                elem_type: int = onnx.TensorProto.FLOAT, graph=None) -> Written:
         """``node`` written as the replacement (after ``check``): new names start with ``prefix``, constants
         take the input's ONNX ``elem_type``."""
-        return self.replacement_for(p).write(node, p, shape, opset, prefix, elem_type)
+        r = self.replacement_for(p)
+        if getattr(r, "graph_aware", False):
+            return r.write(node, p, shape, opset, prefix, elem_type, graph)
+        return r.write(node, p, shape, opset, prefix, elem_type)
 
 
 def avg_3d_for_litert(p: PoolAttrs, spatial: tuple[int, ...]) -> bool:
@@ -156,13 +167,11 @@ RULES = (
          "ncnn computes MaxPool with asymmetric pads with the wrong output size where an axis pads more before "
          "than after, or pads both sides unequally (measured); the Pad form is right",
          lambda p, spatial: p.op == "MaxPool" and p.asymmetric),
-    # no portable form of the indices yet: the node is kept, so legalizing for these runtimes fails closed.
-    # LiteRT's "off by 70" was poolport's LiteRT harness swapping the two outputs (fixed 2026-12-05: onnx's
-    # maxpool_with_argmax_2d_precomputed_pads is exact there); LiteRT stays here until its indices are re-measured
-    Rule("max-indices", frozenset({"mnn", "litert"}),
-         "MNN and onnx2tf compute MaxPool's Indices output wrongly (measured: MNN off by 54 with pads=1 on a batch "
-         "of 2, and its values wrong too; LiteRT off by 70 on a plain k2 s2 pool); ncnn refuses it loudly",
-         lambda p, spatial: p.op == "MaxPool" and p.indices),
+    # written as plan.indices' form (replacements.ARGMAX); LiteRT keeps the node (that form is wrong there too)
+    Rule("max-indices", frozenset({"mnn", "litert", "ncnn"}),
+         "MNN and onnx2tf compute MaxPool's Indices output wrongly on a batch of 2 (measured 2026-12-05: MNN most "
+         "indices without the plane offset and its padded values wrong, 3-D crashes; onnx2tf most indices); pnnx "
+         "leaves it unconverted for ncnn", lambda p, spatial: p.op == "MaxPool" and p.indices, ARGMAX),
     Rule("ceil-window-in-padding", frozenset({"ncnn", "openvino", "mnn"}),
          "with ceil_mode, a last window that starts in the right padding: ONNX drops it, ncnn, OpenVINO and MNN "
          "return an extra output cell", window_in_padding),
@@ -182,6 +191,11 @@ RULES = (
          "dilations and refuses 3-D LpPool", _lp_for_mnn, LP_FORM, frozenset({"LpPool"})),
     Rule("lppool-ceil", frozenset({"openvino"}), "OpenVINO computes LpPool's ceil_mode overhang window wrongly",
          overhangs, LP_FORM, frozenset({"LpPool"})),
+    Rule("max-unpool", frozenset({"openvino", "ncnn", "mnn", "litert"}),
+         "OpenVINO and pnnx (ncnn) cannot convert MaxUnpool, onnx2tf refuses it with a pads attribute or at 3-D; "
+         "MNN computes it wrongly (measured 2026-12-05: 1-D to 3-D, with and without output_shape)",
+         lambda p, spatial: True, UNPOOL,
+         frozenset({"MaxUnpool"})),
 )
 
 

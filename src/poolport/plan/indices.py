@@ -213,3 +213,31 @@ def unpool_plan(in_size: tuple[int, ...], kernel: tuple[int, ...], stride: tuple
                             f"float32 indices hold (2^24).")
     return UnpoolPlan(tuple(UnpoolAxis(n, k, s, p, o) for n, k, s, p, o in
                             zip(in_size, kernel, stride, padding, out_size)))
+
+
+def onnx_argmax_plan(in_size: tuple[int, ...], kernel: tuple[int, ...], strides: tuple[int, ...],
+                     pads_before: tuple[int, ...], pads_after: tuple[int, ...], dilations: tuple[int, ...],
+                     ceil_mode: bool) -> ArgmaxPlan:
+    """The planes of an ONNX MaxPool with its Indices output (pads per side, as ONNX has them): ONNX's output
+    size per axis, floor or ceil of ``(n + before + after - extent) / s + 1``, less a last ceil_mode window
+    that would start in the right padding (as torch, and ONNX Runtime, drop it).
+
+    Raises:
+        PoolportError: no output, a window with no real cell (the index is not defined there), or an input of
+            2^24 cells or more per plane.
+    """
+    axes = []
+    for n, k, s, b, e, dl in zip(in_size, kernel, strides, pads_before, pads_after, dilations):
+        span = n + b + e - ((k - 1) * dl + 1)
+        out = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (out - 1) * s >= n + b:
+            out -= 1
+        axis = TapAxis(n, k, s, b, dl, out)
+        if out < 1 or not all(any(axis.real(i, j) for j in range(k)) for i in range(out)):
+            raise PoolportError(f"MaxPool: kernel {k}, stride {s}, pads {b}/{e} and dilation {dl} on {n} cells leave "
+                                f"no output or a window of padding only; its index is not defined there.")
+        axes.append(axis)
+    if prod(in_size) >= FLAT_LIMIT:
+        raise PoolportError(f"MaxPool: a {'x'.join(map(str, in_size))} input has more cells per plane than float32 "
+                            f"indices hold (2^24).")
+    return ArgmaxPlan(tuple(axes))

@@ -99,6 +99,47 @@ def onnx_pool(x: np.ndarray, op: str, kernel, strides, pads_before, pads_after, 
     return y
 
 
+def onnx_max_pool_indices(x: np.ndarray, kernel, strides, pads_before, pads_after, dilations=None,
+                          ceil_mode: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """ONNX MaxPool with its Indices output (storage_order 0), from the operator definition: each window's
+    maximum over its real cells and the flat index of its first maximum (row-major in the window, as torch
+    and ONNX Runtime pick it) over the whole N x C x spatial tensor, so it includes the plane's offset
+    ``(n * C + c) * prod(spatial)``. A window of -inf cells gives its first real cell; NaN wins at once.
+    Output sizes as ``onnx_pool``. Written for small test graphs, not speed."""
+    n_, c_, *spatial = x.shape
+    d = len(spatial)
+    dilations = tuple(dilations or (1,) * d)
+    values = onnx_pool(x, "max", kernel, strides, pads_before, pads_after, dilations, ceil_mode)
+    outs = values.shape[2:]
+    plane = int(np.prod(spatial))
+    flat = x.reshape(n_ * c_, plane)
+    index = np.empty((n_ * c_,) + tuple(outs), dtype=np.int64)
+    y = np.empty((n_ * c_,) + tuple(outs), dtype=x.dtype)
+    for o in np.ndindex(*outs):
+        taps = [[i * s - b + j * dl for j in range(k) if 0 <= i * s - b + j * dl < n]
+                for i, s, b, k, dl, n in zip(o, strides, pads_before, kernel, dilations, spatial)]
+        cells = [int(np.ravel_multi_index(t, spatial)) for t in np.ndindex(*map(len, taps))
+                 for t in [tuple(a[j] for a, j in zip(taps, t))]]
+        for p in range(n_ * c_):
+            best = cells[0]
+            for cell in cells:
+                v = flat[p, cell]
+                if np.isnan(v):
+                    best = cell
+                    break
+                if v > flat[p, best]:
+                    best = cell
+            index[(p,) + o] = p * plane + best
+            y[(p,) + o] = flat[p, best]
+    return y.reshape(values.shape), index.reshape(values.shape)
+
+
+def onnx_max_unpool(y: np.ndarray, index: np.ndarray, out_spatial) -> np.ndarray:
+    """ONNX MaxUnpool from the operator definition: zeros of (N, C, *out_spatial), each value of ``y`` written
+    at its flat ``index`` over the whole output tensor."""
+    out = np.zeros(y.shape[:2] + tuple(out_spatial), dtype=y.dtype)
+    out.reshape(-1)[index.reshape(-1)] = y.reshape(-1)
+    return out
 def onnx_lp_pool(x: np.ndarray, p: int, kernel, strides, pads_before, pads_after, dilations=None,
                  ceil_mode: bool = False) -> np.ndarray:
     """ONNX LpPool from the operator definition, in float64, one output cell at a time: the Lp norm of each
