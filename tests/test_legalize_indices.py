@@ -177,6 +177,32 @@ def test_the_pair_reuses_the_maxpools_index_and_drops_unread_int64_indices():
     _equal(oracle(x, _attrs([2, 2], [2, 2], [0] * 4), True), _ort(fixed, x), "openvino form")
 
 
+def test_indices_read_only_inside_a_subgraph_are_kept():
+    # the int64 indices of a rewritten MaxPool that only an If branch reads are not pruned as unread
+    attrs = _attrs([2, 2], [2, 2], [0] * 4)
+    shape = (2, 3, 8, 10)
+    branch = lambda name, op: helper.make_graph(  # noqa: E731
+        [helper.make_node(op, ["i"], [f"{name}_out"], name=f"{name}_node")], name, [],
+        [helper.make_tensor_value_info(f"{name}_out", TensorProto.INT64, None)])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))
+    flag = helper.make_tensor_value_info("flag", TensorProto.BOOL, [])
+    nodes = [helper.make_node("MaxPool", ["x"], ["y", "i"], name="pool", **attrs),
+             helper.make_node("If", ["flag"], ["j"], name="branch", then_branch=branch("then", "Identity"),
+                              else_branch=branch("else", "Neg"))]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x, flag], [_out("y", TensorProto.FLOAT, 4),
+                                                                       _out("j", TensorProto.INT64, 4)]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    fixed, changes = apply_rules(model, rules_for("mnn"), serves=("mnn",))
+    assert [c.node for c in changes] == ["pool"] and "MaxPool" not in [n.op_type for n in fixed.graph.node]
+    onnx.checker.check_model(fixed, full_check=True)
+    xs = data(shape, 3)
+    y, i = oracle(xs, attrs, False)
+    sess = ort.InferenceSession(fixed.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": xs, "flag": np.array(True)})
+    _equal([y, i], got, "indices read in a branch")
+
+
 def test_any_rule_matching_a_maxpool_with_indices_writes_the_index_form():
     # OpenVINO returns an extra cell for a ceil_mode window that starts in the padding (ceil-window-in-padding):
     # with its Indices used, the node takes the index form (which drops that window, as ONNX does)

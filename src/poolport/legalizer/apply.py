@@ -98,12 +98,23 @@ class Graph:
         return None if t is None else numpy_helper.to_array(t)
 
 
+def _inputs(nodes) -> set[str]:
+    """Every tensor ``nodes`` read, those their subgraphs (If, Loop, Scan bodies) read from outside included."""
+    read = set()
+    for n in nodes:
+        read.update(n.input)
+        for a in n.attribute:
+            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                read |= _inputs(g.node)
+    return read
+
+
 def _prune(nodes: list, written: set[int], outputs: set[str]) -> list:
     """``nodes`` without the nodes a replacement wrote (ids in ``written``) whose outputs nothing reads: the
     index form a MaxUnpool's replacement writes again computes values no one reads, and the int64 indices of
     a MaxPool whose only reader was a rewritten MaxUnpool."""
     while True:
-        read = outputs | {i for n in nodes for i in n.input}
+        read = outputs | _inputs(nodes)
         keep = [n for n in nodes if id(n) not in written or any(o and o in read for o in n.output)]
         if len(keep) == len(nodes):
             return keep
@@ -132,7 +143,7 @@ def apply_rules(original: onnx.ModelProto, rules, serves: tuple[str, ...] = (),
         writer.nodes.extend(writer.rewrite(node, _static(shape), elem_type, prefix, name))
     written = {id(n) for n in writer.nodes} - {id(n) for n in original_nodes}
     nodes = _prune(writer.nodes, written, {o.name for o in proto.graph.output})
-    read = {i for n in nodes for i in n.input}
+    read = _inputs(nodes)
     del proto.graph.node[:]
     proto.graph.node.extend(nodes)
     proto.graph.initializer.extend(t for t in writer.inits if t.name in read)
