@@ -111,9 +111,12 @@ def test_probe_and_auto_on_ncnn(tmp_path, capsys):
     onnx.save(case.model(), src)
     assert main(["legalize", str(src), "-o", str(dst), "--target", "auto", "--runtimes", "ncnn"]) == 0
     text = capsys.readouterr().out
-    assert "probed ncnn" in text and "auto-pad-same-upper" in text
+    # `poolport probe` cached what it measured: auto reuses it instead of probing ncnn again
+    assert "ncnn: cached at" in text and "using the probe cached at" in text and "probed ncnn" not in text
+    assert "auto-pad-same-upper" in text
     assert main(["check", str(dst), "--runtimes", "ncnn", "--quiet"]) == 0
     assert main(["check", str(src), "--runtimes", "ncnn", "--quiet"]) == 1
+    _export_onnx_target_auto_probes_the_runtimes_it_verifies_in(tmp_path)
 
 
 def test_runtimes_option_needs_auto(tmp_path, capsys):
@@ -125,10 +128,8 @@ def test_runtimes_option_needs_auto(tmp_path, capsys):
         poolport.legalize(probe.CASES[0].model(), rules=("no-such-rule",))
 
 
-@pytest.mark.runtime
-def test_export_onnx_target_auto_probes_the_runtimes_it_verifies_in(tmp_path):
-    if not available("ncnn"):
-        pytest.skip("ncnn not installed (pip install 'poolport[runtimes]')")
+def _export_onnx_target_auto_probes_the_runtimes_it_verifies_in(tmp_path):
+    # run by test_probe_and_auto_on_ncnn, whose probe of ncnn is cached by then (one ncnn probe, not two)
     import torch
 
     # TF 'SAME' average pooling whose plan pads asymmetrically with count_include_pad=0 (ncnn cannot load

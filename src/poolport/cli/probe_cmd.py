@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
         "SAME_UPPER/SAME_LOWER, asymmetric pads with each count_include_pad, dilations, global pooling, a kernel "
         "larger than the input, 1d/2d/3d) in each selected runtime that is installed, compare with the ONNX "
         "reference evaluator, and print per runtime the cases it gets wrong or refuses, and the legalizer rules "
-        "that rewrite them (what `legalize --target auto` applies).",
+        "that rewrite them (what `legalize --target auto` applies); the probe is cached per runtime version for "
+        "`legalize --target auto`.",
     )
     add_runtimes_option(p)
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON (- for standard output)")
@@ -33,7 +34,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     """Run ``poolport probe``; returns the exit code."""
-    from ..legalizer.probe import run_probe
+    from ..legalizer.probe_cache import cached_probe
     from ..onnxfile.paths import WritePlan
     from ..onnxfile.staging import write_atomically
 
@@ -43,7 +44,8 @@ def run(args) -> int:
         plan.writes(args.json, "--json")
         plan.check()
     with Progress(enabled=not args.quiet) as progress, quiet():
-        report = run_probe(runtimes, progress=progress)
+        # probed now (reprobe), and cached: legalize --target auto then reuses it (legalizer.probe_cache)
+        report = cached_probe(runtimes, progress=progress, reprobe=True)
     data = report.to_dict()
     if args.json == "-":
         print(json.dumps(data, indent=2))
@@ -54,6 +56,8 @@ def run(args) -> int:
             print(f"{rt}: legalize --target auto applies {', '.join(names) if names else 'no rule'}")
         for u in data["unfixed"]:
             print(f"not fixed by legalize: {u}")
+        for rt, path in report.stored.items():
+            print(f"{rt}: cached at {path} (legalize --target auto reuses it)")
         if args.json:
             write_atomically((json.dumps(data, indent=2) + "\n").encode(), Path(args.json), args.force)
     if not report.results:
