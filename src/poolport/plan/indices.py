@@ -130,16 +130,21 @@ def argmax_plan(in_size: tuple[int, ...], kernel: tuple[int, ...], stride: tuple
     d = len(in_size)
     where = f"max_pool{d}d"
     outs = pool_output(where, in_size, kernel, stride, padding, dilation, ceil_mode)  # torch's checks
-    axes = []
-    for n, k, s, p, dl, out in zip(in_size, kernel, stride, padding, dilation, outs):
-        axis = TapAxis(n, k, s, p, dl, out)
-        if not all(any(axis.real(i, j) for j in range(k)) for i in range(out)):
-            raise PoolportError(f"{where}: with kernel {k}, stride {s}, padding {p} and dilation {dl} on {n} cells "
-                                f"some window holds only padding; torch's index there is not defined.")
-        axes.append(axis)
+    return _argmax_plan(where, in_size, [TapAxis(n, k, s, p, dl, out) for n, k, s, p, dl, out in
+                                         zip(in_size, kernel, stride, padding, dilation, outs)])
+
+
+def _argmax_plan(where: str, in_size: tuple[int, ...], axes: list[TapAxis]) -> ArgmaxPlan:
+    """The plan of ``axes``, refused where a window holds no real cell (the index is not defined there) or the
+    input has 2^24 cells or more per plane (float32 indices hold no more)."""
+    for a in axes:
+        if a.out < 1 or not all(any(a.real(i, j) for j in range(a.kernel)) for i in range(a.out)):
+            raise PoolportError(f"{where}: with kernel {a.kernel}, stride {a.stride}, padding {a.padding} before and "
+                                f"dilation {a.dilation} on {a.length} cells there is no output or some window holds "
+                                f"only padding; the index is not defined there.")
     if prod(in_size) >= FLAT_LIMIT:
         raise PoolportError(f"{where}: a {'x'.join(map(str, in_size))} input has more cells per channel than "
-                            f"float32 indices hold (2^24); pool a smaller input or drop return_indices.")
+                            f"float32 indices hold (2^24); pool a smaller input or drop the indices.")
     return ArgmaxPlan(tuple(axes))
 
 
@@ -232,12 +237,5 @@ def onnx_argmax_plan(in_size: tuple[int, ...], kernel: tuple[int, ...], strides:
         out = (-(-span // s) if ceil_mode else span // s) + 1
         if ceil_mode and (out - 1) * s >= n + b:
             out -= 1
-        axis = TapAxis(n, k, s, b, dl, out)
-        if out < 1 or not all(any(axis.real(i, j) for j in range(k)) for i in range(out)):
-            raise PoolportError(f"MaxPool: kernel {k}, stride {s}, pads {b}/{e} and dilation {dl} on {n} cells leave "
-                                f"no output or a window of padding only; its index is not defined there.")
-        axes.append(axis)
-    if prod(in_size) >= FLAT_LIMIT:
-        raise PoolportError(f"MaxPool: a {'x'.join(map(str, in_size))} input has more cells per plane than float32 "
-                            f"indices hold (2^24).")
-    return ArgmaxPlan(tuple(axes))
+        axes.append(TapAxis(n, k, s, b, dl, out))
+    return _argmax_plan("MaxPool", in_size, axes)
