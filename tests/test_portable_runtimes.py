@@ -2,7 +2,10 @@
 runs of Slice + pool + Concat, uniform single ops, whole-plane global pooling, repeats for output
 larger than input, 1d and 3d. Optional extras; skipped when a runtime is not installed."""
 
+import functools
+
 import numpy as np
+import onnx
 import pytest
 import torch
 from helpers import run_merged
@@ -49,15 +52,22 @@ def test_adaptive_plans_in_runtime(runtime, op, shape, out):
 def test_same_pooling_in_runtime(runtime, op):
     if not available(runtime):
         pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]'; make litert)")
+    from poolport.runtimes.registry import run_batch
     from poolport.testing import reference
 
     cls = poolport.nn.AvgPool2dSame if op == "avg" else poolport.nn.MaxPool2dSame
+    items, wants = [], []
     for size, k, s in [((8, 9), 3, 2), ((7, 7), 3, 2), ((6, 6), 2, 2)]:
         x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
         proto = torch_export_to_proto(cls(k, s).eval(), (x,), "dynamo", 18)
         proto.ir_version = 8
-        (y,) = RUNNERS[runtime](proto, {proto.graph.input[0].name: x.numpy()})
-        want = reference.same_pool(x.double().numpy(), (k, k), (s, s), op)
+        items.append((proto, {proto.graph.input[0].name: x.numpy()}))
+        wants.append(reference.same_pool(x.double().numpy(), (k, k), (s, s), op))
+    # one worker and one merged model for LiteRT (helpers.run_merged), one batch elsewhere
+    answers = run_merged(runtime, items) if runtime == "litert" else run_batch(runtime, items)
+    for want, got in zip(wants, answers):
+        assert not isinstance(got, Exception), got
+        (y,) = got
         np.testing.assert_allclose(np.asarray(y).reshape(want.shape), want, rtol=1e-5, atol=1e-6)
 
 
@@ -159,15 +169,13 @@ def _module(kind, op, shape, arg):
     return getattr(poolport.nn, f"{'Avg' if op == 'avg' else 'Max'}Pool{d}dSame")(arg, 2)
 
 
-@pytest.mark.runtime
-@pytest.mark.parametrize("runtime", ["openvino", "ncnn", "mnn", "litert"])
-def test_1d_and_3d_plans_in_runtime(runtime):
-    if not available(runtime):
-        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]'; make litert)")
-    from poolport.runtimes.registry import run_batch
+@functools.lru_cache(maxsize=1)
+def _plans_1d_3d_exported() -> tuple:
+    """Each of PLANS_1D_3D exported (ONNX bytes), its input and the numpy reference: exported once per worker
+    for the four runtimes."""
     from poolport.testing import reference
 
-    items, wants = [], []
+    out = []
     for kind, op, shape, arg in PLANS_1D_3D:
         x = torch.randn(*shape, generator=torch.Generator().manual_seed(len(shape)))
         module = _module(kind, op, shape, arg)
@@ -177,17 +185,30 @@ def test_1d_and_3d_plans_in_runtime(runtime):
             module = torch.nn.Sequential(module, torch.nn.ReLU())
         proto = torch_export_to_proto(module.eval(), (x,), "dynamo", 18)
         proto.ir_version = 8
-        proto = poolport.legalize(proto, runtime).model
-        items.append((proto, {proto.graph.input[0].name: x.numpy()}))
         d = len(shape) - 2
         if kind == "adaptive":
-            out = (arg,) * d if isinstance(arg, int) else arg
-            want = reference.adaptive_pool(x.double().numpy(), out, op)
-            wants.append(np.maximum(want, 0) if identity else want)
+            want = reference.adaptive_pool(x.double().numpy(), (arg,) * d if isinstance(arg, int) else arg, op)
+            want = np.maximum(want, 0) if identity else want
         else:
-            wants.append(reference.same_pool(x.double().numpy(), (arg,) * d, (2,) * d, op))
-    # one merged model for LiteRT (helpers.run_merged): one onnx2tf conversion, not one per plan
-    answers = run_merged(runtime, items) if runtime == "litert" else run_batch(runtime, items)
+            want = reference.same_pool(x.double().numpy(), (arg,) * d, (2,) * d, op)
+        out.append((proto.SerializeToString(), x.numpy(), want))
+    return tuple(out)
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize("runtime", ["openvino", "ncnn", "mnn", "litert"])
+def test_1d_and_3d_plans_in_runtime(runtime):
+    if not available(runtime):
+        pytest.skip(f"{runtime} not installed (pip install 'poolport[runtimes]'; make litert)")
+    from poolport.runtimes.registry import run_batch
+
+    items, wants = [], []
+    for data, x, want in _plans_1d_3d_exported():
+        proto = poolport.legalize(onnx.load_from_string(data), runtime).model
+        items.append((proto, {proto.graph.input[0].name: x}))
+        wants.append(want)
+    # one merged model for LiteRT and ncnn (helpers.run_merged): one onnx2tf/pnnx conversion, not one per plan
+    answers = run_merged(runtime, items) if runtime in ("litert", "ncnn") else run_batch(runtime, items)
     for (kind, op, shape, arg), want, got in zip(PLANS_1D_3D, wants, answers):
         assert not isinstance(got, Exception), f"{kind} {op} {shape}: {got}"
         (y,) = got
