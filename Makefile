@@ -10,7 +10,7 @@ LITERT := .venv-litert
 LITERT_STAMP := $(LITERT)/.installed
 export POOLPORT_LITERT_PYTHON := $(abspath $(LITERT))/bin/python
 # the two environments build side by side (each pip run mostly unpacks wheels on one core)
-MAKEFLAGS += --jobs=2 --output-sync=target
+MAKEFLAGS += --jobs=2
 
 $(STAMP): pyproject.toml requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
