@@ -93,33 +93,26 @@ def plant_nonfinite(x: torch.Tensor, *, negative_zero: bool = False, negative_in
 
 
 def merge_models(models: list) -> tuple:
-    """``models`` (onnx.ModelProto, one opset import set) as one model computing them all side by side, each
-    model's names prefixed ``m{i}_``: ``(merged, inputs, outputs)`` with per model its input and output names
-    in the merged graph. One conversion instead of one per model: onnx2tf and pnnx take seconds per model."""
+    """``models`` (onnx.ModelProto, one opset import set and IR version) as one model computing them all side
+    by side (``onnx.compose``), each model's names prefixed ``m{i}_``: ``(merged, inputs, outputs)`` with per
+    model its input and output names in the merged graph. One conversion instead of one per model: onnx2tf
+    and pnnx take seconds per model."""
     import onnx
-    from onnx import compose, helper
+    from onnx import compose
 
-    graphs, inputs, outputs, opsets = [], [], [], {}
-    for i, m in enumerate(models):
-        g = compose.add_prefix(m, f"m{i}_").graph
-        graphs.append(g)
-        inputs.append([v.name for v in g.input if v.name not in {t.name for t in g.initializer}])
-        outputs.append([v.name for v in g.output])
-        for o in m.opset_import:
-            assert opsets.setdefault(o.domain, o.version) == o.version, "merge only models of one opset"
-    graph = helper.make_graph([n for g in graphs for n in g.node], "merged",
-                              [v for g in graphs for v in g.input], [v for g in graphs for v in g.output],
-                              [t for g in graphs for t in g.initializer],
-                              value_info=[v for g in graphs for v in g.value_info])
-    merged = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
-    merged.ir_version = max(m.ir_version for m in models)
+    parts = [compose.add_prefix(m, f"m{i}_") for i, m in enumerate(models)]
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = compose.merge_models(merged, part, io_map=[])
     onnx.checker.check_model(merged)
-    return merged, inputs, outputs
+    inits = [{t.name for t in p.graph.initializer} for p in parts]
+    return (merged, [[v.name for v in p.graph.input if v.name not in init] for p, init in zip(parts, inits)],
+            [[v.name for v in p.graph.output] for p in parts])
 
 
 def run_merged(runtime: str, items: list, alone=frozenset()) -> list:
     """``registry.run_batch(runtime, items)``, faster: the items of one opset run as one merged model
-    (``merge_models``), the indices in ``alone`` each on its own (those expected to be refused). Where the
+    (``merge_models``; one IR version too), the indices in ``alone`` each on its own (those expected to be refused). Where the
     merged model is refused as a whole, its items run one by one, so each answer is the item's own. A runtime
     harness that matched outputs by position could hand a case another's output: that fails its comparison,
     it cannot pass one (the LiteRT harness does so only where a name is missing from the signature, seen on
@@ -129,7 +122,7 @@ def run_merged(runtime: str, items: list, alone=frozenset()) -> list:
     answers: list = [None] * len(items)
     groups: dict = {}
     for i, (model, _) in enumerate(items):
-        key = tuple(sorted((o.domain, o.version) for o in model.opset_import))
+        key = (model.ir_version, tuple(sorted((o.domain, o.version) for o in model.opset_import)))
         groups.setdefault(("alone", i) if i in alone else key, []).append(i)
     merged_items, layouts, singles = [], [], []
     for key, idx in groups.items():
