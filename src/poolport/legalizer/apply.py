@@ -65,7 +65,7 @@ def _static(shape: tuple[int | None, ...] | None) -> tuple[int, ...] | None:
 
 @dataclass
 class Graph:
-    """What a replacement that reads the graph around its node (``graph_aware``: MaxUnpool's, which looks for
+    """What a replacement that reads the graph around its node (MaxUnpool's, which looks for
     the MaxPool its indices come from) may ask: the node writing each tensor (``producers``), the inferred
     shapes and element types, constant values, and ``planes``: per MaxPool Indices tensor rewritten, the
     per-plane float32 index its replacement wrote (so that a MaxUnpool of it reuses it)."""
@@ -174,18 +174,6 @@ class _Writer:
                 wrong.setdefault(rt, why)
         return {rt: why for rt, why in wrong.items() if rt in self.serves}
 
-    def _check(self, replacement, node, attrs, shape) -> str | None:
-        """``replacement.check``, given the graph where it reads the graph around the node (``graph_aware``)."""
-        if getattr(replacement, "graph_aware", False):
-            return replacement.check(node, attrs, shape, self.opset, self.graph)
-        return replacement.check(node, attrs, shape, self.opset)
-
-    def _write(self, replacement, node, attrs, shape, prefix: str, elem_type: int):
-        """``replacement.write``, given the graph where it reads or registers in it (``graph_aware``)."""
-        if getattr(replacement, "graph_aware", False):
-            return replacement.write(node, attrs, shape, self.opset, prefix, elem_type, self.graph)
-        return replacement.write(node, attrs, shape, self.opset, prefix, elem_type)
-
     def rewrite(self, node, shape: tuple | None, elem_type: int, prefix: str, name: str) -> list:
         """``node`` as it stays, or its replacement (with the nodes it asks to check again, checked again).
         ``shape`` is the static input shape, None where it is not static."""
@@ -209,7 +197,7 @@ class _Writer:
         planes = dict(self.graph.planes) if self.graph is not None else {}
         replacement, whys, runtimes = rule.replacement_for(attrs), [], {}
         while True:
-            written = self._write(replacement, node, attrs, shape, prefix, elem_type)
+            written = replacement.write(node, attrs, shape, self.opset, prefix, elem_type, self.graph)
             wrong = self.wrong_on(hit, replacement, attrs, shape, written)
             if not wrong:
                 break
@@ -218,7 +206,7 @@ class _Writer:
             whys.append(f"its {replacement.name} form is " + "; ".join(f"wrong on {rt} ({w})" for rt, w in wrong.items()))
             runtimes.update(wrong)
             replacement = replacement.alternative
-            if replacement is None or self._check(replacement, node, attrs, shape) is not None:
+            if replacement is None or replacement.check(node, attrs, shape, self.opset, self.graph) is not None:
                 # no form is right on every runtime served: the node stays as it was
                 self.changes.append(Kept(name, f"matches {', '.join(names)} but " + "; ".join(whys), names,
                                          tuple(runtimes)))

@@ -71,9 +71,11 @@ class Replacement:
         """The replacement written for a node with attributes ``p``."""
         return self
 
-    def check(self, node: onnx.NodeProto, p: PoolAttrs, shape: tuple | None, opset: int) -> str | None:
+    def check(self, node: onnx.NodeProto, p: PoolAttrs, shape: tuple | None, opset: int,
+              graph=None) -> str | None:
         """Why ``node`` (attributes ``p``, input ``shape`` N, C, *spatial or None where not static, the
-        model's ``opset``) cannot be rewritten, or None. Every replacement needs a static input size and
+        model's ``opset``; ``graph``, an ``apply.Graph``: the graph around the node, for the replacements that
+        read it, MaxUnpool's) cannot be rewritten, or None. Every replacement needs a static input size and
         leaves a node whose Indices output is used as it is."""
         if shape is None:
             return "its input size is not static"
@@ -82,8 +84,9 @@ class Replacement:
         return None
 
     def write(self, node: onnx.NodeProto, p: PoolAttrs, shape: tuple, opset: int, prefix: str,
-              elem_type: int) -> Written:
-        """``node`` written as this replacement; new names start with ``prefix``, constants take ``elem_type``."""
+              elem_type: int, graph=None) -> Written:
+        """``node`` written as this replacement; new names start with ``prefix``, constants take ``elem_type``;
+        ``graph`` as in ``check`` (the index form registers its per-plane index there)."""
         raise NotImplementedError
 
     def wrong_on(self, p: PoolAttrs, shape: tuple, written: Written) -> dict[str, str]:
@@ -116,7 +119,7 @@ class Planned(Replacement):
         """``plan`` as nodes and initializers computing ``y`` from ``x``."""
         raise NotImplementedError
 
-    def write(self, node, p, shape, opset, prefix, elem_type):
+    def write(self, node, p, shape, opset, prefix, elem_type, graph=None):
         """The plan of ``p`` on ``shape``'s spatial size, as nodes; the plan's steps as the summary."""
         plan = self.plan(p, tuple(shape[2:]))
         nodes, inits = self.nodes(plan, node.input[0], node.output[0], opset, prefix, elem_type)
@@ -130,7 +133,7 @@ class Taps(Planned):
     rank = 2
     nodes = staticmethod(tap_nodes)
 
-    def check(self, node, p, shape, opset):
+    def check(self, node, p, shape, opset, graph=None):
         """As ``Replacement.check``, and the model's opset is 11 or newer."""
         reason = super().check(node, p, shape, opset)
         if reason is None and opset < 11:
@@ -177,7 +180,7 @@ class Pads(Replacement):
         """This for a MaxPool, else what ``EXPLICIT`` writes."""
         return self if p.op == "MaxPool" else EXPLICIT.resolve(p)
 
-    def write(self, node, p, shape, opset, prefix, elem_type):
+    def write(self, node, p, shape, opset, prefix, elem_type, graph=None):
         """The node with ``pads`` in place of ``auto_pad``."""
         keep = [a for a in node.attribute if a.name not in ("auto_pad", "pads")]
         pads = list(p.pads_before) + list(p.pads_after)
@@ -192,7 +195,7 @@ class As2d(Replacement):
     name = "2d"
     rank = 3
 
-    def write(self, node, p, shape, opset, prefix, elem_type):
+    def write(self, node, p, shape, opset, prefix, elem_type, graph=None):
         """Reshape + 2-D pool + Reshape + 2-D pool + Reshape; the two pools to check again."""
         nodes, inits, pools = pool_3d_as_2d(node, p, shape, prefix)
         return Written(nodes, inits, "Reshape + 2-D pool (H, W) + Reshape + 2-D pool (D) + Reshape", tuple(pools))
@@ -219,7 +222,7 @@ class LpForm(Replacement):
     name = "lp"
     rank = 1
 
-    def check(self, node, p, shape, opset):
+    def check(self, node, p, shape, opset, graph=None):
         """As ``Replacement.check``; ``p`` is an integer of 1 or more (opset 1's LpPool takes a float p)."""
         reason = super().check(node, p, shape, opset)
         given = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "p"), 2)
@@ -232,7 +235,7 @@ class LpForm(Replacement):
         return onnx_lp_plan(p.norm, spatial, p.kernel, p.strides, p.dilations, p.pads_before, p.pads_after,
                             p.ceil_mode)
 
-    def write(self, node, p, shape, opset, prefix, elem_type):
+    def write(self, node, p, shape, opset, prefix, elem_type, graph=None):
         """The plan as nodes; its pooling op (with its input shape) to check again."""
         plan = self.plan(p, tuple(shape[2:]))
         nodes, inits = lp_nodes(plan, node.input[0], node.output[0], opset, prefix, elem_type)
@@ -271,14 +274,14 @@ class Lattice(Replacement):
     name = "lattice"
     rank = 2.5
 
-    def check(self, node, p, shape, opset):
+    def check(self, node, p, shape, opset, graph=None):
         """As ``Replacement.check``, and the model's opset is 11 or newer."""
         reason = super().check(node, p, shape, opset)
         if reason is None and opset < 11:
             return f"a dilated pool is rewritten with opset 11 or newer (the model has {opset})"
         return reason
 
-    def write(self, node, p, shape, opset, prefix, elem_type):
+    def write(self, node, p, shape, opset, prefix, elem_type, graph=None):
         """``plan.dilated.dilated_onnx_plan`` of ``p`` on ``shape``'s spatial size, as nodes."""
         plan = dilated_onnx_plan(_op(p), tuple(shape[2:]), p.kernel, p.strides, p.dilations, p.pads_before,
                                  p.pads_after, p.ceil_mode, p.count_include_pad)
@@ -308,10 +311,11 @@ class Argmax(Replacement):
 
     name = "argmax"
     rank = 4  # it writes every attribute out itself: the other rules' forms are not needed
-    graph_aware = True
 
-    @staticmethod
-    def _check(node, p, shape, opset, graph) -> str | None:
+    def check(self, node, p, shape, opset, graph=None):
+        """Why the index form cannot be written: C or a spatial size that is not static, an opset below 11, an
+        input that is not float32, storage_order 1, or a plan refusal (a window of padding only, 2^24 cells or
+        more per plane). A dynamic batch is fine: the plane offsets then follow it (``argmax_nodes``)."""
         if shape is None:
             return "its input size is not static"
         if opset < 11:
@@ -327,12 +331,6 @@ class Argmax(Replacement):
         except PoolportError as e:
             return str(e)
         return None
-
-    def check(self, node, p, shape, opset, graph=None):
-        """Why the index form cannot be written: C or a spatial size that is not static, an opset below 11, an
-        input that is not float32, storage_order 1, or a plan refusal (a window of padding only, 2^24 cells or
-        more per plane). A dynamic batch is fine: the plane offsets then follow it (``argmax_nodes``)."""
-        return self._check(node, p, shape, opset, graph)
 
     def write(self, node, p, shape, opset, prefix, elem_type, graph=None):
         """``argmax_nodes`` writing the node's two outputs (and the per-plane index, registered in ``graph``)."""
@@ -361,7 +359,6 @@ class Unpool(Replacement):
 
     name = "unpool"
     rank = 0
-    graph_aware = True
 
     def _source(self, node, p, shape, opset, graph):
         """``(reason, None)`` or ``(None, (producer, its attributes, its input shape, the unpooling plan))``."""
@@ -378,7 +375,7 @@ class Unpool(Replacement):
             return "its kernel, strides or pads differ from those of the MaxPool its indices come from", None
         if any(d != 1 for d in q.dilations):
             return "the MaxPool its indices come from is dilated", None
-        reason = Argmax._check(producer, q, source, opset, graph)
+        reason = ARGMAX.check(producer, q, source, opset, graph)
         if reason is not None:
             return f"the MaxPool its indices come from has no index form: {reason}", None
         pooled = onnx_argmax_plan(tuple(source[2:]), q.kernel, q.strides, q.pads_before, q.pads_after, q.dilations,

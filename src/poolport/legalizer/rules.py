@@ -83,20 +83,14 @@ class Rule:
               graph=None) -> str | None:
         """Why the replacement cannot be written for ``node`` (input ``shape``, None where not static; the
         model's ``opset``; ``graph``, an ``apply.Graph``, for a replacement that reads the graph around the
-        node: ``graph_aware``), or None where it can."""
-        r = self.replacement_for(p)
-        if getattr(r, "graph_aware", False):
-            return r.check(node, p, shape, opset, graph)
-        return r.check(node, p, shape, opset)
+        node), or None where it can."""
+        return self.replacement_for(p).check(node, p, shape, opset, graph)
 
     def rewrite(self, node: onnx.NodeProto, p: PoolAttrs, shape: tuple, opset: int, prefix: str,
                 elem_type: int = onnx.TensorProto.FLOAT, graph=None) -> Written:
         """``node`` written as the replacement (after ``check``): new names start with ``prefix``, constants
         take the input's ONNX ``elem_type``."""
-        r = self.replacement_for(p)
-        if getattr(r, "graph_aware", False):
-            return r.write(node, p, shape, opset, prefix, elem_type, graph)
-        return r.write(node, p, shape, opset, prefix, elem_type)
+        return self.replacement_for(p).write(node, p, shape, opset, prefix, elem_type, graph)
 
 
 def avg_3d_for_litert(p: PoolAttrs, spatial: tuple[int, ...]) -> bool:
